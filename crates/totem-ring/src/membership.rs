@@ -1,0 +1,475 @@
+//! Membership: Gather (joins with proc and fail sets, consensus), Commit
+//! (the commit token's two passes), Recovery (old-ring frames re-broadcast
+//! on the new ring) and the installation of the new configuration.
+
+use crate::srp::{DropReason, MemberState, Pending, Recovery, RingState, Timer};
+use crate::wire::{self, CommitEntry, Token, UNFILLED};
+use crate::{seq, ConfigKind, Destination, Instant, NodeId, RingId, Totem};
+
+fn insert_sorted(v: &mut Vec<NodeId>, n: NodeId) -> bool {
+    match v.binary_search(&n) {
+        Ok(_) => false,
+        Err(i) => {
+            v.insert(i, n);
+            true
+        }
+    }
+}
+
+fn minus(a: &[NodeId], b: &[NodeId]) -> Vec<NodeId> {
+    a.iter().copied().filter(|n| !b.contains(n)).collect()
+}
+
+impl Totem {
+    /// Starts (or restarts) a gather round believing `procs` alive and
+    /// `fails` failed.
+    pub(crate) fn enter_gather(&mut self, now: Instant, procs: &[NodeId], fails: &[NodeId]) {
+        if self.state == MemberState::Recovery {
+            self.abort_recovery();
+        }
+        self.cur.frozen = false;
+        self.state = MemberState::Gather;
+        self.proc_set.clear();
+        self.fail_set.clear();
+        insert_sorted(&mut self.proc_set, self.id);
+        for &p in procs {
+            insert_sorted(&mut self.proc_set, p);
+        }
+        for &f in fails {
+            if f != self.id {
+                insert_sorted(&mut self.proc_set, f);
+                insert_sorted(&mut self.fail_set, f);
+            }
+        }
+        self.joins.clear();
+        self.pending_commit = None;
+        self.commit = None;
+        self.holding = false;
+        for t in [
+            Timer::TokenLoss,
+            Timer::TokenRetransmit,
+            Timer::Hold,
+            Timer::Merge,
+        ] {
+            self.disarm(t);
+        }
+        self.send_join();
+        self.arm(Timer::Join, now.plus_ms(self.cfg.join));
+        self.arm(Timer::Consensus, now.plus_ms(self.cfg.consensus_ms()));
+        self.check_consensus(now);
+    }
+
+    /// Recovery failed: go back to the previous ring's state, which still
+    /// holds every old-ring frame (including those recovered meanwhile).
+    fn abort_recovery(&mut self) {
+        if let Some(old) = self.old.take() {
+            let new = std::mem::replace(&mut self.cur, old);
+            self.spare = Some(new);
+        }
+        self.recovery = Recovery::default();
+        self.ring_members = match &self.installed {
+            Some((_, m)) => m.clone(),
+            None => vec![self.id],
+        };
+    }
+
+    fn send_join(&mut self) {
+        let j = wire::Join {
+            sender: self.id,
+            ring_seq: self.high_ring_seq,
+            procs: self.proc_set.clone(),
+            fails: self.fail_set.clone(),
+        };
+        let mut b = self.take_buf();
+        wire::encode_join(&j, &mut b);
+        self.txq.push_back((Destination::Multicast, b));
+    }
+
+    pub(crate) fn on_join(&mut self, now: Instant, j: wire::Join) {
+        self.high_ring_seq = self.high_ring_seq.max(j.ring_seq);
+        match self.state {
+            MemberState::Left => {}
+            MemberState::Operational => {
+                // A join from before this ring was formed is stale.
+                if j.ring_seq < self.cur.ring.seq {
+                    return self.stats.drop(DropReason::StaleMembership);
+                }
+                let procs = self.ring_members.clone();
+                self.enter_gather(now, &procs, &[]);
+                self.gather_join(now, j);
+            }
+            MemberState::Commit | MemberState::Recovery => {
+                let new_seq = self.commit.as_ref().map_or(0, |c| c.ring.seq);
+                if j.ring_seq < new_seq {
+                    return self.stats.drop(DropReason::StaleMembership);
+                }
+                let mut procs = self.proc_set.clone();
+                procs.extend_from_slice(&self.ring_members);
+                self.enter_gather(now, &procs, &[]);
+                self.gather_join(now, j);
+            }
+            MemberState::Gather => self.gather_join(now, j),
+        }
+    }
+
+    fn gather_join(&mut self, now: Instant, j: wire::Join) {
+        let s = j.sender;
+        if self.fail_set.contains(&s) {
+            return;
+        }
+        let mut changed = false;
+        if j.fails.contains(&self.id) || j.fails.contains(&s) {
+            // The sender leaves, or has given up on us: go on without it.
+            insert_sorted(&mut self.proc_set, s);
+            changed |= insert_sorted(&mut self.fail_set, s);
+            self.joins.retain(|x| x.sender != s);
+        } else {
+            for &p in &j.procs {
+                changed |= insert_sorted(&mut self.proc_set, p);
+            }
+            for &f in &j.fails {
+                if f != self.id {
+                    changed |= insert_sorted(&mut self.proc_set, f);
+                    changed |= insert_sorted(&mut self.fail_set, f);
+                }
+            }
+            match self.joins.iter_mut().find(|x| x.sender == s) {
+                Some(x) => *x = j,
+                None => self.joins.push(j),
+            }
+        }
+        if changed {
+            self.pending_commit = None;
+            self.send_join();
+            self.arm(Timer::Consensus, now.plus_ms(self.cfg.consensus_ms()));
+        }
+        self.check_consensus(now);
+    }
+
+    fn agreed(&self, p: NodeId) -> bool {
+        self.joins
+            .iter()
+            .any(|j| j.sender == p && j.procs == self.proc_set && j.fails == self.fail_set)
+    }
+
+    fn gather_members(&self) -> Vec<NodeId> {
+        minus(&self.proc_set, &self.fail_set)
+    }
+
+    fn check_consensus(&mut self, now: Instant) {
+        if self.state != MemberState::Gather || self.pending_commit.is_some() {
+            return;
+        }
+        let members = self.gather_members();
+        if members.iter().all(|&p| p == self.id || self.agreed(p)) && members[0] == self.id {
+            self.start_commit(now, members);
+        }
+    }
+
+    pub(crate) fn on_join_timer(&mut self, now: Instant) {
+        if self.state == MemberState::Gather {
+            self.send_join();
+            self.arm(Timer::Join, now.plus_ms(self.cfg.join));
+        }
+    }
+
+    /// Members that did not agree in time are declared failed; if all
+    /// agreed but no commit token came, the representative is.
+    pub(crate) fn on_consensus_timeout(&mut self, now: Instant) {
+        if self.state != MemberState::Gather {
+            return;
+        }
+        self.pending_commit = None;
+        let members = self.gather_members();
+        let mut failed: Vec<NodeId> = members
+            .iter()
+            .copied()
+            .filter(|&p| p != self.id && !self.agreed(p))
+            .collect();
+        if failed.is_empty() && members[0] != self.id {
+            failed.push(members[0]);
+        }
+        if !failed.is_empty() {
+            for f in failed {
+                insert_sorted(&mut self.fail_set, f);
+                self.joins.retain(|x| x.sender != f);
+            }
+            self.send_join();
+        }
+        self.arm(Timer::Consensus, now.plus_ms(self.cfg.consensus_ms()));
+        self.check_consensus(now);
+    }
+
+    fn request_persist(&mut self, seq: u64) {
+        self.push_event(Pending::Persist(seq));
+    }
+
+    /// As representative: propose the new ring once its seq is on disk.
+    fn start_commit(&mut self, now: Instant, members: Vec<NodeId>) {
+        let mut s = self.high_ring_seq.max(self.persisted);
+        for j in &self.joins {
+            if members.contains(&j.sender) {
+                s = s.max(j.ring_seq);
+            }
+        }
+        let new_seq = s + 4;
+        self.high_ring_seq = new_seq;
+        let entries = members.iter().map(|&n| unfilled(n)).collect();
+        let c = wire::Commit {
+            sender: self.id,
+            ring: RingId {
+                rep: self.id,
+                seq: new_seq,
+            },
+            pass: 1,
+            entries,
+        };
+        self.pending_commit = Some(c);
+        if new_seq > self.persisted {
+            self.request_persist(new_seq);
+        } else {
+            self.resume_commit(now);
+        }
+    }
+
+    /// The pending commit token may go on once its ring seq is persisted.
+    pub(crate) fn resume_commit(&mut self, now: Instant) {
+        let Some(c) = self.pending_commit.as_ref() else {
+            return;
+        };
+        if c.ring.seq > self.persisted || self.state != MemberState::Gather {
+            return;
+        }
+        let mut c = self.pending_commit.take().expect("checked");
+        let mine = CommitEntry {
+            node: self.id,
+            old_ring: self
+                .installed
+                .as_ref()
+                .map_or(RingId::default(), |(r, _)| *r),
+            aru: self.cur.my_aru,
+            high: self.cur.high,
+            safe_line: self.cur.safe_line,
+        };
+        let Some(e) = c.entries.iter_mut().find(|e| e.node == self.id) else {
+            return;
+        };
+        *e = mine;
+        self.state = MemberState::Commit;
+        self.cur.frozen = true;
+        self.disarm(Timer::Join);
+        self.disarm(Timer::Consensus);
+        self.arm(Timer::TokenLoss, now.plus_ms(self.cfg.token));
+        self.send_commit(c);
+    }
+
+    fn send_commit(&mut self, mut c: wire::Commit) {
+        c.sender = self.id;
+        let i = c
+            .entries
+            .iter()
+            .position(|e| e.node == self.id)
+            .unwrap_or(0);
+        let to = c.entries[(i + 1) % c.entries.len()].node;
+        let mut b = self.take_buf();
+        wire::encode_commit(&c, &mut b);
+        self.commit = Some(c);
+        self.send_unicast(to, b);
+    }
+
+    pub(crate) fn on_commit(&mut self, now: Instant, c: wire::Commit) {
+        self.high_ring_seq = self.high_ring_seq.max(c.ring.seq);
+        let filled = c.entries.iter().all(|e| e.old_ring.rep != UNFILLED);
+        let Some(me) = c.entries.iter().find(|e| e.node == self.id) else {
+            return self.stats.drop(DropReason::StaleMembership);
+        };
+        let same_ring = self.commit.as_ref().is_some_and(|x| x.ring == c.ring);
+        let i_am_rep = c.ring.rep == self.id;
+        if c.ring.rep != c.entries[0].node {
+            return self.stats.drop(DropReason::StaleMembership);
+        }
+        match (c.pass, self.state) {
+            (1, MemberState::Gather) if !i_am_rep && me.old_ring.rep == UNFILLED => {
+                let nodes: Vec<NodeId> = c.entries.iter().map(|e| e.node).collect();
+                let newer = self
+                    .installed
+                    .as_ref()
+                    .is_none_or(|(r, _)| c.ring.seq > r.seq);
+                if nodes != self.gather_members() || !newer {
+                    return self.stats.drop(DropReason::StaleMembership);
+                }
+                let seq = c.ring.seq;
+                self.pending_commit = Some(c);
+                if seq > self.persisted {
+                    self.request_persist(seq);
+                } else {
+                    self.resume_commit(now);
+                }
+            }
+            (1, MemberState::Commit) if i_am_rep && same_ring && filled => {
+                let mut c = c;
+                c.pass = 2;
+                self.enter_recovery(now, &c);
+                self.send_commit(c);
+            }
+            (2, MemberState::Commit) if !i_am_rep && same_ring && filled => {
+                self.enter_recovery(now, &c);
+                self.send_commit(c);
+            }
+            (2, MemberState::Recovery)
+                if i_am_rep && self.cur.ring == c.ring && !self.recovery.token_started =>
+            {
+                self.recovery.token_started = true;
+                let mut tok = Token::new(self.id, c.ring, self.cfg.initial_seq);
+                tok.target = self.id;
+                self.token_visit(now, &mut tok);
+            }
+            _ => self.stats.drop(DropReason::StaleMembership),
+        }
+    }
+
+    /// Second pass of the commit token: switch to the new ring and plan which
+    /// old-ring frames to re-broadcast.
+    fn enter_recovery(&mut self, now: Instant, c: &wire::Commit) {
+        let mut rec = Recovery::default();
+        if let Some((old_ring, _)) = &self.installed {
+            let group: Vec<&CommitEntry> = c
+                .entries
+                .iter()
+                .filter(|e| e.old_ring == *old_ring)
+                .collect();
+            rec.trans_members = group.iter().map(|e| e.node).collect();
+            rec.low = group.iter().map(|e| e.aru).fold(self.cur.my_aru, seq::min);
+            rec.high = group.iter().map(|e| e.high).fold(self.cur.high, seq::max);
+            rec.max_safe = group
+                .iter()
+                .map(|e| e.safe_line)
+                .fold(self.cur.safe_line, seq::max);
+            rec.next = rec.low.wrapping_add(1);
+            rec.active = !crate::mutant!(self, NoRecovery);
+        }
+        let mut fresh = self
+            .spare
+            .take()
+            .unwrap_or_else(|| RingState::new(self.cfg.retransmit_queue));
+        fresh.reset(c.ring, self.cfg.initial_seq);
+        let mut old = std::mem::replace(&mut self.cur, fresh);
+        old.frozen = true;
+        self.old = Some(old);
+        self.ring_members = c.entries.iter().map(|e| e.node).collect();
+        self.commit = Some(c.clone());
+        self.recovery = rec;
+        self.state = MemberState::Recovery;
+        let start = self.cfg.initial_seq;
+        self.my_last_fcc = 0;
+        self.my_last_fcc_bytes = 0;
+        self.my_last_backlog = 0;
+        self.seq_unchanged = 0;
+        self.last_seen_seq = start;
+        self.last_fwd_seq = start;
+        self.last_visit_aru = start;
+        self.fail_recv_count = 0;
+        self.last_token.clear();
+        self.holding = false;
+        self.arm(Timer::TokenLoss, now.plus_ms(self.cfg.token));
+    }
+
+    pub(crate) fn on_token_loss(&mut self, now: Instant) {
+        if !matches!(
+            self.state,
+            MemberState::Operational | MemberState::Recovery | MemberState::Commit
+        ) {
+            return;
+        }
+        self.stats.token_lost += 1;
+        let mut procs = self.ring_members.clone();
+        procs.extend_from_slice(&self.proc_set);
+        if let Some((_, m)) = &self.installed {
+            procs.extend_from_slice(m);
+        }
+        if let Some(c) = &self.commit {
+            procs.extend(c.entries.iter().map(|e| e.node));
+        }
+        self.enter_gather(now, &procs, &[]);
+    }
+
+    pub(crate) fn on_merge_detect(&mut self, now: Instant, sender: NodeId, ring: RingId) {
+        self.high_ring_seq = self.high_ring_seq.max(ring.seq);
+        if self.state == MemberState::Operational
+            && ring != self.cur.ring
+            && !self.ring_members.contains(&sender)
+        {
+            let mut procs = self.ring_members.clone();
+            procs.push(sender);
+            self.enter_gather(now, &procs, &[]);
+        }
+    }
+
+    /// Recovery is complete everywhere: deliver what is left of the old ring
+    /// (its regular configuration, then the transitional one), then install
+    /// the new regular configuration.
+    pub(crate) fn install(&mut self, now: Instant) {
+        let mut old = self.old.take().expect("install happens in recovery");
+        let rec = std::mem::take(&mut self.recovery);
+        let prev = self.installed.take();
+        let members = self.ring_members.clone();
+        let late_old = crate::mutant!(self, OldMessagesInNewRegular);
+        if let Some((_, old_members)) = &prev {
+            self.finish_old_regular(&mut old, &rec);
+            if !crate::mutant!(self, SkipTransitional) {
+                let trans = if crate::mutant!(self, WrongTransitional) {
+                    members.clone()
+                } else {
+                    rec.trans_members.clone()
+                };
+                self.stats.config_changes += 1;
+                self.push_event(Pending::Config {
+                    kind: ConfigKind::Transitional,
+                    left: minus(old_members, &trans),
+                    members: trans,
+                    joined: Vec::new(),
+                    ring: self.cur.ring,
+                });
+            }
+            if !late_old {
+                self.finish_old_transitional(&mut old, &rec);
+            }
+        }
+        let prev_members = prev.as_ref().map_or(&[][..], |(_, m)| m.as_slice());
+        self.stats.config_changes += 1;
+        self.push_event(Pending::Config {
+            kind: ConfigKind::Regular,
+            left: minus(prev_members, &members),
+            joined: minus(&members, prev_members),
+            members: members.clone(),
+            ring: self.cur.ring,
+        });
+        if late_old && prev.is_some() {
+            self.finish_old_transitional(&mut old, &rec);
+        }
+        self.installed = Some((self.cur.ring, members));
+        self.spare = Some(old);
+        self.state = MemberState::Operational;
+        // Everything on the new ring so far is recovery traffic.
+        self.cur.delivered = self.cur.my_aru;
+        self.fail_recv_count = 0;
+        self.last_visit_aru = self.cur.my_aru;
+        self.commit = None;
+        if self.cur.ring.rep == self.id {
+            self.arm(Timer::Merge, now.plus_ms(self.cfg.merge));
+        }
+    }
+}
+
+fn unfilled(node: NodeId) -> CommitEntry {
+    CommitEntry {
+        node,
+        old_ring: RingId {
+            rep: UNFILLED,
+            seq: 0,
+        },
+        aru: 0,
+        high: 0,
+        safe_line: 0,
+    }
+}

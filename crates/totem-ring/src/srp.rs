@@ -1,0 +1,1285 @@
+//! The Totem state machine: public API, token handling, sending (packing and
+//! fragmentation), timers and outputs. Membership (gather, commit, recovery,
+//! install) lives in `membership.rs`, ordered delivery in `deliver.rs`.
+
+use std::collections::VecDeque;
+
+use crate::store::{Insert, Store};
+use crate::wire::{self, DecodeError, FragKind, McastHeader, PacketType, Token};
+use crate::{
+    seq, Config, ConfigError, ConfigKind, Destination, Event, Guarantee, Instant, MsgHandle,
+    NodeId, QueueBounds, RingId, SubmitError, Transmit,
+};
+
+/// Where a node stands in the membership protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemberState {
+    Gather,
+    Commit,
+    Recovery,
+    Operational,
+    /// Left the ring with [`Totem::leave`]; every input is ignored.
+    Left,
+}
+
+/// Why a datagram was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    Truncated = 0,
+    BadMagic,
+    BadVersion,
+    BadType,
+    Malformed,
+    Oversized,
+    /// Transport-level sender differs from the header's sender.
+    Forged,
+    /// For a ring this node is not operating on.
+    ForeignRing,
+    /// A token whose token_seq was already seen, or one not meant for us.
+    StaleToken,
+    /// Membership message that no longer applies.
+    StaleMembership,
+    /// Frame outside the store's window.
+    OutOfWindow,
+}
+
+pub const DROP_REASONS: usize = 11;
+
+impl From<DecodeError> for DropReason {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Truncated => DropReason::Truncated,
+            DecodeError::BadMagic => DropReason::BadMagic,
+            DecodeError::BadVersion => DropReason::BadVersion,
+            DecodeError::BadType => DropReason::BadType,
+            DecodeError::Malformed => DropReason::Malformed,
+            DecodeError::Oversized => DropReason::Oversized,
+        }
+    }
+}
+
+/// Counters of the core, for the statistics map.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub drops_total: u64,
+    pub drops: [u64; DROP_REASONS],
+    pub datagrams_received: u64,
+    pub tokens_received: u64,
+    pub token_retransmits: u64,
+    pub frames_sent: u64,
+    pub frames_retransmitted: u64,
+    pub frames_received: u64,
+    pub duplicate_frames: u64,
+    pub messages_delivered: u64,
+    pub bytes_delivered: u64,
+    pub config_changes: u64,
+    pub token_lost: u64,
+    pub failed_to_receive: u64,
+    /// Messages dropped in a transitional configuration because an earlier
+    /// frame they depend on was lost with a failed node.
+    pub trans_discarded: u64,
+}
+
+impl Stats {
+    pub(crate) fn drop(&mut self, why: DropReason) {
+        self.drops_total += 1;
+        self.drops[why as usize] += 1;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum Timer {
+    Loopback = 0,
+    TokenRetransmit,
+    Hold,
+    TokenLoss,
+    Join,
+    Consensus,
+    Merge,
+}
+const TIMERS: usize = 7;
+const ALL_TIMERS: [Timer; TIMERS] = [
+    Timer::Loopback,
+    Timer::TokenRetransmit,
+    Timer::Hold,
+    Timer::TokenLoss,
+    Timer::Join,
+    Timer::Consensus,
+    Timer::Merge,
+];
+
+/// Per-origin delivery state on one ring: the FIFO chain and reassembly.
+pub(crate) struct SenderState {
+    pub origin: NodeId,
+    /// Seq of the origin's last frame this node processed for delivery.
+    pub last_own: Option<u32>,
+    pub reasm: Vec<u8>,
+    pub in_frag: bool,
+    /// The chain broke in a transitional configuration: deliver nothing more.
+    pub broken: bool,
+}
+
+/// Everything this node knows about one ring's message stream.
+pub(crate) struct RingState {
+    pub ring: RingId,
+    pub store: Store,
+    pub my_aru: u32,
+    pub high: u32,
+    pub delivered: u32,
+    pub safe_line: u32,
+    /// aru this node forwarded on its last two token visits.
+    pub fwd_aru: [u32; 2],
+    pub visits: u32,
+    pub last_token_seq: Option<u32>,
+    pub own_last: Option<u32>,
+    pub senders: Vec<SenderState>,
+    /// Set once our commit entry reported this ring's contents: plain frames
+    /// of this ring are no longer accepted (recovery must work on exactly
+    /// what was reported).
+    pub frozen: bool,
+}
+
+impl RingState {
+    pub fn new(capacity: u32) -> RingState {
+        RingState {
+            ring: RingId::default(),
+            store: Store::new(capacity, 0),
+            my_aru: 0,
+            high: 0,
+            delivered: 0,
+            safe_line: 0,
+            fwd_aru: [0; 2],
+            visits: 0,
+            last_token_seq: None,
+            own_last: None,
+            senders: Vec::new(),
+            frozen: false,
+        }
+    }
+
+    pub fn reset(&mut self, ring: RingId, start: u32) {
+        self.ring = ring;
+        self.store.reset(start);
+        self.my_aru = start;
+        self.high = start;
+        self.delivered = start;
+        self.safe_line = start;
+        self.fwd_aru = [start; 2];
+        self.visits = 0;
+        self.last_token_seq = None;
+        self.own_last = None;
+        self.senders.clear();
+        self.frozen = false;
+    }
+
+    /// Stores a frame; advances aru and high. Returns whether it was new.
+    pub fn insert(&mut self, seq: u32, frame: &[u8]) -> Insert {
+        let r = self.store.insert(seq, frame);
+        if let Insert::New = r {
+            self.high = seq::max(self.high, seq);
+            while self.store.has(self.my_aru.wrapping_add(1)) {
+                self.my_aru = self.my_aru.wrapping_add(1);
+            }
+        }
+        r
+    }
+
+    pub fn reassembly_bytes(&self) -> usize {
+        self.senders.iter().map(|s| s.reasm.len()).sum()
+    }
+}
+
+pub(crate) struct QueuedMsg {
+    pub handle: MsgHandle,
+    pub guarantee: Guarantee,
+    pub data: Vec<u8>,
+}
+
+/// An event waiting in the queue; payloads live in the arena.
+pub(crate) enum Pending {
+    Deliver {
+        off: usize,
+        len: usize,
+        sender: NodeId,
+        ring: RingId,
+        seq: u32,
+        guarantee: Guarantee,
+    },
+    Config {
+        kind: ConfigKind,
+        members: Vec<NodeId>,
+        left: Vec<NodeId>,
+        joined: Vec<NodeId>,
+        ring: RingId,
+    },
+    Persist(u64),
+    Sent {
+        handle: MsgHandle,
+        ring: RingId,
+        seq: u32,
+    },
+    TokenVisit {
+        ring: RingId,
+        token_seq: u32,
+        new_frames: u32,
+        retransmits: u32,
+        ring_size: u32,
+        rotation_frames: u32,
+    },
+}
+
+/// The recovery plan computed from the second pass of the commit token.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Recovery {
+    /// Members of the new ring that come from this node's previous ring.
+    pub trans_members: Vec<NodeId>,
+    pub low: u32,
+    pub high: u32,
+    pub max_safe: u32,
+    /// Next old-ring seq to re-broadcast; done when past `high`.
+    pub next: u32,
+    pub active: bool,
+    pub install_count: u32,
+    pub token_started: bool,
+}
+
+impl Recovery {
+    pub fn pending(&self) -> bool {
+        self.active && seq::le(self.next, self.high)
+    }
+}
+
+/// One Totem node.
+pub struct Totem {
+    pub(crate) id: NodeId,
+    pub(crate) cfg: Config,
+    pub(crate) state: MemberState,
+    pub(crate) now: Instant,
+
+    /// The ring this node works on: the installed ring when operational,
+    /// the new ring during recovery.
+    pub(crate) cur: RingState,
+    /// The previous ring, kept during recovery.
+    pub(crate) old: Option<RingState>,
+    pub(crate) spare: Option<RingState>,
+    /// Members of `cur`'s ring.
+    pub(crate) ring_members: Vec<NodeId>,
+    /// The last installed regular configuration.
+    pub(crate) installed: Option<(RingId, Vec<NodeId>)>,
+
+    pub(crate) high_ring_seq: u64,
+    pub(crate) persisted: u64,
+
+    // Gather / commit.
+    pub(crate) proc_set: Vec<NodeId>,
+    pub(crate) fail_set: Vec<NodeId>,
+    pub(crate) joins: Vec<wire::Join>,
+    pub(crate) pending_commit: Option<wire::Commit>,
+    pub(crate) commit: Option<wire::Commit>,
+    pub(crate) recovery: Recovery,
+
+    // Token.
+    pub(crate) tok: Box<Token>,
+    pub(crate) last_token: Vec<u8>,
+    pub(crate) last_token_target: NodeId,
+    pub(crate) last_fwd_seq: u32,
+    pub(crate) holding: bool,
+    pub(crate) my_last_fcc: u32,
+    pub(crate) my_last_fcc_bytes: u32,
+    pub(crate) my_last_backlog: u32,
+    pub(crate) seq_unchanged: u32,
+    pub(crate) last_seen_seq: u32,
+    pub(crate) prev_token_seq_seen: u32,
+    pub(crate) fail_recv_count: u32,
+    pub(crate) last_visit_aru: u32,
+    pub(crate) hold_cancel_sent: bool,
+
+    // Send queue.
+    pub(crate) sendq: VecDeque<QueuedMsg>,
+    pub(crate) sendq_bytes: usize,
+    pub(crate) head_offset: usize,
+    pub(crate) next_handle: u64,
+    pub(crate) msg_pool: Vec<Vec<u8>>,
+
+    // Outputs.
+    pub(crate) txq: VecDeque<(Destination, Vec<u8>)>,
+    pub(crate) tx_current: Vec<u8>,
+    pub(crate) buf_pool: Vec<Vec<u8>>,
+    pub(crate) loopback: VecDeque<Vec<u8>>,
+    pub(crate) events: VecDeque<Pending>,
+    pub(crate) arena: Vec<u8>,
+    pub(crate) ev_current: Option<Pending>,
+    pub(crate) timers: [Option<Instant>; TIMERS],
+    pub(crate) stats: Stats,
+}
+
+const LOOPBACK_BATCH: usize = 32;
+const POOL_MAX: usize = 4096;
+const POOLED_MSG_MAX: usize = 64 * 1024;
+
+impl Totem {
+    /// A node with id `id` whose stable storage held `loaded_ring_seq` (0 if
+    /// none). It starts gathering at once.
+    pub fn new(
+        id: NodeId,
+        cfg: Config,
+        loaded_ring_seq: u64,
+        now: Instant,
+    ) -> Result<Totem, ConfigError> {
+        cfg.validate()?;
+        if id == 0 {
+            return Err(ConfigError {
+                key: "nodeid",
+                reason: "0 is not a valid node id".into(),
+            });
+        }
+        #[cfg(feature = "mutants")]
+        let loaded = if cfg.mutant == Some(crate::Mutant::ReuseRingSeq) {
+            0
+        } else {
+            loaded_ring_seq
+        };
+        #[cfg(not(feature = "mutants"))]
+        let loaded = loaded_ring_seq;
+        let cap = cfg.retransmit_queue;
+        let mut cur = RingState::new(cap);
+        cur.reset(RingId::default(), cfg.initial_seq);
+        let queue_cap = (cfg.window_size as usize * 4).max(64);
+        let mut t = Totem {
+            id,
+            state: MemberState::Gather,
+            now,
+            cur,
+            old: None,
+            spare: Some(RingState::new(cap)),
+            ring_members: vec![id],
+            installed: None,
+            // Bumped on load so that a ring seq is never reused, whatever
+            // happened between the last write and the crash.
+            high_ring_seq: loaded + 4,
+            persisted: loaded,
+            proc_set: Vec::new(),
+            fail_set: Vec::new(),
+            joins: Vec::new(),
+            pending_commit: None,
+            commit: None,
+            recovery: Recovery::default(),
+            tok: Box::new(Token::new(id, RingId::default(), 0)),
+            last_token: Vec::with_capacity(wire::TOKEN_FIXED_LEN + 4 * wire::MAX_RTR),
+            last_token_target: 0,
+            last_fwd_seq: 0,
+            holding: false,
+            my_last_fcc: 0,
+            my_last_fcc_bytes: 0,
+            my_last_backlog: 0,
+            seq_unchanged: 0,
+            last_seen_seq: 0,
+            prev_token_seq_seen: 0,
+            fail_recv_count: 0,
+            last_visit_aru: 0,
+            hold_cancel_sent: false,
+            sendq: VecDeque::with_capacity(cfg.send_queue_messages.min(65536) as usize),
+            sendq_bytes: 0,
+            head_offset: 0,
+            next_handle: 0,
+            msg_pool: Vec::new(),
+            txq: VecDeque::with_capacity(queue_cap),
+            tx_current: Vec::new(),
+            buf_pool: Vec::new(),
+            loopback: VecDeque::with_capacity(8),
+            events: VecDeque::with_capacity(queue_cap),
+            arena: Vec::new(),
+            ev_current: None,
+            timers: [None; TIMERS],
+            stats: Stats::default(),
+            cfg,
+        };
+        t.enter_gather(now, &[id], &[]);
+        Ok(t)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn state(&self) -> MemberState {
+        self.state
+    }
+
+    /// The ring this node currently works on (during recovery: the new ring).
+    pub fn ring_id(&self) -> RingId {
+        self.cur.ring
+    }
+
+    /// Members of the last installed regular configuration (empty before the first).
+    pub fn members(&self) -> &[NodeId] {
+        self.installed
+            .as_ref()
+            .map(|(_, m)| m.as_slice())
+            .unwrap_or(&[])
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn queue_bounds(&self) -> QueueBounds {
+        let reasm = self.cur.reassembly_bytes()
+            + self.old.as_ref().map(|o| o.reassembly_bytes()).unwrap_or(0);
+        QueueBounds {
+            store_len: self.cur.store.len(),
+            store_cap: self.cur.store.capacity(),
+            old_store_len: self.old.as_ref().map(|o| o.store.len()).unwrap_or(0),
+            send_queue_msgs: self.sendq.len() as u32,
+            send_queue_msgs_cap: self.cfg.send_queue_messages,
+            send_queue_bytes: self.sendq_bytes as u32,
+            send_queue_bytes_cap: self.cfg.send_queue_bytes,
+            reassembly_bytes: reasm as u32,
+            // One partial message per origin of the (at most two) rings held.
+            reassembly_cap: self.cfg.max_message_size.saturating_mul(
+                2 * (self.cur.senders.len() + self.old.as_ref().map_or(0, |o| o.senders.len()))
+                    .max(1) as u32,
+            ),
+        }
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// Feeds one received datagram. `from` is the node the transport says
+    /// sent it (if it knows); a mismatch with the header drops the datagram.
+    pub fn handle_datagram(&mut self, now: Instant, from: Option<NodeId>, bytes: &[u8]) {
+        self.now = now;
+        if self.state == MemberState::Left {
+            return;
+        }
+        self.stats.datagrams_received += 1;
+        self.dispatch(now, from, bytes);
+        self.run_loopback(now);
+    }
+
+    fn dispatch(&mut self, now: Instant, from: Option<NodeId>, bytes: &[u8]) {
+        let (t, sender) = match wire::peek_header(bytes) {
+            Ok(h) => h,
+            Err(e) => return self.stats.drop(e.into()),
+        };
+        if from.is_some_and(|f| f != sender) {
+            return self.stats.drop(DropReason::Forged);
+        }
+        if sender == self.id && t != PacketType::Token && t != PacketType::Commit {
+            // Our own multicast looped back by the network: already processed.
+            return;
+        }
+        let r = match t {
+            PacketType::Token => {
+                let mut tok =
+                    std::mem::replace(&mut self.tok, Box::new(Token::new(0, RingId::default(), 0)));
+                let r = wire::decode_token_into(bytes, &mut tok);
+                let out = match r {
+                    Ok(()) => {
+                        self.on_token(now, &mut tok);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                self.tok = tok;
+                out
+            }
+            PacketType::Mcast => wire::decode_mcast(bytes).map(|m| self.on_mcast(now, m, bytes)),
+            _ => match wire::decode(bytes) {
+                Ok(wire::Packet::Join(j)) => {
+                    self.on_join(now, j);
+                    Ok(())
+                }
+                Ok(wire::Packet::Commit(c)) => {
+                    self.on_commit(now, c);
+                    Ok(())
+                }
+                Ok(wire::Packet::MergeDetect { sender, ring }) => {
+                    self.on_merge_detect(now, sender, ring);
+                    Ok(())
+                }
+                Ok(wire::Packet::HoldCancel { ring, .. }) => {
+                    self.on_hold_cancel(now, ring);
+                    Ok(())
+                }
+                Ok(_) => Err(DecodeError::BadType),
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = r {
+            self.stats.drop(e.into());
+        }
+    }
+
+    /// Fires every timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.state == MemberState::Left {
+            return;
+        }
+        for t in ALL_TIMERS {
+            if self.timers[t as usize].is_some_and(|d| d <= now) {
+                self.timers[t as usize] = None;
+                self.on_timer(now, t);
+            }
+        }
+        self.run_loopback(now);
+    }
+
+    /// Reports that `ring_seq` (from a `PersistRingSeq` event) is on stable storage.
+    pub fn handle_persisted(&mut self, now: Instant, ring_seq: u64) {
+        self.now = now;
+        if self.state == MemberState::Left {
+            return;
+        }
+        self.persisted = self.persisted.max(ring_seq);
+        self.resume_commit(now);
+        self.run_loopback(now);
+    }
+
+    /// Queues a message for ordered delivery to every member.
+    pub fn submit(&mut self, msg: &[u8], guarantee: Guarantee) -> Result<MsgHandle, SubmitError> {
+        if self.state == MemberState::Left {
+            return Err(SubmitError::Left);
+        }
+        if msg.is_empty() {
+            return Err(SubmitError::Empty);
+        }
+        if msg.len() > self.cfg.max_message_size as usize {
+            return Err(SubmitError::TooLarge);
+        }
+        if self.sendq.len() >= self.cfg.send_queue_messages as usize
+            || self.sendq_bytes + msg.len() > self.cfg.send_queue_bytes as usize
+        {
+            return Err(SubmitError::QueueFull);
+        }
+        let mut data = self.msg_pool.pop().unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(msg);
+        let handle = MsgHandle(self.next_handle);
+        self.next_handle += 1;
+        self.sendq_bytes += msg.len();
+        self.sendq.push_back(QueuedMsg {
+            handle,
+            guarantee,
+            data,
+        });
+        self.wake_held_token();
+        Ok(handle)
+    }
+
+    /// Leaves the ring gracefully: the others re-form without waiting for a
+    /// token loss. Afterwards every input is ignored.
+    pub fn leave(&mut self, now: Instant) {
+        if self.state == MemberState::Left {
+            return;
+        }
+        self.now = now;
+        let mut procs: Vec<NodeId> = self.ring_members.clone();
+        for p in &self.proc_set {
+            if !procs.contains(p) {
+                procs.push(*p);
+            }
+        }
+        procs.sort_unstable();
+        let j = wire::Join {
+            sender: self.id,
+            ring_seq: self.high_ring_seq,
+            procs,
+            fails: vec![self.id],
+        };
+        for _ in 0..2 {
+            let mut b = self.take_buf();
+            wire::encode_join(&j, &mut b);
+            self.txq.push_back((Destination::Multicast, b));
+        }
+        self.state = MemberState::Left;
+        self.timers = [None; TIMERS];
+        self.loopback.clear();
+    }
+
+    // --------------------------------------------------------------- output
+
+    /// The next datagram to send; its bytes stay valid until the next call.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit<'_>> {
+        let _ = now;
+        let (dest, buf) = self.txq.pop_front()?;
+        let prev = std::mem::replace(&mut self.tx_current, buf);
+        self.give_buf(prev);
+        Some(Transmit {
+            dest,
+            bytes: &self.tx_current,
+        })
+    }
+
+    /// The earliest deadline at which `handle_timeout` must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// The next event for the application, in delivery order.
+    pub fn poll_event(&mut self) -> Option<Event<'_>> {
+        let Some(p) = self.events.pop_front() else {
+            self.arena.clear();
+            self.ev_current = None;
+            return None;
+        };
+        self.ev_current = Some(p);
+        Some(match self.ev_current.as_ref().expect("just set") {
+            Pending::Deliver {
+                off,
+                len,
+                sender,
+                ring,
+                seq,
+                guarantee,
+            } => Event::Deliver {
+                payload: &self.arena[*off..*off + *len],
+                sender: *sender,
+                ring: *ring,
+                seq: *seq,
+                guarantee: *guarantee,
+            },
+            Pending::Config {
+                kind,
+                members,
+                left,
+                joined,
+                ring,
+            } => Event::ConfigChange {
+                kind: *kind,
+                members,
+                left,
+                joined,
+                ring_id: *ring,
+            },
+            Pending::Persist(s) => Event::PersistRingSeq(*s),
+            Pending::Sent { handle, ring, seq } => Event::Sent {
+                handle: *handle,
+                ring: *ring,
+                seq: *seq,
+            },
+            Pending::TokenVisit {
+                ring,
+                token_seq,
+                new_frames,
+                retransmits,
+                ring_size,
+                rotation_frames,
+            } => Event::TokenVisit {
+                ring: *ring,
+                token_seq: *token_seq,
+                new_frames: *new_frames,
+                retransmits: *retransmits,
+                ring_size: *ring_size,
+                rotation_frames: *rotation_frames,
+            },
+        })
+    }
+
+    // -------------------------------------------------------------- helpers
+
+    pub(crate) fn take_buf(&mut self) -> Vec<u8> {
+        let mut b = self
+            .buf_pool
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.cfg.max_frame()));
+        b.clear();
+        b
+    }
+
+    pub(crate) fn give_buf(&mut self, b: Vec<u8>) {
+        if self.buf_pool.len() < POOL_MAX && b.capacity() > 0 {
+            self.buf_pool.push(b);
+        }
+    }
+
+    pub(crate) fn arm(&mut self, t: Timer, at: Instant) {
+        self.timers[t as usize] = Some(at);
+    }
+
+    pub(crate) fn disarm(&mut self, t: Timer) {
+        self.timers[t as usize] = None;
+    }
+
+    pub(crate) fn successor(&self) -> NodeId {
+        let m = &self.ring_members;
+        let i = m.iter().position(|&n| n == self.id).unwrap_or(0);
+        m[(i + 1) % m.len()]
+    }
+
+    /// Sends a unicast packet (already encoded in `buf`) to `to`, looping it
+    /// back internally when `to` is this node.
+    pub(crate) fn send_unicast(&mut self, to: NodeId, buf: Vec<u8>) {
+        if to == self.id {
+            self.loopback.push_back(buf);
+        } else {
+            self.txq.push_back((Destination::Unicast(to), buf));
+        }
+    }
+
+    fn run_loopback(&mut self, now: Instant) {
+        for _ in 0..LOOPBACK_BATCH {
+            let Some(b) = self.loopback.pop_front() else {
+                return;
+            };
+            self.dispatch(now, None, &b);
+            self.give_buf(b);
+            if self.state == MemberState::Left {
+                return;
+            }
+        }
+        if !self.loopback.is_empty() {
+            self.arm(Timer::Loopback, now);
+        }
+    }
+
+    pub(crate) fn push_event(&mut self, e: Pending) {
+        self.events.push_back(e);
+    }
+
+    fn on_timer(&mut self, now: Instant, t: Timer) {
+        match t {
+            Timer::Loopback => {}
+            Timer::TokenRetransmit => {
+                if matches!(self.state, MemberState::Operational | MemberState::Recovery)
+                    && !self.last_token.is_empty()
+                    && self.last_token_target != self.id
+                {
+                    self.stats.token_retransmits += 1;
+                    let mut b = self.take_buf();
+                    b.extend_from_slice(&self.last_token);
+                    let to = self.last_token_target;
+                    self.send_unicast(to, b);
+                    self.arm(
+                        Timer::TokenRetransmit,
+                        now.plus_ms(self.cfg.token_retransmit_ms()),
+                    );
+                }
+            }
+            Timer::Hold => {
+                if self.holding {
+                    self.forward_token(now);
+                }
+            }
+            Timer::TokenLoss => self.on_token_loss(now),
+            Timer::Join => self.on_join_timer(now),
+            Timer::Consensus => self.on_consensus_timeout(now),
+            Timer::Merge => {
+                if self.state == MemberState::Operational && self.cur.ring.rep == self.id {
+                    let mut b = self.take_buf();
+                    wire::encode_ring_packet(
+                        PacketType::MergeDetect,
+                        self.id,
+                        self.cur.ring,
+                        &mut b,
+                    );
+                    self.txq.push_back((Destination::Multicast, b));
+                    self.arm(Timer::Merge, now.plus_ms(self.cfg.merge));
+                }
+            }
+        }
+    }
+
+    /// The representative holding an idle token forwards it at once when
+    /// there is something to send; others ask it to with a hold-cancel.
+    fn wake_held_token(&mut self) {
+        if self.state != MemberState::Operational {
+            return;
+        }
+        if self.holding {
+            let now = self.now;
+            self.arm(Timer::Hold, now);
+        } else if self.seq_unchanged >= self.cfg.seqno_unchanged_const
+            && !self.hold_cancel_sent
+            && self.ring_members.len() > 1
+        {
+            self.hold_cancel_sent = true;
+            let mut b = self.take_buf();
+            wire::encode_ring_packet(PacketType::HoldCancel, self.id, self.cur.ring, &mut b);
+            self.txq.push_back((Destination::Multicast, b));
+        }
+    }
+
+    fn on_hold_cancel(&mut self, now: Instant, ring: RingId) {
+        if ring != self.cur.ring {
+            return self.stats.drop(DropReason::ForeignRing);
+        }
+        if self.holding {
+            self.forward_token(now);
+        }
+    }
+
+    // ------------------------------------------------------------ multicast
+
+    fn on_mcast(&mut self, now: Instant, m: wire::Mcast<'_>, raw: &[u8]) {
+        let h = m.header;
+        self.high_ring_seq = self.high_ring_seq.max(h.ring.seq);
+        if h.ring != self.cur.ring {
+            if self.state == MemberState::Operational && !self.ring_members.contains(&h.sender) {
+                // A node of another ring can hear us: merge.
+                let mut procs = self.ring_members.clone();
+                procs.push(h.sender);
+                procs.sort_unstable();
+                self.enter_gather(now, &procs, &[]);
+            } else {
+                self.stats.drop(DropReason::ForeignRing);
+            }
+            return;
+        }
+        if self.cur.frozen || self.state == MemberState::Commit {
+            return self.stats.drop(DropReason::StaleMembership);
+        }
+        self.stats.frames_received += 1;
+        match self.cur.insert(h.seq, raw) {
+            Insert::New => {}
+            Insert::Duplicate => {
+                self.stats.duplicate_frames += 1;
+                return;
+            }
+            Insert::OutOfWindow => return self.stats.drop(DropReason::OutOfWindow),
+        }
+        if h.origin != self.id && seq::gt(h.seq, self.last_fwd_seq) {
+            // Someone after us has the token: stop retransmitting it.
+            self.disarm(Timer::TokenRetransmit);
+        }
+        if h.encapsulated() && self.state == MemberState::Recovery {
+            self.recover_frame(m.payload);
+        }
+        if self.state == MemberState::Operational {
+            self.deliver_regular();
+        }
+    }
+
+    /// An old-ring frame re-broadcast in recovery: keep it if it belongs to
+    /// our previous ring and lies in the range the commit token agreed on.
+    fn recover_frame(&mut self, inner: &[u8]) {
+        let Ok(im) = wire::decode_mcast(inner) else {
+            return;
+        };
+        let rec = &self.recovery;
+        let Some(old) = self.old.as_mut() else { return };
+        if im.header.ring != old.ring || !rec.active {
+            return;
+        }
+        if seq::gt(im.header.seq, rec.low) && seq::le(im.header.seq, rec.high) {
+            let _ = old.insert(im.header.seq, inner);
+        }
+    }
+
+    // ---------------------------------------------------------------- token
+
+    fn on_token(&mut self, now: Instant, tok: &mut Token) {
+        if !matches!(self.state, MemberState::Operational | MemberState::Recovery) {
+            return self.stats.drop(DropReason::StaleToken);
+        }
+        if tok.ring != self.cur.ring || !self.ring_members.contains(&tok.sender) {
+            return self.stats.drop(DropReason::ForeignRing);
+        }
+        if tok.target != self.id {
+            return self.stats.drop(DropReason::StaleToken);
+        }
+        let accept_old = crate::mutant!(self, AcceptOldToken);
+        if let Some(last) = self.cur.last_token_seq {
+            if !seq::gt(tok.token_seq, last) && !accept_old {
+                return self.stats.drop(DropReason::StaleToken);
+            }
+        }
+        self.stats.tokens_received += 1;
+        self.token_visit(now, tok);
+    }
+
+    /// Processes one token visit: retransmit what is asked, broadcast new
+    /// frames within the flow-control allowance, request our own gaps,
+    /// update aru/fcc/backlog, forward, then deliver.
+    pub(crate) fn token_visit(&mut self, now: Instant, tok: &mut Token) {
+        self.cur.last_token_seq = Some(tok.token_seq);
+        let arrived_token_seq = tok.token_seq;
+        self.disarm(Timer::TokenRetransmit);
+        self.arm(Timer::TokenLoss, now.plus_ms(self.cfg.token));
+        self.hold_cancel_sent = false;
+
+        let fcc_others = tok.fcc.saturating_sub(self.my_last_fcc);
+        let window_left = self.cfg.window_size.saturating_sub(fcc_others);
+        let retransmits = self.answer_retransmits(tok, window_left.min(self.cfg.max_messages));
+
+        let my_backlog = self.backlog_frames();
+        let total_backlog = tok.backlog.saturating_sub(self.my_last_backlog) + my_backlog;
+        let mut allowance = (self.cfg.max_messages - retransmits).min(window_left - retransmits);
+        if total_backlog > 0 {
+            let share = (u64::from(self.cfg.window_size) * u64::from(my_backlog))
+                .div_ceil(u64::from(total_backlog)) as u32;
+            allowance = allowance.min(share.max(1));
+        }
+        if crate::mutant!(self, IgnoreWindow) {
+            allowance = 4 * self.cfg.window_size;
+        }
+        let bytes_others = tok.fcc_bytes.saturating_sub(self.my_last_fcc_bytes);
+        let mut bytes_left = if self.cfg.window_bytes > 0 {
+            self.cfg.window_bytes.saturating_sub(bytes_others)
+        } else {
+            u32::MAX
+        };
+
+        let txq_mark = self.txq.len();
+        let (new_frames, new_bytes) = match self.state {
+            MemberState::Recovery => self.send_recovery_frames(tok, allowance, &mut bytes_left),
+            _ => self.send_new_frames(tok, allowance, &mut bytes_left),
+        };
+
+        self.request_gaps(tok);
+
+        // aru: lower it to ours, or raise it if we were the ones who lowered it.
+        let c = &self.cur;
+        if seq::lt(c.my_aru, tok.aru) || tok.aru_addr == self.id || tok.aru_addr == 0 {
+            tok.aru = c.my_aru;
+            tok.aru_addr = if tok.aru == tok.seq { 0 } else { self.id };
+        }
+        let sent = retransmits + new_frames;
+        tok.fcc = fcc_others + sent;
+        tok.fcc_bytes = bytes_others.saturating_add(new_bytes);
+        tok.backlog = total_backlog.saturating_sub(new_frames.min(my_backlog));
+        self.my_last_fcc = sent;
+        self.my_last_fcc_bytes = new_bytes;
+        self.my_last_backlog = my_backlog.saturating_sub(new_frames.min(my_backlog));
+
+        if self.state == MemberState::Recovery {
+            if self.recovery.pending() {
+                tok.retrans_flg = true;
+                tok.retrans_addr = self.id;
+            } else if tok.retrans_addr == self.id {
+                tok.retrans_flg = false;
+                tok.retrans_addr = 0;
+            }
+        }
+
+        // Stable line: min of the arus we forwarded on our last two visits.
+        self.cur.fwd_aru = [self.cur.fwd_aru[1], tok.aru];
+        self.cur.visits += 1;
+        if self.cur.visits >= 2 {
+            let line = seq::min(self.cur.fwd_aru[0], self.cur.fwd_aru[1]);
+            self.cur.safe_line = seq::max(self.cur.safe_line, line);
+        }
+
+        if tok.seq == self.last_seen_seq {
+            self.seq_unchanged = self.seq_unchanged.saturating_add(1);
+        } else {
+            self.seq_unchanged = 0;
+        }
+        self.last_seen_seq = tok.seq;
+        self.prev_token_seq_seen = tok.seq;
+
+        tok.token_seq = tok.token_seq.wrapping_add(1);
+        tok.sender = self.id;
+        tok.target = self.successor();
+        self.last_fwd_seq = tok.seq;
+        self.last_token_target = tok.target;
+        let mut lt = std::mem::take(&mut self.last_token);
+        wire::encode_token(tok, &mut lt);
+        self.last_token = lt;
+
+        self.push_event(Pending::TokenVisit {
+            ring: self.cur.ring,
+            token_seq: arrived_token_seq,
+            new_frames,
+            retransmits,
+            ring_size: self.ring_members.len() as u32,
+            rotation_frames: tok.fcc,
+        });
+
+        let idle = tok.seq == tok.aru && tok.rtr_len == 0 && self.sendq.is_empty();
+        if self.state == MemberState::Operational
+            && self.cur.ring.rep == self.id
+            && idle
+            && self.seq_unchanged >= self.cfg.seqno_unchanged_const
+        {
+            self.holding = true;
+            self.arm(Timer::Hold, now.plus_ms(self.cfg.hold_ms()));
+        } else {
+            self.forward_token(now);
+            if self.cfg.accelerated {
+                // The token goes out ahead of the burst it announces.
+                if let Some(tokbuf) = self.txq.pop_back() {
+                    self.txq.insert(txq_mark, tokbuf);
+                }
+            }
+        }
+
+        self.after_visit(now, tok);
+    }
+
+    pub(crate) fn forward_token(&mut self, now: Instant) {
+        self.holding = false;
+        self.disarm(Timer::Hold);
+        let mut b = self.take_buf();
+        b.extend_from_slice(&self.last_token);
+        let to = self.last_token_target;
+        self.send_unicast(to, b);
+        if to != self.id {
+            self.arm(
+                Timer::TokenRetransmit,
+                now.plus_ms(self.cfg.token_retransmit_ms()),
+            );
+        }
+    }
+
+    fn after_visit(&mut self, now: Instant, tok: &Token) {
+        match self.state {
+            MemberState::Operational => {
+                self.deliver_regular();
+                let upto = seq::min(self.cur.delivered, self.cur.safe_line);
+                self.cur.store.release_upto(upto);
+                // A node whose aru stays behind the ring leaves it cleanly.
+                if self.cur.my_aru == self.last_visit_aru && seq::lt(self.cur.my_aru, tok.seq) {
+                    self.fail_recv_count += 1;
+                } else {
+                    self.fail_recv_count = 0;
+                }
+                self.last_visit_aru = self.cur.my_aru;
+                if self.fail_recv_count >= self.cfg.fail_recv_const {
+                    self.stats.failed_to_receive += 1;
+                    self.fail_recv_count = 0;
+                    let procs = self.ring_members.clone();
+                    let fails: Vec<NodeId> =
+                        procs.iter().copied().filter(|&n| n != self.id).collect();
+                    self.enter_gather(now, &procs, &fails);
+                }
+            }
+            MemberState::Recovery => {
+                let done = !tok.retrans_flg
+                    && tok.aru == tok.seq
+                    && self.cur.my_aru == tok.seq
+                    && !self.recovery.pending();
+                if done {
+                    self.recovery.install_count += 1;
+                } else {
+                    self.recovery.install_count = 0;
+                }
+                if self.recovery.install_count >= 2 {
+                    self.install(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Re-broadcasts the frames the token asks for that we hold.
+    fn answer_retransmits(&mut self, tok: &mut Token, budget: u32) -> u32 {
+        let mut sent = 0;
+        let mut keep = 0usize;
+        for i in 0..tok.rtr_len as usize {
+            let s = tok.rtr[i];
+            if sent < budget && self.cur.store.has(s) {
+                let mut b = self.take_buf();
+                b.extend_from_slice(self.cur.store.get(s).expect("checked"));
+                wire::set_sender(&mut b, self.id);
+                self.txq.push_back((Destination::Multicast, b));
+                sent += 1;
+                self.stats.frames_retransmitted += 1;
+            } else {
+                tok.rtr[keep] = s;
+                keep += 1;
+            }
+        }
+        tok.rtr_len = keep as u8;
+        sent
+    }
+
+    /// Adds our own missing frames to the retransmission list once they have
+    /// been missing for miss_count_const visits.
+    fn request_gaps(&mut self, tok: &mut Token) {
+        if crate::mutant!(self, NoRetransmitRequests) {
+            return;
+        }
+        let limit = tok.seq;
+        let mut s = self.cur.my_aru.wrapping_add(1);
+        let mut n = 0;
+        while seq::le(s, limit)
+            && (tok.rtr_len as u32) < self.cfg.rtr_max
+            && n < self.cur.store.capacity()
+        {
+            if !self.cur.store.has(s) {
+                let misses = self.cur.store.bump_miss(s);
+                if misses >= self.cfg.miss_count_const && !tok.rtr().contains(&s) {
+                    tok.rtr[tok.rtr_len as usize] = s;
+                    tok.rtr_len += 1;
+                }
+            }
+            s = s.wrapping_add(1);
+            n += 1;
+        }
+    }
+
+    /// Frames our send queue would need.
+    fn backlog_frames(&self) -> u32 {
+        if self.sendq.is_empty() {
+            return 0;
+        }
+        let per = self.cfg.max_payload().max(1);
+        let bytes = self.sendq_bytes - self.head_offset + self.sendq.len() * wire::MSG_HEADER_LEN;
+        (bytes.div_ceil(per)).min(u32::MAX as usize) as u32
+    }
+
+    /// May another frame be put on the ring without overrunning anyone's store?
+    fn room_for_frame(&self, tok: &Token) -> bool {
+        let next = tok.seq.wrapping_add(1);
+        seq::dist(tok.aru, next) < self.cfg.retransmit_queue / 2 && self.cur.store.in_window(next)
+    }
+
+    fn send_new_frames(
+        &mut self,
+        tok: &mut Token,
+        allowance: u32,
+        bytes_left: &mut u32,
+    ) -> (u32, u32) {
+        let mut frames = 0;
+        let mut bytes = 0u32;
+        while frames < allowance
+            && !self.sendq.is_empty()
+            && *bytes_left > 0
+            && self.room_for_frame(tok)
+        {
+            let n = self.build_frame(tok);
+            frames += 1;
+            bytes = bytes.saturating_add(n);
+            *bytes_left = bytes_left.saturating_sub(n);
+        }
+        (frames, bytes)
+    }
+
+    /// Packs queued messages (fragmenting the head one if needed) into one
+    /// frame with the next seq. Returns the payload bytes it carries.
+    fn build_frame(&mut self, tok: &mut Token) -> u32 {
+        let seq = tok.seq.wrapping_add(1);
+        let guarantee = self.sendq.front().expect("non-empty").guarantee;
+        let mut flags = 0;
+        if guarantee == Guarantee::Safe {
+            flags |= wire::MCAST_SAFE;
+        }
+        if self.cur.own_last.is_some() {
+            flags |= wire::MCAST_HAS_PREV;
+        }
+        let h = McastHeader {
+            sender: self.id,
+            ring: self.cur.ring,
+            seq,
+            origin: self.id,
+            flags,
+            prev_own: self.cur.own_last.unwrap_or(0),
+            delivered_upto: self.cur.delivered,
+        };
+        let mut b = self.take_buf();
+        wire::encode_mcast_header(&h, &mut b);
+        let count_at = b.len();
+        b.extend_from_slice(&0u16.to_le_bytes());
+        let limit = wire::MCAST_HEADER_LEN + self.cfg.max_payload();
+        let mut carried = 0u32;
+        while let Some(m) = self.sendq.front() {
+            if m.guarantee != guarantee {
+                break;
+            }
+            let room = limit.saturating_sub(b.len() + wire::MSG_HEADER_LEN);
+            let remaining = m.data.len() - self.head_offset;
+            let started = b.len() > count_at + 2;
+            if remaining <= room {
+                let kind = if self.head_offset == 0 {
+                    FragKind::Whole
+                } else {
+                    FragKind::Last
+                };
+                wire::push_message(&mut b, count_at, kind, &m.data[self.head_offset..]);
+                carried += remaining as u32;
+                self.head_offset = 0;
+                let m = self.sendq.pop_front().expect("front exists");
+                self.sendq_bytes -= m.data.len();
+                self.message_sequenced(m, seq);
+            } else {
+                if room < 64 && started {
+                    break;
+                }
+                let kind = if self.head_offset == 0 {
+                    FragKind::First
+                } else {
+                    FragKind::Middle
+                };
+                let end = self.head_offset + room;
+                wire::push_message(&mut b, count_at, kind, &m.data[self.head_offset..end]);
+                carried += room as u32;
+                self.head_offset = end;
+                break;
+            }
+        }
+        tok.seq = seq;
+        self.cur.own_last = Some(seq);
+        let _ = self.cur.insert(seq, &b);
+        self.stats.frames_sent += 1;
+        self.txq.push_back((Destination::Multicast, b));
+        carried
+    }
+
+    fn message_sequenced(&mut self, m: QueuedMsg, seq: u32) {
+        self.push_event(Pending::Sent {
+            handle: m.handle,
+            ring: self.cur.ring,
+            seq,
+        });
+        if m.data.capacity() <= POOLED_MSG_MAX && self.msg_pool.len() < POOL_MAX {
+            self.msg_pool.push(m.data);
+        }
+    }
+
+    /// Recovery: re-broadcast our old-ring frames the others may lack,
+    /// each encapsulated in a frame of the new ring.
+    fn send_recovery_frames(
+        &mut self,
+        tok: &mut Token,
+        allowance: u32,
+        bytes_left: &mut u32,
+    ) -> (u32, u32) {
+        let mut frames = 0;
+        let mut bytes = 0u32;
+        while frames < allowance
+            && self.recovery.pending()
+            && *bytes_left > 0
+            && self.room_for_frame(tok)
+        {
+            let s = self.recovery.next;
+            self.recovery.next = s.wrapping_add(1);
+            if !self.old.as_ref().is_some_and(|o| o.store.has(s)) {
+                continue;
+            }
+            let seq = tok.seq.wrapping_add(1);
+            let h = McastHeader {
+                sender: self.id,
+                ring: self.cur.ring,
+                seq,
+                origin: self.id,
+                flags: wire::MCAST_ENCAPSULATED,
+                prev_own: 0,
+                delivered_upto: 0,
+            };
+            let mut b = self.take_buf();
+            wire::encode_mcast_header(&h, &mut b);
+            let inner = self
+                .old
+                .as_ref()
+                .and_then(|o| o.store.get(s))
+                .expect("checked");
+            b.extend_from_slice(inner);
+            let n = inner.len() as u32;
+            tok.seq = seq;
+            let _ = self.cur.insert(seq, &b);
+            self.stats.frames_sent += 1;
+            self.txq.push_back((Destination::Multicast, b));
+            frames += 1;
+            bytes = bytes.saturating_add(n);
+            *bytes_left = bytes_left.saturating_sub(n);
+        }
+        (frames, bytes)
+    }
+}

@@ -1,0 +1,365 @@
+//! Small end-to-end checks of the core on a perfect in-test network. The
+//! simulator in the tests crate does the adversarial work; these pin down
+//! the basic behaviour with readable scenarios.
+
+use std::collections::VecDeque;
+
+use totem_ring::{
+    Config, ConfigKind, Destination, Event, Guarantee, Instant, MemberState, NodeId, RingId, Totem,
+};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    Deliver(NodeId, Vec<u8>, Guarantee),
+    Conf(ConfigKind, Vec<NodeId>, RingId),
+}
+
+struct Net {
+    nodes: Vec<Option<Totem>>,
+    persisted: Vec<u64>,
+    now: Instant,
+    inflight: VecDeque<(NodeId, Option<NodeId>, Vec<u8>)>,
+    seen: Vec<Vec<Seen>>,
+    /// Links cut: (from, to).
+    cut: Vec<(NodeId, NodeId)>,
+}
+
+impl Net {
+    fn new(n: u32, cfg: Config) -> Net {
+        let now = Instant(1_000_000_000);
+        let nodes = (1..=n)
+            .map(|i| Some(Totem::new(i, cfg.clone(), 0, now).unwrap()))
+            .collect();
+        Net {
+            nodes,
+            persisted: vec![0; n as usize],
+            now,
+            inflight: VecDeque::new(),
+            seen: vec![Vec::new(); n as usize],
+            cut: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self, i: usize) {
+        let id = i as NodeId + 1;
+        let now = self.now;
+        let Some(t) = self.nodes[i].as_mut() else {
+            return;
+        };
+        while let Some(tx) = t.poll_transmit(now) {
+            let to = match tx.dest {
+                Destination::Multicast => None,
+                Destination::Unicast(n) => Some(n),
+            };
+            self.inflight.push_back((id, to, tx.bytes.to_vec()));
+        }
+        let mut persist = Vec::new();
+        while let Some(e) = t.poll_event() {
+            match e {
+                Event::Deliver {
+                    payload,
+                    sender,
+                    guarantee,
+                    ..
+                } => self.seen[i].push(Seen::Deliver(sender, payload.to_vec(), guarantee)),
+                Event::ConfigChange {
+                    kind,
+                    members,
+                    ring_id,
+                    ..
+                } => self.seen[i].push(Seen::Conf(kind, members.to_vec(), ring_id)),
+                Event::PersistRingSeq(s) => persist.push(s),
+                _ => {}
+            }
+        }
+        for s in persist {
+            self.persisted[i] = s;
+            t.handle_persisted(now, s);
+        }
+    }
+
+    fn step(&mut self) {
+        for i in 0..self.nodes.len() {
+            for _ in 0..4 {
+                self.drain(i);
+            }
+        }
+        if let Some((from, to, bytes)) = self.inflight.pop_front() {
+            let now = self.now;
+            if std::env::var("NETLOG").is_ok() {
+                let p = totem_ring::wire::decode(&bytes);
+                let d = match &p {
+                    Ok(totem_ring::wire::Packet::Token(t)) => format!(
+                        "TOKEN ring={:?} tseq={} seq={} aru={} rtr={:?}",
+                        t.ring,
+                        t.token_seq,
+                        t.seq,
+                        t.aru,
+                        t.rtr()
+                    ),
+                    Ok(totem_ring::wire::Packet::Mcast(m)) => format!(
+                        "MCAST ring={:?} seq={} enc={}",
+                        m.header.ring,
+                        m.header.seq,
+                        m.header.encapsulated()
+                    ),
+                    other => format!("{:?}", other),
+                };
+                let st: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .flatten()
+                    .map(|t| format!("{}:{:?}", t.id(), t.state()))
+                    .collect();
+                eprintln!(
+                    "t={} {}->{:?} {} | {:?}",
+                    now.0 / 1_000_000,
+                    from,
+                    to,
+                    d,
+                    st
+                );
+            }
+            for (i, slot) in self.nodes.iter_mut().enumerate() {
+                let id = i as NodeId + 1;
+                let hit = match to {
+                    Some(t) => t == id,
+                    None => id != from,
+                };
+                if hit && !self.cut.contains(&(from, id)) {
+                    if let Some(t) = slot.as_mut() {
+                        t.handle_datagram(now, Some(from), &bytes);
+                    }
+                }
+            }
+            return;
+        }
+        let next = self
+            .nodes
+            .iter()
+            .flatten()
+            .filter_map(|t| t.poll_timeout())
+            .min();
+        if let Some(at) = next {
+            self.now = self.now.max(at);
+            let now = self.now;
+            for t in self.nodes.iter_mut().flatten() {
+                if t.poll_timeout().is_some_and(|d| d <= now) {
+                    t.handle_timeout(now);
+                }
+            }
+        }
+    }
+
+    fn run_until(&mut self, mut f: impl FnMut(&Net) -> bool, max_steps: usize) -> bool {
+        for _ in 0..max_steps {
+            if f(self) {
+                break;
+            }
+            self.step();
+        }
+        for i in 0..self.nodes.len() {
+            self.drain(i);
+        }
+        f(self)
+    }
+
+    fn all_operational_with(&self, members: &[NodeId]) -> bool {
+        members.iter().all(|&m| {
+            self.nodes[m as usize - 1]
+                .as_ref()
+                .is_some_and(|t| t.state() == MemberState::Operational && t.members() == members)
+        })
+    }
+
+    fn delivered(&self, i: usize) -> Vec<(NodeId, Vec<u8>)> {
+        self.seen[i]
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Deliver(n, p, _) => Some((*n, p.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn fast() -> Config {
+    Config {
+        token: 200,
+        join: 10,
+        merge: 50,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn single_node_forms_and_delivers_to_itself() {
+    let mut net = Net::new(1, fast());
+    assert!(net.run_until(|n| n.all_operational_with(&[1]), 10_000));
+    let t = net.nodes[0].as_mut().unwrap();
+    t.submit(b"hello", Guarantee::Agreed).unwrap();
+    t.submit(b"safe", Guarantee::Safe).unwrap();
+    assert!(net.run_until(|n| n.delivered(0).len() == 2, 10_000));
+    assert_eq!(
+        net.delivered(0),
+        vec![(1, b"hello".to_vec()), (1, b"safe".to_vec())]
+    );
+    assert!(net.persisted[0] > 0, "ring seq persisted before use");
+}
+
+#[test]
+fn three_nodes_merge_and_agree_on_order() {
+    let mut net = Net::new(3, fast());
+    assert!(
+        net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000),
+        "ring of 3 forms"
+    );
+    for round in 0..50u32 {
+        for i in 0..3 {
+            let msg = format!("{i}:{round}").into_bytes();
+            let g = if round % 3 == 0 {
+                Guarantee::Safe
+            } else {
+                Guarantee::Agreed
+            };
+            net.nodes[i].as_mut().unwrap().submit(&msg, g).unwrap();
+        }
+    }
+    assert!(net.run_until(|n| (0..3).all(|i| n.delivered(i).len() == 150), 500_000));
+    let d0 = net.delivered(0);
+    assert_eq!(d0, net.delivered(1));
+    assert_eq!(d0, net.delivered(2));
+}
+
+#[test]
+fn large_message_is_fragmented_and_reassembled() {
+    let mut net = Net::new(2, fast());
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2]), 200_000));
+    let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 7 + 3) as u8).collect();
+    net.nodes[0]
+        .as_mut()
+        .unwrap()
+        .submit(&big, Guarantee::Agreed)
+        .unwrap();
+    net.nodes[1]
+        .as_mut()
+        .unwrap()
+        .submit(b"after", Guarantee::Agreed)
+        .unwrap();
+    assert!(net.run_until(|n| (0..2).all(|i| n.delivered(i).len() == 2), 2_000_000));
+    for i in 0..2 {
+        let d = net.delivered(i);
+        assert!(d.contains(&(1, big.clone())));
+        assert!(d.contains(&(2, b"after".to_vec())));
+    }
+    assert_eq!(net.delivered(0), net.delivered(1));
+}
+
+#[test]
+fn crash_of_a_member_gives_transitional_then_regular() {
+    let mut net = Net::new(3, fast());
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000));
+    net.nodes[2] = None;
+    assert!(
+        net.run_until(|n| n.all_operational_with(&[1, 2]), 500_000),
+        "survivors re-form"
+    );
+    for i in 0..2 {
+        let confs: Vec<&Seen> = net.seen[i]
+            .iter()
+            .filter(|s| matches!(s, Seen::Conf(..)))
+            .collect();
+        let n = confs.len();
+        assert!(n >= 3, "{confs:?}");
+        assert!(
+            matches!(confs[n - 2], Seen::Conf(ConfigKind::Transitional, m, _) if m == &vec![1, 2])
+        );
+        assert!(matches!(confs[n - 1], Seen::Conf(ConfigKind::Regular, m, _) if m == &vec![1, 2]));
+    }
+}
+
+#[test]
+fn graceful_leave_reforms_without_token_loss() {
+    let mut net = Net::new(
+        3,
+        Config {
+            token: 100_000,
+            consensus: Some(100_000),
+            ..fast()
+        },
+    );
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000));
+    let start = net.now;
+    let now = net.now;
+    net.nodes[2].as_mut().unwrap().leave(now);
+    net.drain(2);
+    net.nodes[2] = None;
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2]), 500_000));
+    // Far less than the 100 s token timeout.
+    assert!(
+        net.now.0 - start.0 < 5_000_000_000,
+        "took {} ns",
+        net.now.0 - start.0
+    );
+}
+
+#[test]
+fn sequence_numbers_wrap() {
+    let mut net = Net::new(
+        2,
+        Config {
+            initial_seq: 0xffff_ffe0,
+            ..fast()
+        },
+    );
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2]), 200_000));
+    for k in 0..200u32 {
+        net.nodes[(k % 2) as usize]
+            .as_mut()
+            .unwrap()
+            .submit(&[k as u8; 700], Guarantee::Agreed)
+            .unwrap();
+    }
+    assert!(net.run_until(|n| (0..2).all(|i| n.delivered(i).len() == 200), 500_000));
+    assert_eq!(net.delivered(0), net.delivered(1));
+}
+
+#[test]
+fn bad_datagrams_are_counted_not_fatal() {
+    let mut t = Totem::new(1, fast(), 0, Instant(0)).unwrap();
+    let junk: [&[u8]; 4] = [
+        b"",
+        b"\x5e\xc0\x01\x01",
+        &[0xff; 40],
+        &[0x5e, 0xc0, 0x01, 0x09, 1, 0, 0, 0],
+    ];
+    for j in junk {
+        t.handle_datagram(Instant(1), None, j);
+    }
+    assert_eq!(t.stats().drops_total, 4);
+}
+
+#[test]
+#[ignore]
+fn debug_formation() {
+    let mut net = Net::new(2, fast());
+    for k in 0..40 {
+        net.run_until(|_| false, 2_000);
+        let s: Vec<String> = net
+            .nodes
+            .iter()
+            .flatten()
+            .map(|t| {
+                format!(
+                    "{}:{:?} ring={:?} members={:?}",
+                    t.id(),
+                    t.state(),
+                    t.ring_id(),
+                    t.members()
+                )
+            })
+            .collect();
+        eprintln!("{k} t={} {:?}", net.now.0 / 1_000_000, s);
+    }
+    eprintln!("{:?}", net.nodes[0].as_ref().unwrap().stats());
+}
