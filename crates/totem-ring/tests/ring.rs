@@ -338,28 +338,3 @@ fn bad_datagrams_are_counted_not_fatal() {
     }
     assert_eq!(t.stats().drops_total, 4);
 }
-
-#[test]
-#[ignore]
-fn debug_formation() {
-    let mut net = Net::new(2, fast());
-    for k in 0..40 {
-        net.run_until(|_| false, 2_000);
-        let s: Vec<String> = net
-            .nodes
-            .iter()
-            .flatten()
-            .map(|t| {
-                format!(
-                    "{}:{:?} ring={:?} members={:?}",
-                    t.id(),
-                    t.state(),
-                    t.ring_id(),
-                    t.members()
-                )
-            })
-            .collect();
-        eprintln!("{k} t={} {:?}", net.now.0 / 1_000_000, s);
-    }
-    eprintln!("{:?}", net.nodes[0].as_ref().unwrap().stats());
-}
