@@ -366,6 +366,7 @@ impl Totem {
         self.my_last_backlog = 0;
         self.seq_unchanged = 0;
         self.last_seen_seq = start;
+        self.prev_token_seq_seen = start;
         self.last_fwd_seq = start;
         self.last_visit_aru = start;
         self.fail_recv_count = 0;

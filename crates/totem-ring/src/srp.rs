@@ -941,6 +941,10 @@ impl Totem {
             tok.aru_addr = if tok.aru == tok.seq { 0 } else { self.id };
         }
         let sent = retransmits + new_frames;
+        assert!(
+            sent <= self.cfg.max_messages || crate::mutant!(self, IgnoreWindow),
+            "flow control: {sent} frames in one visit"
+        );
         tok.fcc = fcc_others + sent;
         tok.fcc_bytes = bytes_others.saturating_add(new_bytes);
         tok.backlog = total_backlog.saturating_sub(new_frames.min(my_backlog));
@@ -1096,7 +1100,13 @@ impl Totem {
         if crate::mutant!(self, NoRetransmitRequests) {
             return;
         }
-        let limit = tok.seq;
+        // With the Accelerated Ring the burst that follows this token may
+        // still be in flight: only ask for what the previous token announced.
+        let limit = if self.cfg.accelerated {
+            seq::min(self.prev_token_seq_seen, tok.seq)
+        } else {
+            tok.seq
+        };
         let mut s = self.cur.my_aru.wrapping_add(1);
         let mut n = 0;
         while seq::le(s, limit)
@@ -1144,7 +1154,9 @@ impl Totem {
             && *bytes_left > 0
             && self.room_for_frame(tok)
         {
-            let n = self.build_frame(tok);
+            let Some(n) = self.build_frame(tok) else {
+                break;
+            };
             frames += 1;
             bytes = bytes.saturating_add(n);
             *bytes_left = bytes_left.saturating_sub(n);
@@ -1154,7 +1166,7 @@ impl Totem {
 
     /// Packs queued messages (fragmenting the head one if needed) into one
     /// frame with the next seq. Returns the payload bytes it carries.
-    fn build_frame(&mut self, tok: &mut Token) -> u32 {
+    fn build_frame(&mut self, tok: &mut Token) -> Option<u32> {
         let seq = tok.seq.wrapping_add(1);
         let guarantee = self.sendq.front().expect("non-empty").guarantee;
         let mut flags = 0;
@@ -1182,6 +1194,15 @@ impl Totem {
         while let Some(m) = self.sendq.front() {
             if m.guarantee != guarantee {
                 break;
+            }
+            if crate::mutant!(self, DropOwnMessages)
+                && self.head_offset == 0
+                && m.handle.0 % 17 == 5
+            {
+                let m = self.sendq.pop_front().expect("front exists");
+                self.sendq_bytes -= m.data.len();
+                self.message_sequenced(m, seq);
+                continue;
             }
             let room = limit.saturating_sub(b.len() + wire::MSG_HEADER_LEN);
             let remaining = m.data.len() - self.head_offset;
@@ -1214,12 +1235,17 @@ impl Totem {
                 break;
             }
         }
+        if b.len() == count_at + 2 {
+            // Nothing went in (only possible when a mutant dropped it all).
+            self.give_buf(b);
+            return None;
+        }
         tok.seq = seq;
         self.cur.own_last = Some(seq);
         let _ = self.cur.insert(seq, &b);
         self.stats.frames_sent += 1;
         self.txq.push_back((Destination::Multicast, b));
-        carried
+        Some(carried)
     }
 
     fn message_sequenced(&mut self, m: QueuedMsg, seq: u32) {
