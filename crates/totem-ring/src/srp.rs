@@ -280,7 +280,7 @@ pub struct Totem {
     pub(crate) recovery: Recovery,
 
     // Token.
-    pub(crate) tok: Box<Token>,
+    pub(crate) tok: Option<Box<Token>>,
     pub(crate) last_token: Vec<u8>,
     pub(crate) last_token_target: NodeId,
     pub(crate) last_fwd_seq: u32,
@@ -365,7 +365,7 @@ impl Totem {
             pending_commit: None,
             commit: None,
             recovery: Recovery::default(),
-            tok: Box::new(Token::new(id, RingId::default(), 0)),
+            tok: Some(Box::new(Token::new(id, RingId::default(), 0))),
             last_token: Vec::with_capacity(wire::TOKEN_FIXED_LEN + 4 * wire::MAX_RTR),
             last_token_target: 0,
             last_fwd_seq: 0,
@@ -476,8 +476,10 @@ impl Totem {
         }
         let r = match t {
             PacketType::Token => {
-                let mut tok =
-                    std::mem::replace(&mut self.tok, Box::new(Token::new(0, RingId::default(), 0)));
+                // The scratch token is taken out while it is processed (no allocation).
+                let Some(mut tok) = self.tok.take() else {
+                    return;
+                };
                 let r = wire::decode_token_into(bytes, &mut tok);
                 let out = match r {
                     Ok(()) => {
@@ -486,7 +488,7 @@ impl Totem {
                     }
                     Err(e) => Err(e),
                 };
-                self.tok = tok;
+                self.tok = Some(tok);
                 out
             }
             PacketType::Mcast => wire::decode_mcast(bytes).map(|m| self.on_mcast(now, m, bytes)),

@@ -1,6 +1,6 @@
 //! The receive/retransmit store of one ring: a fixed ring of slots indexed
-//! by sequence number, sized at start-up. A slot keeps its buffer after the
-//! frame is released, so a warm store does not allocate.
+//! by sequence number, sized at start-up. Released frames give their buffer
+//! back to a pool that later frames reuse, so a warm store does not allocate.
 
 use crate::seq;
 
@@ -19,8 +19,13 @@ pub(crate) enum Insert {
     OutOfWindow,
 }
 
+/// Buffers kept for reuse beyond those in use; enough for a window's worth
+/// of frames in flight.
+const POOL_KEEP: usize = 2048;
+
 pub(crate) struct Store {
     slots: Vec<Slot>,
+    pool: Vec<Vec<u8>>,
     mask: u32,
     /// Every seq ≤ base is released (or was never part of the ring).
     base: u32,
@@ -43,6 +48,7 @@ impl Store {
             .collect();
         Store {
             slots,
+            pool: Vec::new(),
             mask: capacity - 1,
             base,
             len: 0,
@@ -62,7 +68,11 @@ impl Store {
         for s in &mut self.slots {
             s.present = false;
             s.misses = 0;
-            s.frame.clear();
+            if s.frame.capacity() > 0 && self.pool.len() < POOL_KEEP {
+                self.pool.push(std::mem::take(&mut s.frame));
+            } else {
+                s.frame = Vec::new();
+            }
         }
         self.base = base;
         self.len = 0;
@@ -98,7 +108,13 @@ impl Store {
         if self.has(seq) {
             return Insert::Duplicate;
         }
-        let s = self.slot_mut(seq);
+        let i = (seq & self.mask) as usize;
+        if self.slots[i].frame.capacity() == 0 {
+            if let Some(b) = self.pool.pop() {
+                self.slots[i].frame = b;
+            }
+        }
+        let s = &mut self.slots[i];
         s.seq = seq;
         s.present = true;
         s.misses = 0;
@@ -127,12 +143,17 @@ impl Store {
         let mut n = 0u32;
         while seq::lt(self.base, upto) && n <= self.mask {
             let next = self.base.wrapping_add(1);
-            let s = self.slot_mut(next);
+            let i = (next & self.mask) as usize;
+            let s = &mut self.slots[i];
             let was = s.present && s.seq == next;
             s.present = false;
             s.misses = 0;
             if was {
                 self.len -= 1;
+                if self.pool.len() < POOL_KEEP {
+                    let b = std::mem::take(&mut s.frame);
+                    self.pool.push(b);
+                }
             }
             self.base = next;
             n += 1;

@@ -135,7 +135,7 @@ impl Net {
                     .lcg
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                let lost = self.loss > 0 && (self.lcg >> 33) % self.loss == 0;
+                let lost = self.loss > 0 && (self.lcg >> 33).is_multiple_of(self.loss);
                 if hit && !lost && !self.cut.contains(&(from, id)) {
                     if let Some(t) = slot.as_mut() {
                         t.handle_datagram(now, Some(from), &bytes);
