@@ -1008,11 +1008,14 @@ impl Totem {
             self.arm(Timer::Hold, now.plus_ms(self.cfg.hold_ms()));
         } else {
             self.forward_token(now);
-            if self.cfg.accelerated {
-                // The token goes out ahead of the burst it announces.
-                if let Some(tokbuf) = self.txq.pop_back() {
-                    self.txq.insert(txq_mark, tokbuf);
-                }
+            // Accelerated Ring: the token goes out ahead of the burst it
+            // announces (unless it was looped back to ourselves).
+            if self.cfg.accelerated
+                && self.last_token_target != self.id
+                && self.txq.len() > txq_mark + 1
+            {
+                let tokbuf = self.txq.pop_back().expect("longer than the mark");
+                self.txq.insert(txq_mark, tokbuf);
             }
         }
 
