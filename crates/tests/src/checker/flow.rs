@@ -1,0 +1,94 @@
+//! Token and resources: I11 token order, I12 flow control, I13 bounded memory.
+
+use totem_ring::{seq, NodeId, QueueBounds, RingId};
+
+use super::{ring_str, Checker};
+
+/// A `TokenVisit` event.
+#[derive(Clone, Copy, Debug)]
+pub struct Visit {
+    pub ring: RingId,
+    pub token_seq: u32,
+    pub new_frames: u32,
+    pub retransmits: u32,
+    pub ring_size: u32,
+    pub rotation_frames: u32,
+}
+
+impl Checker {
+    pub fn token_visit(&mut self, p: NodeId, v: Visit) {
+        self.counts.token_visits += 1;
+        let words = [
+            8,
+            u64::from(p),
+            v.ring.rep.into(),
+            v.ring.seq,
+            v.token_seq.into(),
+            v.new_frames.into(),
+            v.retransmits.into(),
+        ];
+        self.hash_event(&words);
+        // I11: token_seq strictly increases per ring at each node.
+        let n = self.node(p);
+        if let Some((r, s)) = n.token.replace((v.ring, v.token_seq)) {
+            if r == v.ring && !seq::gt(v.token_seq, s) {
+                let detail = format!(
+                    "token_seq {} after {s} on ring {}",
+                    v.token_seq,
+                    ring_str(v.ring)
+                );
+                return self.fail("I11", p, detail);
+            }
+        }
+        // I12: per visit ≤ max_messages, per rotation ≤ window_size.
+        let burst = u64::from(v.new_frames) + u64::from(v.retransmits);
+        if burst > u64::from(self.max_messages) {
+            let detail = format!(
+                "broadcast {} new + {} retransmitted frames in one token visit (max_messages {})",
+                v.new_frames, v.retransmits, self.max_messages
+            );
+            self.fail("I12", p, detail);
+        } else if v.rotation_frames > self.window_size {
+            let detail = format!(
+                "{} frames in one token rotation (window_size {})",
+                v.rotation_frames, self.window_size
+            );
+            self.fail("I12", p, detail);
+        }
+    }
+
+    /// I13: every bounded queue within its bound (after each input of p).
+    pub fn queue_bounds(&mut self, p: NodeId, q: QueueBounds) {
+        let checks = [
+            ("receive/retransmit store", q.store_len, q.store_cap),
+            (
+                "previous ring's store",
+                q.old_store_len,
+                self.retransmit_queue.max(q.store_cap),
+            ),
+            (
+                "store capacity vs retransmit_queue",
+                q.store_cap,
+                self.retransmit_queue,
+            ),
+            (
+                "send queue (messages)",
+                q.send_queue_msgs,
+                q.send_queue_msgs_cap,
+            ),
+            (
+                "send queue (bytes)",
+                q.send_queue_bytes,
+                q.send_queue_bytes_cap,
+            ),
+            (
+                "reassembly buffers (bytes)",
+                q.reassembly_bytes,
+                q.reassembly_cap,
+            ),
+        ];
+        if let Some((what, len, cap)) = checks.into_iter().find(|(_, len, cap)| len > cap) {
+            self.fail("I13", p, format!("{what} holds {len}, bound {cap}"));
+        }
+    }
+}
