@@ -6,6 +6,9 @@ use crate::srp::{DropReason, MemberState, Pending, Recovery, RingState, Timer};
 use crate::wire::{self, CommitEntry, Token, UNFILLED};
 use crate::{seq, ConfigKind, Destination, Instant, NodeId, RingId, Totem};
 
+/// Ring seqs reserved by one stable-storage write (16 rounds of + 4).
+const PERSIST_AHEAD: u64 = 64;
+
 fn insert_sorted(v: &mut Vec<NodeId>, n: NodeId) -> bool {
     match v.binary_search(&n) {
         Ok(_) => false,
@@ -200,8 +203,14 @@ impl Totem {
         self.check_consensus(now);
     }
 
+    /// Asks for `seq` to be made durable. The write reserves a few rounds
+    /// ahead, so that the membership rounds that usually follow one another
+    /// (a failed attempt, a merge) don't each wait for the disk.
     fn request_persist(&mut self, seq: u64) {
-        self.push_event(Pending::Persist(seq));
+        if seq > self.persist_requested {
+            self.persist_requested = seq + PERSIST_AHEAD;
+            self.push_event(Pending::Persist(self.persist_requested));
+        }
     }
 
     /// As representative: propose the new ring once its seq is on disk.
@@ -360,6 +369,9 @@ impl Totem {
         self.commit = Some(c.clone());
         self.recovery = rec;
         self.state = MemberState::Recovery;
+        // A message cut into fragments on the old ring starts over on the
+        // new one, whole: its remaining fragments would have nothing to join.
+        self.head_offset = 0;
         let start = self.cfg.initial_seq;
         self.my_last_fcc = 0;
         self.my_last_fcc_bytes = 0;

@@ -241,6 +241,8 @@ pub(crate) struct Recovery {
     pub next: u32,
     pub active: bool,
     pub install_count: u32,
+    /// Token seq at the last visit counted in `install_count`.
+    pub install_seq: u32,
     pub token_started: bool,
 }
 
@@ -270,6 +272,8 @@ pub struct Totem {
 
     pub(crate) high_ring_seq: u64,
     pub(crate) persisted: u64,
+    /// Highest value handed out in a `PersistRingSeq` event.
+    pub(crate) persist_requested: u64,
 
     // Gather / commit.
     pub(crate) proc_set: Vec<NodeId>,
@@ -359,6 +363,7 @@ impl Totem {
             // happened between the last write and the crash.
             high_ring_seq: loaded + 4,
             persisted: loaded,
+            persist_requested: loaded,
             proc_set: Vec::new(),
             fail_set: Vec::new(),
             joins: Vec::new(),
@@ -1060,15 +1065,20 @@ impl Totem {
                 }
             }
             MemberState::Recovery => {
+                // Two consecutive visits with nothing pending, aru = seq and
+                // no frame sent in between: every node was seen holding
+                // every frame of the recovery, so all install in this rotation.
                 let done = !tok.retrans_flg
                     && tok.aru == tok.seq
                     && self.cur.my_aru == tok.seq
                     && !self.recovery.pending();
-                if done {
-                    self.recovery.install_count += 1;
+                let r = &mut self.recovery;
+                if done && r.install_count > 0 && r.install_seq == tok.seq {
+                    r.install_count += 1;
                 } else {
-                    self.recovery.install_count = 0;
+                    r.install_count = u32::from(done);
                 }
+                r.install_seq = tok.seq;
                 if self.recovery.install_count >= 2 {
                     self.install(now);
                 }
