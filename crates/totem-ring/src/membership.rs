@@ -171,7 +171,11 @@ impl Totem {
 
     pub(crate) fn on_join_timer(&mut self, now: Instant) {
         if self.state == MemberState::Gather {
-            self.send_join();
+            // While a commit token waits for our disk, we have agreed:
+            // more joins would only make the others doubt it.
+            if self.pending_commit.is_none() {
+                self.send_join();
+            }
             self.arm(Timer::Join, now.plus_ms(self.cfg.join));
         }
     }
@@ -215,7 +219,7 @@ impl Totem {
 
     /// As representative: propose the new ring once its seq is on disk.
     fn start_commit(&mut self, now: Instant, members: Vec<NodeId>) {
-        let mut s = self.high_ring_seq.max(self.persisted);
+        let mut s = self.high_ring_seq;
         for j in &self.joins {
             if members.contains(&j.sender) {
                 s = s.max(j.ring_seq);
@@ -287,7 +291,6 @@ impl Totem {
     }
 
     pub(crate) fn on_commit(&mut self, now: Instant, c: wire::Commit) {
-        self.high_ring_seq = self.high_ring_seq.max(c.ring.seq);
         let filled = c.entries.iter().all(|e| e.old_ring.rep != UNFILLED);
         let Some(me) = c.entries.iter().find(|e| e.node == self.id) else {
             return self.stats.drop(DropReason::StaleMembership);
@@ -308,6 +311,9 @@ impl Totem {
                     return self.stats.drop(DropReason::StaleMembership);
                 }
                 let seq = c.ring.seq;
+                // Only a commit token we take part in raises our ring seq: a
+                // rejected one must not make our joins look newer than it.
+                self.high_ring_seq = self.high_ring_seq.max(seq);
                 self.pending_commit = Some(c);
                 if seq > self.persisted {
                     self.request_persist(seq);
