@@ -1065,6 +1065,10 @@ impl Totem {
                 }
             }
             MemberState::Recovery => {
+                // Recovery frames were unpacked into the old ring's store on
+                // receipt; once every member has them they can go.
+                let upto = self.cur.safe_line;
+                self.cur.store.release_upto(upto);
                 // Two consecutive visits with nothing pending, aru = seq and
                 // no frame sent in between: every node was seen holding
                 // every frame of the recovery, so all install in this rotation.

@@ -887,12 +887,17 @@ fn describe(bytes: &[u8]) -> String {
     use totem_ring::wire::{decode, Packet};
     match decode(bytes) {
         Ok(Packet::Token(t)) => format!(
-            "token ring {}:{} token_seq {} seq {} aru {} rtr {:?}",
+            "token ring {}:{} token_seq {} seq {} aru {} aru_addr {} flg {} by {} fcc {} backlog {} rtr {:?}",
             t.ring.rep,
             t.ring.seq,
             t.token_seq,
             t.seq,
             t.aru,
+            t.aru_addr,
+            t.retrans_flg,
+            t.retrans_addr,
+            t.fcc,
+            t.backlog,
             t.rtr()
         ),
         Ok(Packet::Mcast(m)) => {
