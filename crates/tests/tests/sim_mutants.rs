@@ -8,7 +8,9 @@ use totem_ring::Mutant;
 /// Seeds tried per mutant before giving up.
 const MAX_SEEDS: u64 = 60;
 
-fn caught(m: Mutant, nodes: (u32, u32), fault_ms: u64) {
+/// Runs seeds until the mutant is caught by one of the `expected` checkers
+/// (the one meant for the bug, or one that necessarily fires first).
+fn caught(m: Mutant, nodes: (u32, u32), fault_ms: u64, expected: &[&str]) {
     let opts = Options {
         nodes,
         mutant: Some(m),
@@ -22,6 +24,12 @@ fn caught(m: Mutant, nodes: (u32, u32), fault_ms: u64) {
     for seed in 1..=MAX_SEEDS {
         let r = run_seed(seed, &opts);
         let Some(v) = r.violation else { continue };
+        assert!(
+            expected.contains(&v.invariant),
+            "{}: seed {seed} was caught by {} instead of {expected:?}: {v}",
+            m.name(),
+            v.invariant
+        );
         let c = run_seed(seed, &clean);
         if c.violation.is_none() {
             eprintln!(
@@ -65,60 +73,65 @@ fn every_mutant_has_a_test() {
 
 #[test]
 fn deliver_past_gap() {
-    caught(Mutant::DeliverPastGap, (3, 5), 1_500);
+    caught(Mutant::DeliverPastGap, (3, 5), 1_500, &["I8"]);
 }
 
 #[test]
 fn skip_transitional() {
-    caught(Mutant::SkipTransitional, (2, 5), 1_000);
+    caught(Mutant::SkipTransitional, (2, 5), 1_000, &["I3"]);
 }
 
 #[test]
 fn reuse_ring_seq() {
-    caught(Mutant::ReuseRingSeq, (2, 4), 2_000);
+    caught(Mutant::ReuseRingSeq, (2, 4), 2_000, &["I3"]);
 }
 
 #[test]
 fn old_message_in_new_regular() {
-    caught(Mutant::OldMessagesInNewRegular, (3, 5), 1_500);
+    caught(
+        Mutant::OldMessagesInNewRegular,
+        (3, 5),
+        1_500,
+        &["I5", "I7"],
+    );
 }
 
 #[test]
 fn safe_too_early() {
-    caught(Mutant::SafeTooEarly, (3, 5), 1_500);
+    caught(Mutant::SafeTooEarly, (3, 5), 1_500, &["I10", "I6"]);
 }
 
 #[test]
 fn ignore_window() {
-    caught(Mutant::IgnoreWindow, (2, 5), 1_000);
+    caught(Mutant::IgnoreWindow, (2, 5), 1_000, &["I12"]);
 }
 
 #[test]
 fn accept_old_token() {
-    caught(Mutant::AcceptOldToken, (2, 5), 1_500);
+    caught(Mutant::AcceptOldToken, (2, 5), 1_500, &["I11", "I8"]);
 }
 
 #[test]
 fn drop_own_messages() {
-    caught(Mutant::DropOwnMessages, (2, 5), 1_000);
+    caught(Mutant::DropOwnMessages, (2, 5), 1_000, &["I7", "I8"]);
 }
 
 #[test]
 fn deliver_duplicates() {
-    caught(Mutant::DeliverDuplicates, (3, 5), 1_500);
+    caught(Mutant::DeliverDuplicates, (3, 5), 1_500, &["I1"]);
 }
 
 #[test]
 fn wrong_transitional() {
-    caught(Mutant::WrongTransitional, (3, 5), 1_500);
+    caught(Mutant::WrongTransitional, (3, 5), 1_500, &["I4", "I3"]);
 }
 
 #[test]
 fn no_recovery() {
-    caught(Mutant::NoRecovery, (3, 5), 1_500);
+    caught(Mutant::NoRecovery, (3, 5), 1_500, &["I6", "I8"]);
 }
 
 #[test]
 fn no_retransmit_requests() {
-    caught(Mutant::NoRetransmitRequests, (3, 5), 1_500);
+    caught(Mutant::NoRetransmitRequests, (3, 5), 1_500, &["I14"]);
 }

@@ -336,6 +336,9 @@ impl Totem {
             {
                 self.recovery.token_started = true;
                 let mut tok = Token::new(self.id, c.ring, self.cfg.initial_seq);
+                // token_seq starts where message seqs do, so tests near
+                // wraparound exercise both.
+                tok.token_seq = self.cfg.initial_seq;
                 tok.target = self.id;
                 self.token_visit(now, &mut tok);
             }

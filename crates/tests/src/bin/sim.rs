@@ -113,12 +113,13 @@ fn main() -> ExitCode {
     }
     let sum = |f: fn(&RunReport) -> u64| results.iter().map(f).sum::<u64>();
     println!(
-        "faults: dups={} clogs={} pauses={} leaves={} persist_lost={}; workload: submitted={} sent={} queue_full={}; virtual_s={}",
+        "faults: dups={} clogs={} pauses={} leaves={} persist_lost={} persist_crashes={}; workload: submitted={} sent={} queue_full={}; virtual_s={}",
         sum(|r| r.dups),
         sum(|r| r.clogs),
         sum(|r| r.pauses),
         sum(|r| r.leaves),
         sum(|r| r.persist_lost),
+        sum(|r| r.persist_crashes),
         sum(|r| r.submitted),
         sum(|r| r.sent),
         sum(|r| r.queue_full),

@@ -62,6 +62,16 @@ impl Checker {
         let old = n.last_regular.as_ref().map(|(r, _)| *r);
         let old_members = n.last_regular.as_ref().map(|(_, m)| m.clone());
         let max_seq = n.max_ring_seq;
+        // I3: a transitional configuration is followed by a regular one,
+        // never by another transitional.
+        if let Some((r, _)) = &n.pending_trans {
+            let detail = format!(
+                "transitional into {} right after the transitional into {}",
+                ring_str(new),
+                ring_str(*r)
+            );
+            return self.fail("I3", p, detail);
+        }
         // I3: Trans ⊆ previous Regular (a node's implicit first configuration is {p}).
         match &old_members {
             Some(om) if !subset(&members, om) => self.fail(

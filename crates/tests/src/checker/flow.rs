@@ -47,11 +47,22 @@ impl Checker {
                 "broadcast {} new + {} retransmitted frames in one token visit (max_messages {})",
                 v.new_frames, v.retransmits, self.max_messages
             );
-            self.fail("I12", p, detail);
-        } else if v.rotation_frames > self.window_size {
+            return self.fail("I12", p, detail);
+        }
+        // Per rotation: the frames of the last ring_size visits, summed here.
+        let (last, sum) = self.rotations.entry(v.ring).or_default();
+        last.push_back(burst as u32);
+        *sum += burst;
+        while last.len() > v.ring_size.max(1) as usize {
+            *sum -= u64::from(last.pop_front().unwrap_or(0));
+        }
+        if *sum > u64::from(self.window_size) {
             let detail = format!(
-                "{} frames in one token rotation (window_size {})",
-                v.rotation_frames, self.window_size
+                "{} frames in one token rotation of {} visits (window_size {}; the token said {})",
+                sum,
+                last.len(),
+                self.window_size,
+                v.rotation_frames
             );
             self.fail("I12", p, detail);
         }

@@ -21,14 +21,28 @@ pub struct FinalNode {
 impl Checker {
     /// End of the healed phase: one regular configuration of all live nodes.
     pub fn converged(&mut self, live: &[FinalNode]) {
-        self.converged_check(live, false);
+        if self.converged_check(live, false) {
+            self.converged_ring = live.first().map(|n| n.ring);
+        }
     }
 
-    /// End of the run: still converged, queues drained, everything delivered.
+    /// End of the run: still converged on the same ring (nothing changes
+    /// membership on a perfect network), queues drained, everything delivered.
     pub fn finish(&mut self, live: &[FinalNode]) {
-        if self.converged_check(live, true) {
-            self.delivered_everything(live);
+        if !self.converged_check(live, true) {
+            return;
         }
+        if let (Some(was), Some(n)) = (self.converged_ring, live.first()) {
+            if n.ring != was {
+                let detail = format!(
+                    "membership changed on the healed network: ring {} became {}",
+                    ring_str(was),
+                    ring_str(n.ring)
+                );
+                return self.fail("I14", n.id, detail);
+            }
+        }
+        self.delivered_everything(live);
     }
 
     fn converged_check(&mut self, live: &[FinalNode], drained: bool) -> bool {

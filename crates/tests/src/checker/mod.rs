@@ -170,6 +170,11 @@ pub struct Checker {
     came_from: BTreeMap<RingId, BTreeMap<NodeId, Option<RingId>>>,
     /// (c, c') → (deliveries in c, sum of mixed ids, first reporter) (I6).
     transitions: BTreeMap<(ConfId, ConfId), (u64, u64, NodeId)>,
+    /// ring → frames broadcast on each of its last `ring_size` token visits,
+    /// and their sum (I12, counted here rather than trusted from the token).
+    rotations: BTreeMap<RingId, (std::collections::VecDeque<u32>, u64)>,
+    /// The ring all live nodes were on at the end of the healed phase (I14).
+    converged_ring: Option<RingId>,
     now: u64,
     violation: Option<Violation>,
     hash: u64,
@@ -201,6 +206,8 @@ impl Checker {
             trans_groups: BTreeMap::new(),
             came_from: BTreeMap::new(),
             transitions: BTreeMap::new(),
+            rotations: BTreeMap::new(),
+            converged_ring: None,
             now: 0,
             violation: None,
             hash: 0x5151_5eed,

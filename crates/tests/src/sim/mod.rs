@@ -20,7 +20,9 @@ use std::rc::Rc;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use totem_ring::{Destination, Event, Guarantee, Instant, Mutant, NodeId, SubmitError, Totem};
+use totem_ring::{
+    ConfigKind, Destination, Event, Guarantee, Instant, Mutant, NodeId, SubmitError, Totem,
+};
 
 use crate::checker::{Checker, FinalNode, Violation, Visit};
 use net::Net;
@@ -76,6 +78,8 @@ pub struct RunReport {
     pub pauses: u64,
     /// Stable-storage writes lost to a crash before completing.
     pub persist_lost: u64,
+    /// Crashes scheduled inside a ring-seq write.
+    pub persist_crashes: u64,
     /// Regular configurations installed.
     pub configs: u64,
     pub delivered: u64,
@@ -135,6 +139,11 @@ enum Ev {
     },
     Start {
         node: usize,
+    },
+    /// Crash unless the node restarted meanwhile.
+    CrashIf {
+        node: usize,
+        gen: u64,
     },
     Crash {
         node: usize,
@@ -446,6 +455,11 @@ impl World {
                 }
             }
             Ev::Crash { node } => self.crash(node, false),
+            Ev::CrashIf { node, gen } => {
+                if self.nodes[node].gen == gen && self.now < self.p.fault_ns {
+                    self.crash(node, false)
+                }
+            }
             Ev::Leave { node } => self.crash(node, true),
             Ev::Restart { node, gen } => {
                 if self.nodes[node].gen == gen && self.nodes[node].state == NodeState::Down {
@@ -765,7 +779,17 @@ impl World {
                         members,
                         ring_id,
                         ..
-                    } => self.checker.config_change(p, kind, members, ring_id),
+                    } => {
+                        // A ring seq is used only once it is on stable storage.
+                        if kind == ConfigKind::Regular && ring_id.seq > node.stored_seq {
+                            let detail = format!(
+                                "installed ring {}:{} while stable storage held only {}",
+                                ring_id.rep, ring_id.seq, node.stored_seq
+                            );
+                            self.checker.fail("I3", p, detail);
+                        }
+                        self.checker.config_change(p, kind, members, ring_id)
+                    }
                     Event::PersistRingSeq(s) => persists.push(s),
                     Event::Sent { handle, ring, seq } => {
                         let id = node.handles.remove(&handle.0);
@@ -847,8 +871,16 @@ impl World {
         let node = &mut self.nodes[i];
         let at = (self.now + delay).max(node.persist_busy_until);
         node.persist_busy_until = at;
-        let inc = node.inc;
+        let (inc, gen) = (node.inc, node.gen);
         self.at(at, Ev::Persisted { node: i, inc, seq });
+        // The crash the ring seq must survive: after the request, before
+        // the write completes.
+        let p = self.p.faults.crash_in_persist;
+        if self.now < self.p.fault_ns && p > 0.0 && self.rng.gen_bool(p) {
+            let when = self.now + self.rng.gen_range(0..=(at - self.now));
+            self.r.persist_crashes += 1;
+            self.at(when, Ev::CrashIf { node: i, gen });
+        }
     }
 
     fn final_nodes(&self) -> Vec<FinalNode> {

@@ -60,6 +60,9 @@ pub struct FaultParams {
     pub pause_inbox: usize,
     /// Longest stable-storage write (completions are FIFO per node).
     pub persist_max_ns: u64,
+    /// Chance that a node crashes while a ring-seq write it asked for is
+    /// still in flight (during the fault phase).
+    pub crash_in_persist: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -194,6 +197,11 @@ pub fn generate(rng: &mut ChaCha8Rng, nodes: (u32, u32), fault_ms: Option<u64>) 
         pause_max_ns: rng.gen_range(token / 10..=token * 4),
         cut_max_ns: rng.gen_range(token / 2..=token * 8),
         pause_inbox: rng.gen_range(8..=512),
+        crash_in_persist: if chance(rng, 0.3) {
+            rng.gen_range(0.05..=0.5)
+        } else {
+            0.0
+        },
         persist_max_ns: if chance(rng, 0.5) {
             0
         } else {
