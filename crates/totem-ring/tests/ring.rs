@@ -375,3 +375,31 @@ fn loss_is_repaired_by_retransmission() {
     assert_eq!(d0, net.delivered(1));
     assert_eq!(d0, net.delivered(2));
 }
+
+#[test]
+fn message_cut_by_a_ring_change_is_delivered_whole_once() {
+    let mut net = Net::new(3, fast());
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000));
+    let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 13 + 1) as u8).collect();
+    net.nodes[0]
+        .as_mut()
+        .unwrap()
+        .submit(&big, Guarantee::Agreed)
+        .unwrap();
+    // Let part of it go out, then take node 3 away mid-message.
+    let mut sent_some = false;
+    for _ in 0..200_000 {
+        net.step();
+        if net.nodes[0].as_ref().unwrap().stats().frames_sent > 100 {
+            sent_some = true;
+            break;
+        }
+    }
+    assert!(sent_some, "the message started on the first ring");
+    net.nodes[2] = None;
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2]), 1_000_000));
+    assert!(net.run_until(|n| (0..2).all(|i| !n.delivered(i).is_empty()), 2_000_000));
+    for i in 0..2 {
+        assert_eq!(net.delivered(i), vec![(1, big.clone())], "node {}", i + 1);
+    }
+}
