@@ -403,3 +403,28 @@ fn message_cut_by_a_ring_change_is_delivered_whole_once() {
         assert_eq!(net.delivered(i), vec![(1, big.clone())], "node {}", i + 1);
     }
 }
+
+/// Virtual time, so deterministic: with the low-latency profile the
+/// survivors install the new ring within token + consensus of a crash.
+#[test]
+fn low_latency_profile_fails_over_within_token_plus_consensus() {
+    let cfg = Config::low_latency();
+    let bound_ns = (cfg.token + cfg.consensus_ms() + cfg.join) * 1_000_000;
+    let mut net = Net::new(3, cfg);
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000));
+    // Let the ring run a while, then crash node 3.
+    let settle = net.now.plus_ms(500);
+    net.run_until(|n| n.now >= settle, 1_000_000);
+    net.nodes[2] = None;
+    let crashed_at = net.now;
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2]), 1_000_000));
+    let took = net.now.0 - crashed_at.0;
+    println!(
+        "low-latency failover: {:.1} ms (virtual)",
+        took as f64 / 1e6
+    );
+    assert!(
+        took <= bound_ns,
+        "failover took {took} ns, bound {bound_ns} ns"
+    );
+}
