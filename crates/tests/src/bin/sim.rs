@@ -134,6 +134,32 @@ fn main() -> ExitCode {
         delivered: sum(|r| r.delivered),
         ..RunReport::default()
     };
+    // A long enough clean run must also show it exercised what it claims.
+    let unexercised: Vec<&str> = [
+        ("drops", total.drops),
+        ("partitions", total.partitions),
+        ("crashes", total.crashes),
+        ("configs", total.configs),
+        ("delivered", total.delivered),
+        ("duplicates", sum(|r| r.dups)),
+        ("pauses", sum(|r| r.pauses)),
+        ("clogs", sum(|r| r.clogs)),
+        ("leaves", sum(|r| r.leaves)),
+        ("persist_crashes", sum(|r| r.persist_crashes)),
+    ]
+    .into_iter()
+    .filter(|&(_, n)| n == 0)
+    .map(|(what, _)| what)
+    .collect();
+    let unexercised_fail =
+        violations == 0 && results.len() >= 100 && opts.mutant.is_none() && !unexercised.is_empty();
+    if unexercised_fail {
+        println!(
+            "not exercised in {} seeds: {}",
+            results.len(),
+            unexercised.join(", ")
+        );
+    }
     println!(
         "seeds={} violations={violations} events={} drops={} partitions={} crashes={} configs={} delivered={}",
         results.len(),
@@ -144,7 +170,7 @@ fn main() -> ExitCode {
         total.configs,
         total.delivered
     );
-    if violations > 0 {
+    if violations > 0 || unexercised_fail {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
