@@ -70,32 +70,33 @@ impl Checker {
 
     /// I13: every bounded queue within its bound (after each input of p).
     pub fn queue_bounds(&mut self, p: NodeId, q: QueueBounds) {
+        // One partial message per origin, on the current and the previous ring.
+        let reassembly = u64::from(self.max_message_size) * 2 * self.nodes.len() as u64;
         let checks = [
-            ("receive/retransmit store", q.store_len, q.store_cap),
             (
-                "previous ring's store",
-                q.old_store_len,
-                self.retransmit_queue.max(q.store_cap),
+                "receive/retransmit store",
+                u64::from(q.store_len),
+                u64::from(self.retransmit_queue),
             ),
             (
-                "store capacity vs retransmit_queue",
-                q.store_cap,
-                self.retransmit_queue,
+                "previous ring's store",
+                u64::from(q.old_store_len),
+                u64::from(self.retransmit_queue),
             ),
             (
                 "send queue (messages)",
-                q.send_queue_msgs,
-                q.send_queue_msgs_cap,
+                u64::from(q.send_queue_msgs),
+                u64::from(self.send_queue_messages),
             ),
             (
                 "send queue (bytes)",
-                q.send_queue_bytes,
-                q.send_queue_bytes_cap,
+                u64::from(q.send_queue_bytes),
+                u64::from(self.send_queue_bytes),
             ),
             (
                 "reassembly buffers (bytes)",
-                q.reassembly_bytes,
-                q.reassembly_cap,
+                u64::from(q.reassembly_bytes),
+                reassembly,
             ),
         ];
         if let Some((what, len, cap)) = checks.into_iter().find(|(_, len, cap)| len > cap) {
