@@ -256,16 +256,32 @@ fn i11_i12_i13() {
     let mut t = T::new(2);
     t.c.token_visit(1, v(5, 18, 18));
     assert_eq!(t.violated(), Some("I12"));
+    // Two visits of a two-node ring: 15 + 15 + 15 frames stay within a
+    // window of 50 only while the oldest visit drops out of the rotation.
     let mut t = T::new(2);
-    t.c.token_visit(1, v(5, 10, 51));
-    assert_eq!(t.violated(), Some("I12"));
+    t.c.token_visit(1, v(5, 15, 15));
+    t.c.token_visit(2, v(6, 15, 30));
+    t.c.token_visit(1, v(7, 15, 30));
+    assert_eq!(t.violated(), None);
+    let mut t = T::new(3);
+    let v3 = |token_seq, new_frames| Visit {
+        ring_size: 3,
+        ..v(token_seq, new_frames, 0)
+    };
+    t.c.token_visit(1, v3(5, 17));
+    t.c.token_visit(2, v3(6, 17));
+    t.c.token_visit(3, v3(7, 17));
+    assert_eq!(
+        t.violated(),
+        Some("I12"),
+        "51 frames in one rotation, counted by the checker"
+    );
     let mut t = T::new(2);
+    let cfg = totem_ring::Config::default();
     t.c.queue_bounds(
         1,
         QueueBounds {
-            send_queue_msgs: 3,
-            send_queue_msgs_cap: 2,
-            send_queue_bytes_cap: 1,
+            send_queue_msgs: cfg.send_queue_messages + 1,
             ..QueueBounds::default()
         },
     );
