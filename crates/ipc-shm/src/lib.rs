@@ -1,11 +1,43 @@
-//! Client↔daemon IPC: session setup over a unix socket (peer credentials,
+//! Client↔daemon IPC: session set-up over a unix socket (peer credentials,
 //! uid/gid authorization), memfd-backed request/response/event rings passed
-//! by SCM_RIGHTS, eventfd/futex wakeups with needs-wakeup flags, flow
-//! control and client-death cleanup. Server and client halves.
+//! by SCM_RIGHTS, wake-ups only when a peer asked for one (needs-wakeup
+//! flags), bounded flow control, and client-death cleanup. Server and
+//! client halves.
 //!
-//! Role (see `ARCHITECTURE.md`): moves opaque frames and knows nothing of
-//! services. One of the three crates allowed `unsafe`, each block with a
-//! `// SAFETY:` note.
+//! Role (see `ARCHITECTURE.md`): moves opaque frames (a small header with
+//! service, kind and request id) and knows nothing of services. One of the
+//! three crates allowed `unsafe`, each block with a `// SAFETY:` note.
 //!
-//! This crate is empty until the issue that builds it lands (issues 3–7
-//! cover the crates after `totem-ring`).
+//! Wake-up channels. The client rings the daemon by sending a byte on its
+//! session socket (`MSG_DONTWAIT | MSG_NOSIGNAL`), so the daemon waits on one
+//! fd per session that also reports the client's death. The daemon wakes
+//! the client through two pipes whose read ends the client holds (response
+//! and event). Pipes rather than shared eventfds: an eventfd handed to a
+//! peer is one open file description, whose `O_NONBLOCK` flag and counter
+//! the peer controls, so a hostile client could make the daemon's read or
+//! write block; a pipe's two ends are separate descriptions. The client's
+//! pollable fd is an epoll set over its event pipe, a private eventfd and
+//! the socket: readable when events wait and when the daemon dies.
+//!
+//! The server never blocks: the run loop registers the fds it hands out
+//! (`Server::take_fd_change`), reports readiness (`Server::handle_ready`)
+//! and pulls events (`Server::next_event`). `PollLoop` is a small epoll run
+//! loop for tests and tools.
+
+mod client;
+mod config;
+mod poll_loop;
+pub mod proto;
+pub mod ring;
+mod server;
+mod sys;
+
+pub use client::{Client, ClientConfig, ClientError, DispatchMode, Response, Wait};
+pub use config::{Authorization, Endpoint, ServerConfig, UidGid, DEFAULT_ENDPOINT, ENDPOINT_ENV};
+pub use poll_loop::PollLoop;
+pub use ring::{FrameHeader, RingSizes, RingViolation};
+pub use server::{
+    Credentials, Delivery, DisconnectReason, Event, FdChange, SendError, Server, ServerStats,
+    SessionId, Token, ERROR_KIND, ERROR_UNKNOWN_SERVICE,
+};
+pub use sys::monotonic_ns;

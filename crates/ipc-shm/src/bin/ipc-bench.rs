@@ -1,0 +1,547 @@
+//! ipc-bench: the shared-memory IPC measured between two processes, one
+//! client-API call per message, the server validating every header; with two
+//! baselines in the same run: a unix SOCK_SEQPACKET socket (busy and
+//! blocking) and a bare eventfd ping (the machine's wake-up cost).
+//!
+//! `ipc-bench [--quick]`; the last line is the summary:
+//! `busy_one_way_p50_ns=A socket_busy_one_way_p50_ns=B parked_one_way_p50_ns=C
+//!  eventfd_parked_p50_ns=D msgs_per_s_64B=E socket_msgs_per_s_64B=F`
+//! (one line). The process re-executes itself (`--child ROLE ...`) for the
+//! second process of each measurement.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::fd::RawFd;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ipc_shm::{
+    monotonic_ns, Client, ClientConfig, ClientError, Endpoint, Event, PollLoop, RingSizes, Server,
+    ServerConfig, Wait,
+};
+
+const K_MODE: u16 = 1;
+const K_PING: u16 = 2;
+const K_TP: u16 = 3;
+const K_TP_END: u16 = 4;
+
+struct Plan {
+    pings_busy: usize,
+    pings_parked: usize,
+    tp: [(usize, usize); 3],
+    idle_sessions: usize,
+}
+
+fn plan(quick: bool) -> Plan {
+    if quick {
+        Plan {
+            pings_busy: 50_000,
+            pings_parked: 10_000,
+            tp: [(64, 2_000_000), (1024, 500_000), (65536, 20_000)],
+            idle_sessions: 64,
+        }
+    } else {
+        Plan {
+            pings_busy: 500_000,
+            pings_parked: 100_000,
+            tp: [(64, 20_000_000), (1024, 5_000_000), (65536, 200_000)],
+            idle_sessions: 256,
+        }
+    }
+}
+
+fn pct(v: &mut [u64], q: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    v[((q * v.len() as f64) as usize).min(v.len() - 1)]
+}
+
+fn percentiles(v: &mut [u64]) -> (u64, u64, u64) {
+    (pct(v, 0.50), pct(v, 0.99), pct(v, 0.999))
+}
+
+fn spawn_child(args: &[String]) -> std::process::Child {
+    Command::new(std::env::current_exe().expect("own path"))
+        .arg("--child")
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn child")
+}
+
+/// Waits for a child and parses its `RESULT k=v ...` lines.
+fn child_results(child: std::process::Child) -> BTreeMap<String, u64> {
+    let out = child.wait_with_output().expect("child output");
+    assert!(out.status.success(), "child failed: {:?}", out.status);
+    let mut m = BTreeMap::new();
+    for line in BufReader::new(&out.stdout[..]).lines() {
+        let line = line.expect("utf8");
+        if let Some(rest) = line.strip_prefix("RESULT ") {
+            for kv in rest.split_whitespace() {
+                if let Some((k, v)) = kv.split_once('=') {
+                    m.insert(k.to_owned(), v.parse().expect("number"));
+                }
+            }
+        }
+    }
+    m
+}
+
+// ---------------------------------------------------------------- IPC ----
+
+fn ipc_parent(plan: &Plan, endpoint: &Endpoint) -> BTreeMap<String, u64> {
+    let mut cfg = ServerConfig {
+        endpoint: endpoint.clone(),
+        ..ServerConfig::default()
+    };
+    cfg.max_sessions = plan.idle_sessions + 4;
+    let mut server = Server::new(cfg).expect("server");
+    let mut pl = PollLoop::new().expect("poll loop");
+    let ep = endpoint_arg(endpoint);
+    let child = spawn_child(&[
+        "ipc".into(),
+        ep,
+        plan.pings_busy.to_string(),
+        plan.pings_parked.to_string(),
+        plan.tp
+            .iter()
+            .map(|(s, n)| format!("{s}:{n}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    ]);
+    let mut busy = false;
+    let mut one_way: [Vec<u64>; 2] = [
+        Vec::with_capacity(plan.pings_busy),
+        Vec::with_capacity(plan.pings_parked),
+    ];
+    let mut tp_count = 0u64;
+    let mut tp_first = 0u64;
+    let mut finished = false;
+    let mut spins = 0u32;
+    while !finished {
+        spins = spins.wrapping_add(1);
+        if busy {
+            server.poll_busy();
+            if spins.is_multiple_of(1024) {
+                pl.turn(&mut server, Some(Duration::ZERO)).expect("turn");
+            }
+        } else {
+            pl.turn(&mut server, Some(Duration::from_millis(100)))
+                .expect("turn");
+        }
+        while let Some(ev) = server.next_event() {
+            let (id, h, p) = match ev {
+                Event::Request {
+                    session,
+                    header,
+                    payload,
+                } => (session, header, payload),
+                Event::Connected { .. } => continue,
+                Event::Disconnected { .. } => {
+                    finished = true;
+                    break;
+                }
+            };
+            match h.kind {
+                K_PING => {
+                    let now = monotonic_ns();
+                    let ts = u64::from_le_bytes(p[..8].try_into().expect("8"));
+                    one_way[usize::from(!busy)].push(now.saturating_sub(ts));
+                    server.respond(id, h, &[]).expect("respond");
+                }
+                K_TP => {
+                    if tp_count == 0 {
+                        tp_first = monotonic_ns();
+                    }
+                    tp_count += 1;
+                }
+                K_TP_END => {
+                    // Queued behind the last message: its arrival ends the run.
+                    let tp_last = monotonic_ns();
+                    let mut b = [0u8; 16];
+                    b[..8].copy_from_slice(&tp_count.to_le_bytes());
+                    b[8..].copy_from_slice(&(tp_last - tp_first).to_le_bytes());
+                    tp_count = 0;
+                    server.respond(id, h, &b).expect("respond");
+                }
+                K_MODE => {
+                    busy = p[0] == 0;
+                    server.respond(id, h, &[]).expect("respond");
+                    server.set_busy_poll(busy);
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut m = child_results(child);
+    let (b50, b99, b999) = percentiles(&mut one_way[0]);
+    let (p50, p99, p999) = percentiles(&mut one_way[1]);
+    m.insert("busy_one_way_p50_ns".into(), b50);
+    m.insert("busy_one_way_p99_ns".into(), b99);
+    m.insert("busy_one_way_p999_ns".into(), b999);
+    m.insert("parked_one_way_p50_ns".into(), p50);
+    m.insert("parked_one_way_p99_ns".into(), p99);
+    m.insert("parked_one_way_p999_ns".into(), p999);
+    m.extend(idle_memory(
+        &mut server,
+        &mut pl,
+        plan.idle_sessions,
+        endpoint,
+    ));
+    m
+}
+
+fn endpoint_arg(e: &Endpoint) -> String {
+    match e {
+        Endpoint::Abstract(n) => format!("@{n}"),
+        Endpoint::Path(p) => p.display().to_string(),
+    }
+}
+
+fn call(c: &Client, kind: u16, payload: &[u8], wait: Wait) -> Vec<u8> {
+    loop {
+        match c.call(1, kind, payload, wait, Some(Duration::from_secs(30))) {
+            Ok(r) => return r.payload,
+            Err(ClientError::TryAgain) => std::hint::spin_loop(),
+            Err(e) => panic!("call: {e}"),
+        }
+    }
+}
+
+fn ipc_child(args: &[String]) {
+    let endpoint = Endpoint::parse(&args[0]);
+    let pings_busy: usize = args[1].parse().expect("n");
+    let pings_parked: usize = args[2].parse().expect("n");
+    let cfg = ClientConfig {
+        endpoint,
+        sizes: RingSizes {
+            request: 1 << 20,
+            response: 1 << 16,
+            event: 1 << 16,
+        },
+        ..ClientConfig::default()
+    };
+    let c = Client::connect(&cfg).expect("connect");
+    let mut out = String::from("RESULT");
+    for (mode, n, wait, name) in [
+        (0u8, pings_busy, Wait::Spin, "busy"),
+        (1u8, pings_parked, Wait::Park, "parked"),
+    ] {
+        call(&c, K_MODE, &[mode], Wait::Park);
+        let mut rtt = Vec::with_capacity(n);
+        let mut body = [0u8; 64];
+        for i in 0..n + n / 10 {
+            let t0 = monotonic_ns();
+            body[..8].copy_from_slice(&t0.to_le_bytes());
+            call(&c, K_PING, &body, wait);
+            if i >= n / 10 {
+                rtt.push(monotonic_ns() - t0);
+            }
+        }
+        let (a, b, d) = percentiles(&mut rtt);
+        out += &format!(" {name}_round_trip_p50_ns={a} {name}_round_trip_p99_ns={b} {name}_round_trip_p999_ns={d}");
+    }
+    call(&c, K_MODE, &[0], Wait::Park);
+    for spec in args[3].split(',') {
+        let (size, n) = spec.split_once(':').expect("size:n");
+        let (size, n): (usize, u64) = (size.parse().expect("size"), n.parse().expect("n"));
+        let payload = vec![0xA5u8; size];
+        for _ in 0..n {
+            loop {
+                match c.send(1, K_TP, &payload) {
+                    Ok(_) => break,
+                    Err(ClientError::TryAgain) => std::hint::spin_loop(),
+                    Err(e) => panic!("send: {e}"),
+                }
+            }
+        }
+        let r = call(&c, K_TP_END, &[], Wait::Spin);
+        let count = u64::from_le_bytes(r[..8].try_into().expect("8"));
+        let ns = u64::from_le_bytes(r[8..16].try_into().expect("8")).max(1);
+        assert_eq!(count, n, "every message arrived");
+        let rate = (count - 1) as f64 * 1e9 / ns as f64;
+        out += &format!(
+            " msgs_per_s_{}={} mb_per_s_{}={}",
+            label(size),
+            rate as u64,
+            label(size),
+            (rate * size as f64 / 1e6) as u64
+        );
+    }
+    println!("{out}");
+}
+
+fn label(size: usize) -> String {
+    if size >= 1024 {
+        format!("{}KiB", size / 1024)
+    } else {
+        format!("{size}B")
+    }
+}
+
+/// Daemon-side resident memory per idle session: a child opens `n`
+/// sessions and idles; the daemon's RSS grows by the segment pages it
+/// touched (the control page) plus its per-session state.
+fn idle_memory(
+    server: &mut Server,
+    pl: &mut PollLoop,
+    n: usize,
+    endpoint: &Endpoint,
+) -> BTreeMap<String, u64> {
+    server.set_busy_poll(false);
+    let before = rss_kib();
+    let mut child = spawn_child(&["idle".into(), endpoint_arg(endpoint), n.to_string()]);
+    let mut connected = 0;
+    while connected < n {
+        pl.turn(server, Some(Duration::from_millis(100)))
+            .expect("turn");
+        while let Some(ev) = server.next_event() {
+            if let Event::Connected { .. } = ev {
+                connected += 1;
+            }
+        }
+    }
+    let after = rss_kib();
+    let _ = child.kill();
+    let _ = child.wait();
+    while server.sessions() > 0 {
+        pl.turn(server, Some(Duration::from_millis(100)))
+            .expect("turn");
+        while server.next_event().is_some() {}
+    }
+    let mut m = BTreeMap::new();
+    m.insert(
+        "daemon_rss_bytes_per_idle_session".into(),
+        after.saturating_sub(before) * 1024 / n as u64,
+    );
+    m.insert(
+        "segment_bytes_per_session_default".into(),
+        ServerConfig::default().default_sizes.segment_len() as u64,
+    );
+    m
+}
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn idle_child(args: &[String]) {
+    let cfg = ClientConfig {
+        endpoint: Endpoint::parse(&args[0]),
+        ..ClientConfig::default()
+    };
+    let n: usize = args[1].parse().expect("n");
+    let clients: Vec<Client> = (0..n)
+        .map(|_| Client::connect(&cfg).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_secs(120));
+    drop(clients);
+}
+
+// ---------------------------------------------------------- baselines ----
+
+fn raw_fd_pair(kind: &str) -> [RawFd; 2] {
+    let mut fds = [0; 2];
+    // SAFETY: plain syscalls writing a valid two-element array; no CLOEXEC
+    // so the child inherits them.
+    unsafe {
+        match kind {
+            "sock" => {
+                assert_eq!(
+                    libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, fds.as_mut_ptr()),
+                    0
+                );
+            }
+            _ => {
+                fds[0] = libc::eventfd(0, 0);
+                fds[1] = libc::eventfd(0, 0);
+                assert!(fds[0] >= 0 && fds[1] >= 0);
+            }
+        }
+    }
+    fds
+}
+
+fn close(fd: RawFd) {
+    // SAFETY: closes an fd this process owns and no longer uses.
+    unsafe { libc::close(fd) };
+}
+
+fn write_u64(fd: RawFd, v: u64) {
+    // SAFETY: writes 8 bytes from a valid local.
+    let r = unsafe { libc::write(fd, (&v as *const u64).cast(), 8) };
+    assert_eq!(r, 8);
+}
+
+fn read_u64(fd: RawFd) -> u64 {
+    let mut v = 0u64;
+    // SAFETY: reads 8 bytes into a valid local.
+    let r = unsafe { libc::read(fd, (&mut v as *mut u64).cast(), 8) };
+    assert_eq!(r, 8);
+    v
+}
+
+fn eventfd_parent(n: usize) -> BTreeMap<String, u64> {
+    let [a, b] = raw_fd_pair("efd");
+    let child = spawn_child(&["efd".into(), a.to_string(), b.to_string(), n.to_string()]);
+    for _ in 0..n + n / 10 {
+        write_u64(a, monotonic_ns());
+        read_u64(b);
+    }
+    close(a);
+    close(b);
+    child_results(child)
+}
+
+fn eventfd_child(args: &[String]) {
+    let a: RawFd = args[0].parse().expect("fd");
+    let b: RawFd = args[1].parse().expect("fd");
+    let n: usize = args[2].parse().expect("n");
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n + n / 10 {
+        let ts = read_u64(a);
+        let now = monotonic_ns();
+        if i >= n / 10 {
+            lat.push(now.saturating_sub(ts));
+        }
+        write_u64(b, 1);
+    }
+    let (p50, p99, p999) = percentiles(&mut lat);
+    println!("RESULT eventfd_parked_p50_ns={p50} eventfd_parked_p99_ns={p99} eventfd_parked_p999_ns={p999}");
+}
+
+fn sock_send(fd: RawFd, buf: &[u8]) {
+    // SAFETY: sends from a valid buffer.
+    let r = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), 0) };
+    assert_eq!(r as usize, buf.len());
+}
+
+/// Receives one packet; spinning with MSG_DONTWAIT when `busy`.
+fn sock_recv(fd: RawFd, buf: &mut [u8], busy: bool) -> usize {
+    let flags = if busy { libc::MSG_DONTWAIT } else { 0 };
+    loop {
+        // SAFETY: receives into a valid buffer.
+        let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
+        if r >= 0 {
+            return r as usize;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+fn socket_parent(plan: &Plan) -> BTreeMap<String, u64> {
+    let [mine, theirs] = raw_fd_pair("sock");
+    let n_tp = plan.tp[0].1 / 4;
+    let child = spawn_child(&[
+        "sock".into(),
+        theirs.to_string(),
+        plan.pings_busy.to_string(),
+        plan.pings_parked.to_string(),
+        n_tp.to_string(),
+    ]);
+    close(theirs);
+    let mut msg = [0u8; 64];
+    let mut ack = [0u8; 64];
+    for (n, busy) in [(plan.pings_busy, true), (plan.pings_parked, false)] {
+        for _ in 0..n + n / 10 {
+            msg[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
+            sock_send(mine, &msg);
+            sock_recv(mine, &mut ack, busy);
+        }
+    }
+    for _ in 0..n_tp {
+        sock_send(mine, &msg);
+    }
+    sock_recv(mine, &mut ack, false);
+    close(mine);
+    child_results(child)
+}
+
+fn socket_child(args: &[String]) {
+    let fd: RawFd = args[0].parse().expect("fd");
+    let n_busy: usize = args[1].parse().expect("n");
+    let n_parked: usize = args[2].parse().expect("n");
+    let n_tp: usize = args[3].parse().expect("n");
+    let mut buf = [0u8; 64];
+    let mut out = String::from("RESULT");
+    for (n, busy, name) in [(n_busy, true, "busy"), (n_parked, false, "blocking")] {
+        let mut lat = Vec::with_capacity(n);
+        for i in 0..n + n / 10 {
+            sock_recv(fd, &mut buf, busy);
+            let now = monotonic_ns();
+            let ts = u64::from_le_bytes(buf[..8].try_into().expect("8"));
+            if i >= n / 10 {
+                lat.push(now.saturating_sub(ts));
+            }
+            sock_send(fd, &[1]);
+        }
+        let (a, b, c) = percentiles(&mut lat);
+        out += &format!(" socket_{name}_one_way_p50_ns={a} socket_{name}_one_way_p99_ns={b} socket_{name}_one_way_p999_ns={c}");
+    }
+    let mut first = 0;
+    for i in 0..n_tp {
+        sock_recv(fd, &mut buf, false);
+        if i == 0 {
+            first = monotonic_ns();
+        }
+    }
+    let ns = (monotonic_ns() - first).max(1);
+    sock_send(fd, &[1]);
+    let rate = (n_tp - 1) as f64 * 1e9 / ns as f64;
+    out += &format!(" socket_msgs_per_s_64B={}", rate as u64);
+    println!("{out}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        let rest = &args[2..];
+        match args[1].as_str() {
+            "ipc" => ipc_child(rest),
+            "idle" => idle_child(rest),
+            "efd" => eventfd_child(rest),
+            "sock" => socket_child(rest),
+            other => panic!("unknown child role {other}"),
+        }
+        return;
+    }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("usage: ipc-bench [--quick]");
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let plan = plan(quick);
+    let endpoint = Endpoint::Abstract(format!("ipc-bench-{}", std::process::id()));
+    let start = std::time::Instant::now();
+    let mut m = BTreeMap::new();
+    m.extend(eventfd_parent(plan.pings_parked));
+    m.extend(socket_parent(&plan));
+    m.extend(ipc_parent(&plan, &endpoint));
+    for (k, v) in &m {
+        println!("{k} = {v}");
+    }
+    let get = |k: &str| m.get(k).copied().unwrap_or(0);
+    let (a, b) = (
+        get("busy_one_way_p50_ns"),
+        get("socket_busy_one_way_p50_ns"),
+    );
+    let (c, d) = (get("parked_one_way_p50_ns"), get("eventfd_parked_p50_ns"));
+    let (e, f) = (get("msgs_per_s_64B"), get("socket_msgs_per_s_64B"));
+    println!(
+        "goals: busy/socket_busy = {:.2} (<= 0.4), parked/eventfd = {:.2} (<= 1.1), msgs/socket_msgs = {:.1} (>= 20); {:.1} s",
+        a as f64 / b.max(1) as f64,
+        c as f64 / d.max(1) as f64,
+        e as f64 / f.max(1) as f64,
+        start.elapsed().as_secs_f64()
+    );
+    println!(
+        "busy_one_way_p50_ns={a} socket_busy_one_way_p50_ns={b} parked_one_way_p50_ns={c} eventfd_parked_p50_ns={d} msgs_per_s_64B={e} socket_msgs_per_s_64B={f}"
+    );
+}

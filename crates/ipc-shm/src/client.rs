@@ -1,0 +1,650 @@
+//! The client half: thread-safe. Any number of threads may send and call
+//! while one thread dispatches events (the SA Forum API requires it).
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::config::Endpoint;
+use crate::proto::{self, Hello, Status, PROTOCOL_VERSION};
+use crate::ring::{
+    self, check_used, decode_chunk, max_payload, valid_cap, Chunk, FrameHeader, RingPtrs,
+    RingSizes, CHUNK_HEADER_LEN, EVENT, REQUEST, RESPONSE,
+};
+use crate::server::{ERROR_KIND, ERROR_UNKNOWN_SERVICE};
+use crate::sys::{self, Drain, Mapping};
+
+#[derive(Debug)]
+pub enum ClientError {
+    /// The request ring is full: try again later.
+    TryAgain,
+    /// The daemon is gone or ended the session; connect again.
+    Disconnected,
+    /// The daemon refused the session.
+    Refused(Status),
+    /// The payload exceeds what the ring carries.
+    TooLarge,
+    /// No answer within the time given.
+    Timeout,
+    /// The daemon answered that it has no such service.
+    UnknownService,
+    /// The daemon broke the protocol.
+    Protocol(&'static str),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::TryAgain => write!(f, "try again: request ring full"),
+            ClientError::Disconnected => write!(f, "disconnected from the daemon"),
+            ClientError::Refused(s) => write!(f, "session refused: {s}"),
+            ClientError::TooLarge => write!(f, "message too large"),
+            ClientError::Timeout => write!(f, "timed out"),
+            ClientError::UnknownService => write!(f, "unknown service"),
+            ClientError::Protocol(w) => write!(f, "protocol error: {w}"),
+            ClientError::Io(e) => write!(f, "i/o error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub endpoint: Endpoint,
+    /// Capacities asked for (0: the daemon's default; it may round or clamp).
+    pub sizes: RingSizes,
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            endpoint: Endpoint::default(),
+            sizes: RingSizes {
+                request: 0,
+                response: 0,
+                event: 0,
+            },
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How a caller waits for the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Sleep in poll on the wake-up fd (the daemon writes it only when asked).
+    Park,
+    /// Spin on the ring without system calls.
+    Spin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchMode {
+    /// At most one event, without waiting.
+    One,
+    /// The events present now, without waiting.
+    All,
+    /// Wait (up to the timeout) for at least one, then those present.
+    Blocking,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub header: FrameHeader,
+    pub payload: Vec<u8>,
+}
+
+struct Responses {
+    /// A thread is reading the response ring (the others wait on the condvar).
+    reader: bool,
+    /// Consumer index of the response ring (used by the reader).
+    head: u64,
+    outstanding: HashMap<u64, Option<Response>>,
+    /// Responses nobody waited for (a caller that timed out).
+    unmatched: u64,
+    dead: bool,
+}
+
+pub struct Client {
+    socket: UnixStream,
+    session: u64,
+    map: Mapping,
+    rings: [RingPtrs; 3],
+    sizes: RingSizes,
+    resp_wake: OwnedFd,
+    event_wake: OwnedFd,
+    /// Keeps the pollable fd readable when events remain after a dispatch.
+    self_wake: OwnedFd,
+    /// The pollable fd: an epoll set over the event wake-up, the self
+    /// wake-up and the socket, so it is readable on events and on hang-up.
+    epoll: OwnedFd,
+    /// Request ring producer: private tail and the last consumer index
+    /// seen (reloaded only when the ring looks full, so a busy sender does
+    /// not pull the daemon's cache line on every message).
+    req: Mutex<(u64, u64)>,
+    resp: Mutex<Responses>,
+    resp_cv: Condvar,
+    event_head: Mutex<u64>,
+    next_id: AtomicU64,
+    gone: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn connect_socket(endpoint: &Endpoint) -> io::Result<UnixStream> {
+    match endpoint {
+        Endpoint::Abstract(name) => {
+            UnixStream::connect_addr(&SocketAddr::from_abstract_name(name.as_bytes())?)
+        }
+        Endpoint::Path(p) => UnixStream::connect(p),
+    }
+}
+
+fn epoll_over(fds: &[RawFd]) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall.
+    let raw = sys::cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    // SAFETY: just created, owned by nobody else.
+    let ep = unsafe { OwnedFd::from_raw_fd(raw) };
+    for &fd in fds {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: valid epoll fd, valid fd and event struct.
+        sys::cvt(unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })?;
+    }
+    Ok(ep)
+}
+
+fn millis(deadline: Option<Instant>, cap_ms: i32) -> i32 {
+    match deadline {
+        None => cap_ms,
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            (left.as_millis().min(cap_ms as u128) as i32).max(if left.is_zero() { 0 } else { 1 })
+        }
+    }
+}
+
+impl Client {
+    /// Opens a session. Errors: `Refused` with the daemon's reason,
+    /// `Io` when nobody listens, `Timeout`, `Protocol`.
+    pub fn connect(cfg: &ClientConfig) -> Result<Client, ClientError> {
+        let socket = connect_socket(&cfg.endpoint)?;
+        let hello = proto::encode_hello(&Hello {
+            version: PROTOCOL_VERSION,
+            sizes: cfg.sizes,
+        });
+        // A daemon that refuses at accept time may have answered and closed
+        // before the hello goes out: then the refusal is what counts.
+        let sent = sys::send_with_fds(socket.as_raw_fd(), &hello, &[]);
+        if !matches!(sent, Ok(n) if n == hello.len()) {
+            let mut buf = [0u8; proto::REPLY_LEN];
+            let mut fds = Vec::new();
+            if let Ok(n) = sys::recv_with_fds(socket.as_raw_fd(), &mut buf, &mut fds) {
+                if let Some(r) = proto::decode_reply(&buf[..n]) {
+                    if r.status != Status::Ok {
+                        return Err(ClientError::Refused(r.status));
+                    }
+                }
+            }
+            return Err(sent
+                .err()
+                .map_or(ClientError::Disconnected, ClientError::Io));
+        }
+        let timeout = cfg.connect_timeout.as_millis().min(i32::MAX as u128) as i32;
+        if sys::poll_one(socket.as_raw_fd(), libc::POLLIN, timeout)? == 0 {
+            return Err(ClientError::Timeout);
+        }
+        let mut buf = [0u8; proto::REPLY_LEN];
+        let mut fds = Vec::new();
+        let n = sys::recv_with_fds(socket.as_raw_fd(), &mut buf, &mut fds)?;
+        if n == 0 {
+            return Err(ClientError::Disconnected);
+        }
+        let reply = proto::decode_reply(&buf[..n]).ok_or(ClientError::Protocol("bad reply"))?;
+        if reply.status != Status::Ok {
+            return Err(ClientError::Refused(reply.status));
+        }
+        let sizes = reply.sizes;
+        if fds.len() != proto::REPLY_FDS || !sizes.as_array().iter().all(|&c| valid_cap(c)) {
+            return Err(ClientError::Protocol("bad session set-up"));
+        }
+        let mut fds = fds.into_iter();
+        let memfd = fds.next().expect("counted");
+        let resp_wake = fds.next().expect("counted");
+        let event_wake = fds.next().expect("counted");
+        let len = sizes.segment_len();
+        let (sealed, size) = sys::sealed_size(memfd.as_raw_fd())?;
+        if !sealed || size < len {
+            return Err(ClientError::Protocol("segment not sealed or too small"));
+        }
+        let map = Mapping::map(memfd.as_raw_fd(), len)?;
+        drop(memfd);
+        // SAFETY: `map` is a live mapping of `len >= SEGMENT_HEADER_LEN` bytes.
+        unsafe { ring::validate_segment(map.ptr(), map.len(), &sizes) }
+            .map_err(ClientError::Protocol)?;
+        // SAFETY: validated above: the mapping holds the announced layout.
+        let rings = unsafe { ring::ring_ptrs(map.ptr(), &sizes) };
+        socket.set_nonblocking(true)?;
+        let self_wake = sys::eventfd()?;
+        let epoll = epoll_over(&[
+            event_wake.as_raw_fd(),
+            self_wake.as_raw_fd(),
+            socket.as_raw_fd(),
+        ])?;
+        // Ask for a wake-up on the first event, so the pollable fd works
+        // before the first dispatch.
+        rings[EVENT].arm_consumer(0);
+        Ok(Client {
+            socket,
+            session: reply.session,
+            map,
+            rings,
+            sizes,
+            resp_wake,
+            event_wake,
+            self_wake,
+            epoll,
+            req: Mutex::new((0, 0)),
+            resp: Mutex::new(Responses {
+                reader: false,
+                head: 0,
+                outstanding: HashMap::new(),
+                unmatched: 0,
+                dead: false,
+            }),
+            resp_cv: Condvar::new(),
+            event_head: Mutex::new(0),
+            next_id: AtomicU64::new(1),
+            gone: AtomicBool::new(false),
+        })
+    }
+
+    /// The daemon's id for this session.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    pub fn sizes(&self) -> RingSizes {
+        self.sizes
+    }
+
+    /// The largest request payload.
+    pub fn max_request(&self) -> usize {
+        max_payload(self.sizes.request) as usize
+    }
+
+    /// The pollable fd (selection object): readable when events wait, and
+    /// when the session broke or the daemon died. Reset by `dispatch`.
+    pub fn fd(&self) -> RawFd {
+        self.epoll.as_raw_fd()
+    }
+
+    /// Responses that arrived for nobody (their caller had timed out).
+    pub fn unmatched_responses(&self) -> u64 {
+        lock(&self.resp).unmatched
+    }
+
+    fn closed_flag(&self) -> bool {
+        // SAFETY: the mapping lives as long as `self`.
+        let closed = unsafe { ring::segment_closed(self.map.ptr()) };
+        // SAFETY: points at an atomic in the live mapping.
+        unsafe { (*closed).load(Ordering::Acquire) != 0 }
+    }
+
+    /// Whether the daemon ended the session or died (a system call unless
+    /// known already; used on slow paths only).
+    pub fn is_gone(&self) -> bool {
+        if self.gone.load(Ordering::Relaxed) || self.closed_flag() {
+            self.gone.store(true, Ordering::Relaxed);
+            return true;
+        }
+        let ev = libc::POLLRDHUP;
+        let r = sys::poll_one(self.socket.as_raw_fd(), ev, 0).unwrap_or(libc::POLLHUP);
+        if r & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0 {
+            self.gone.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    fn ring_doorbell(&self) {
+        sys::poke_socket(self.socket.as_raw_fd());
+    }
+
+    /// Sends a request that expects no response; returns its request id.
+    /// `TryAgain` when the request ring is full.
+    pub fn send(&self, service: u16, kind: u16, payload: &[u8]) -> Result<u64, ClientError> {
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.push(
+            &FrameHeader {
+                service,
+                kind,
+                request_id,
+            },
+            payload,
+        )?;
+        Ok(request_id)
+    }
+
+    fn push(&self, header: &FrameHeader, payload: &[u8]) -> Result<(), ClientError> {
+        if payload.len() > self.max_request() {
+            return Err(ClientError::TooLarge);
+        }
+        if self.gone.load(Ordering::Relaxed) || self.closed_flag() {
+            return Err(ClientError::Disconnected);
+        }
+        let ring = &self.rings[REQUEST];
+        let written = {
+            let mut guard = lock(&self.req);
+            let (tail, cached_head) = &mut *guard;
+            let mut ok = ring.write_frame(tail, *cached_head, header, payload);
+            if !ok {
+                let head = ring.hdr().head.load(Ordering::Acquire);
+                if tail.wrapping_sub(head) > ring.cap {
+                    return Err(ClientError::Protocol("request ring index out of range"));
+                }
+                *cached_head = head;
+                ok = ring.write_frame(tail, head, header, payload);
+            }
+            ok && {
+                if ring.publish_tail(*tail) {
+                    self.ring_doorbell();
+                }
+                true
+            }
+        };
+        if written {
+            Ok(())
+        } else if self.is_gone() {
+            Err(ClientError::Disconnected)
+        } else {
+            Err(ClientError::TryAgain)
+        }
+    }
+
+    /// Sends a request and waits for its response.
+    pub fn call(
+        &self,
+        service: u16,
+        kind: u16,
+        payload: &[u8],
+        wait: Wait,
+        timeout: Option<Duration>,
+    ) -> Result<Response, ClientError> {
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.resp).outstanding.insert(request_id, None);
+        let header = FrameHeader {
+            service,
+            kind,
+            request_id,
+        };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let result = self
+            .push(&header, payload)
+            .and_then(|()| self.wait_response(request_id, wait, deadline));
+        if result.is_err() {
+            lock(&self.resp).outstanding.remove(&request_id);
+        }
+        let r = result?;
+        if r.header.kind == ERROR_KIND {
+            let code = r
+                .payload
+                .get(..4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4")));
+            return Err(if code == Some(ERROR_UNKNOWN_SERVICE) {
+                ClientError::UnknownService
+            } else {
+                ClientError::Protocol("error response")
+            });
+        }
+        Ok(r)
+    }
+
+    fn wait_response(
+        &self,
+        id: u64,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> Result<Response, ClientError> {
+        let mut st = lock(&self.resp);
+        let mut got = Vec::new();
+        loop {
+            if let Some(Some(_)) = st.outstanding.get(&id) {
+                return Ok(st.outstanding.remove(&id).flatten().expect("checked"));
+            }
+            if st.dead {
+                return Err(ClientError::Disconnected);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(ClientError::Timeout);
+            }
+            if st.reader {
+                let ms = millis(deadline, 50) as u64;
+                st = self
+                    .resp_cv
+                    .wait_timeout(st, Duration::from_millis(ms.max(1)))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+                continue;
+            }
+            st.reader = true;
+            let mut head = st.head;
+            drop(st);
+            let res = self.read_responses(&mut head, &mut got, wait, deadline);
+            st = lock(&self.resp);
+            st.head = head;
+            st.reader = false;
+            for r in got.drain(..) {
+                match st.outstanding.get_mut(&r.header.request_id) {
+                    Some(slot) => *slot = Some(r),
+                    None => st.unmatched += 1,
+                }
+            }
+            if let Err(e) = res {
+                st.dead = true;
+                self.resp_cv.notify_all();
+                if let Some(Some(_)) = st.outstanding.get(&id) {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.resp_cv.notify_all();
+        }
+    }
+
+    /// Reads what the response ring holds; when it is empty, waits (spins
+    /// or parks) until something arrives or the deadline passes.
+    fn read_responses(
+        &self,
+        head: &mut u64,
+        got: &mut Vec<Response>,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> Result<(), ClientError> {
+        let ring = &self.rings[RESPONSE];
+        let mut spins = 0u32;
+        loop {
+            self.consume(RESPONSE, head, usize::MAX, &mut |header, p| {
+                got.push(Response {
+                    header,
+                    payload: p.to_vec(),
+                })
+            })?;
+            if !got.is_empty() {
+                return Ok(());
+            }
+            match wait {
+                Wait::Spin => {
+                    std::hint::spin_loop();
+                    spins = spins.wrapping_add(1);
+                    if spins.is_multiple_of(4096) {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Ok(());
+                        }
+                        if spins.is_multiple_of(1 << 16) && self.is_gone() {
+                            return Err(ClientError::Disconnected);
+                        }
+                    }
+                }
+                Wait::Park => {
+                    if ring.arm_consumer(*head) {
+                        continue;
+                    }
+                    let ms = millis(deadline, 1000);
+                    let r = sys::poll_one(self.resp_wake.as_raw_fd(), libc::POLLIN, ms)?;
+                    let drained = sys::drain(self.resp_wake.as_raw_fd(), 4, false);
+                    if r & libc::POLLHUP != 0 || drained == Drain::Closed {
+                        // Read what was left before reporting the end.
+                        self.consume(RESPONSE, head, usize::MAX, &mut |header, p| {
+                            got.push(Response {
+                                header,
+                                payload: p.to_vec(),
+                            })
+                        })?;
+                        self.gone.store(true, Ordering::Relaxed);
+                        return if got.is_empty() {
+                            Err(ClientError::Disconnected)
+                        } else {
+                            Ok(())
+                        };
+                    }
+                    if r == 0 && (deadline.is_some_and(|d| Instant::now() >= d) || self.is_gone()) {
+                        return if self.is_gone() {
+                            Err(ClientError::Disconnected)
+                        } else {
+                            Ok(())
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Consumes up to `max` frames present now from a daemon-written ring,
+    /// handing each payload (in shared memory) to `f`.
+    fn consume(
+        &self,
+        which: usize,
+        head: &mut u64,
+        max: usize,
+        f: &mut dyn FnMut(FrameHeader, &[u8]),
+    ) -> Result<usize, ClientError> {
+        let ring = &self.rings[which];
+        let cap = ring.cap;
+        let maxp = max_payload(cap as u32);
+        let tail = ring.hdr().tail.load(Ordering::Acquire);
+        let start = *head;
+        let mut n = 0;
+        while n < max {
+            let used = check_used(*head, tail, cap)
+                .map_err(|_| ClientError::Protocol("daemon ring index out of range"))?;
+            if used == 0 {
+                break;
+            }
+            let pos = *head % cap;
+            match decode_chunk(ring.read_raw(pos), pos, used, cap, maxp)
+                .map_err(|_| ClientError::Protocol("bad frame from the daemon"))?
+            {
+                Chunk::Pad { skip } => *head = head.wrapping_add(skip),
+                Chunk::Frame { header, len, total } => {
+                    // SAFETY: the decoder checked `pos + total <= cap`, so the
+                    // payload lies inside the data area of the live mapping;
+                    // the daemon does not write [head, tail) until we publish
+                    // a head past it, which happens after `f` returns.
+                    let payload = unsafe {
+                        std::slice::from_raw_parts(
+                            ring.data.add((pos + CHUNK_HEADER_LEN) as usize),
+                            len as usize,
+                        )
+                    };
+                    f(header, payload);
+                    *head = head.wrapping_add(total);
+                    n += 1;
+                }
+            }
+        }
+        if *head != start && ring.publish_head(*head) {
+            // The daemon holds spilled frames and waits for room.
+            self.ring_doorbell();
+        }
+        Ok(n)
+    }
+
+    /// Delivers events to `f`. Resets the pollable fd; with `Blocking`,
+    /// waits up to `timeout` (forever with `None`) for the first event.
+    /// `Disconnected` once the ring is empty and the session is over.
+    pub fn dispatch(
+        &self,
+        mode: DispatchMode,
+        timeout: Option<Duration>,
+        mut f: impl FnMut(FrameHeader, &[u8]),
+    ) -> Result<usize, ClientError> {
+        let mut head = lock(&self.event_head);
+        let ring = &self.rings[EVENT];
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut hangup = sys::drain(self.event_wake.as_raw_fd(), 4, false) == Drain::Closed;
+        sys::drain(self.self_wake.as_raw_fd(), 1, false);
+        let max = if mode == DispatchMode::One {
+            1
+        } else {
+            usize::MAX
+        };
+        let n = loop {
+            let n = self.consume(EVENT, &mut head, max, &mut f)?;
+            if n > 0 || mode != DispatchMode::Blocking || hangup {
+                break n;
+            }
+            if ring.arm_consumer(*head) {
+                continue;
+            }
+            let r = sys::poll_one(
+                self.event_wake.as_raw_fd(),
+                libc::POLLIN,
+                millis(deadline, 1000),
+            )?;
+            hangup |= r & libc::POLLHUP != 0
+                || sys::drain(self.event_wake.as_raw_fd(), 4, false) == Drain::Closed;
+            if r == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                break 0;
+            }
+            if r == 0 && self.is_gone() {
+                hangup = true;
+            }
+        };
+        // Stay armed so the pollable fd reports the next event; if events
+        // remain, make it readable now.
+        if ring.arm_consumer(*head) {
+            sys::eventfd_signal(self.self_wake.as_raw_fd());
+        }
+        if n == 0 && (hangup || self.closed_flag()) {
+            self.gone.store(true, Ordering::Relaxed);
+            return Err(ClientError::Disconnected);
+        }
+        Ok(n)
+    }
+
+    /// Raw access to the shared segment, for tests that play a hostile
+    /// client (scribbling over the rings).
+    #[doc(hidden)]
+    pub fn segment_for_tests(&self) -> (*mut u8, usize) {
+        (self.map.ptr(), self.map.len())
+    }
+}

@@ -1,0 +1,81 @@
+//! A small epoll-based run loop for tests, benchmarks and tools. The daemon
+//! proper registers the server's fds in its own single place to wait.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use crate::server::{FdChange, Server, Token};
+use crate::sys;
+
+pub struct PollLoop {
+    epoll: OwnedFd,
+    events: Vec<libc::epoll_event>,
+}
+
+impl PollLoop {
+    pub fn new() -> io::Result<PollLoop> {
+        // SAFETY: plain syscall.
+        let raw = sys::cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        Ok(PollLoop {
+            // SAFETY: just created, owned by nobody else.
+            epoll: unsafe { OwnedFd::from_raw_fd(raw) },
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; 64],
+        })
+    }
+
+    /// Applies the server's pending fd registration changes.
+    pub fn sync(&mut self, server: &mut Server) -> io::Result<()> {
+        while let Some(change) = server.take_fd_change() {
+            let (op, fd, Token(token)) = match change {
+                FdChange::Add { fd, token } => (libc::EPOLL_CTL_ADD, fd, token),
+                FdChange::Remove { fd, token } => (libc::EPOLL_CTL_DEL, fd, token),
+            };
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: token,
+            };
+            // SAFETY: valid epoll fd and event struct; the fd is still open
+            // (the server closes retired fds only after this drain).
+            let r = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) };
+            if r < 0 && op == libc::EPOLL_CTL_ADD {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` (not at all if the server has work) and tells
+    /// the server what became ready. Then call `server.next_event()` until
+    /// it returns `None`.
+    pub fn turn(&mut self, server: &mut Server, timeout: Option<Duration>) -> io::Result<()> {
+        self.sync(server)?;
+        let ms = if server.has_work() {
+            0
+        } else {
+            timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32)
+        };
+        // SAFETY: the buffer holds `events.len()` entries.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                self.events.len() as i32,
+                ms,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        for i in 0..n as usize {
+            let token = self.events[i].u64;
+            server.handle_ready(Token(token));
+        }
+        self.sync(server)
+    }
+}

@@ -1,0 +1,950 @@
+//! The daemon half. It never parks: the run loop registers the fds it hands
+//! out (`take_fd_change`), tells it which became ready (`handle_ready`), and
+//! pulls what happened (`next_event`), all without blocking.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use crate::config::{Authorization, Endpoint, ServerConfig};
+use crate::proto::{self, HelloError, Reply, Status};
+use crate::ring::{
+    self, check_head, max_payload, FrameHeader, RingPtrs, RingSizes, RingViolation, EVENT, REQUEST,
+    RESPONSE,
+};
+use crate::sys::{self, Drain, Mapping};
+
+/// Kind of the frame the server itself answers with when it refuses a
+/// request; its payload is a little-endian u32 error code.
+pub const ERROR_KIND: u16 = 0xFFFF;
+/// The request named a service the daemon does not have.
+pub const ERROR_UNKNOWN_SERVICE: u32 = 1;
+
+/// Requests examined per `next_event` call at most (bounds the work of one
+/// call even against a client that streams refused requests).
+const STEP_BUDGET: usize = 64;
+/// Connections accepted per listener readiness at most.
+const ACCEPT_BUDGET: usize = 32;
+
+/// An established session, unique over the server's life (slot and generation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(u64);
+
+impl SessionId {
+    fn new(idx: u32, gen: u32) -> SessionId {
+        SessionId((gen as u64) << 32 | idx as u64)
+    }
+    fn idx(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize
+    }
+    fn gen(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.idx(), self.gen())
+    }
+}
+
+/// What the run loop gives back in `handle_ready` for a registered fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token(pub u64);
+
+const LISTENER: Token = Token(u64::MAX);
+
+/// A change to the set of fds the run loop waits on (readable interest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdChange {
+    Add { fd: RawFd, token: Token },
+    Remove { fd: RawFd, token: Token },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Why a session ended (logged, and returned in `Event::Disconnected`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client closed its socket or died.
+    PeerClosed,
+    /// The client wrote something invalid into a ring.
+    RingViolation {
+        ring: &'static str,
+        violation: RingViolation,
+    },
+    /// The client did not read fast enough: its ring and its overflow queue are full.
+    TooSlow { ring: &'static str, queued: usize },
+    /// The daemon ended the session.
+    Requested(&'static str),
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DisconnectReason::PeerClosed => write!(f, "client closed the connection"),
+            DisconnectReason::RingViolation { ring, violation } => {
+                write!(f, "client corrupted its {ring} ring: {violation}")
+            }
+            DisconnectReason::TooSlow { ring, queued } => write!(
+                f,
+                "client too slow: {ring} ring full and {queued} frames queued"
+            ),
+            DisconnectReason::Requested(why) => write!(f, "disconnected by the daemon: {why}"),
+        }
+    }
+}
+
+/// What happened, in order.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Connected {
+        session: SessionId,
+        creds: Credentials,
+    },
+    /// A validated request; `payload` is the daemon's own copy, valid until
+    /// the next call on the server.
+    Request {
+        session: SessionId,
+        header: FrameHeader,
+        payload: &'a [u8],
+    },
+    /// Emitted exactly once per `Connected`; the session's resources are
+    /// already reclaimed.
+    Disconnected {
+        session: SessionId,
+        reason: DisconnectReason,
+    },
+}
+
+/// Where a frame sent to a client went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Ring,
+    /// Into the session's bounded overflow queue (ring full).
+    Queued,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// No such session (it ended already).
+    NoSession,
+    /// The payload exceeds what the client's ring can carry.
+    TooLarge,
+    /// Sending ended the session (too slow or corrupted ring); a
+    /// `Disconnected` event follows.
+    Disconnected,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendError::NoSession => "no such session",
+            SendError::TooLarge => "frame too large for the client's ring",
+            SendError::Disconnected => "session disconnected",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+enum Pending {
+    Connected(SessionId, Credentials),
+    Disconnected(SessionId, DisconnectReason),
+}
+
+/// One ring the daemon writes (response or event) and its overflow queue.
+struct Out {
+    ring: RingPtrs,
+    /// Producer index, private; published, never read back.
+    tail: u64,
+    /// Last consumer index seen and validated.
+    seen_head: u64,
+    overflow: VecDeque<(FrameHeader, Box<[u8]>)>,
+    overflow_bytes: usize,
+    /// Write end of the client's wake-up pipe for this ring.
+    wake: OwnedFd,
+    name: &'static str,
+}
+
+enum OutError {
+    Violation(RingViolation),
+    TooSlow(usize),
+}
+
+impl Out {
+    fn load_head(ring: &RingPtrs, seen: &mut u64, tail: u64) -> Result<u64, RingViolation> {
+        let h = ring.hdr().head.load(Ordering::Acquire);
+        check_head(*seen, h, tail)?;
+        *seen = h;
+        Ok(h)
+    }
+
+    fn commit(&self) {
+        if self.ring.publish_tail(self.tail) {
+            sys::poke(self.wake.as_raw_fd());
+        }
+    }
+
+    /// Moves queued frames into the ring while they fit; if some remain,
+    /// asks the client to ring the doorbell once it frees space.
+    fn flush(&mut self) -> Result<(), RingViolation> {
+        if self.overflow.is_empty() {
+            return Ok(());
+        }
+        let mut armed = false;
+        loop {
+            let mut wrote = false;
+            loop {
+                let head = Self::load_head(&self.ring, &mut self.seen_head, self.tail)?;
+                let Some((h, p)) = self.overflow.front() else {
+                    break;
+                };
+                if !self.ring.write_frame(&mut self.tail, head, h, p) {
+                    break;
+                }
+                self.overflow_bytes -= p.len();
+                self.overflow.pop_front();
+                wrote = true;
+            }
+            if wrote {
+                self.commit();
+            }
+            if self.overflow.is_empty() || armed {
+                return Ok(());
+            }
+            self.ring.hdr().producer_waiting.store(1, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            armed = true;
+        }
+    }
+
+    fn send(
+        &mut self,
+        header: &FrameHeader,
+        payload: &[u8],
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> Result<Delivery, OutError> {
+        if self.overflow.is_empty() {
+            let head = Self::load_head(&self.ring, &mut self.seen_head, self.tail)
+                .map_err(OutError::Violation)?;
+            if self.ring.write_frame(&mut self.tail, head, header, payload) {
+                self.commit();
+                return Ok(Delivery::Ring);
+            }
+        }
+        if self.overflow.len() >= max_frames || self.overflow_bytes + payload.len() > max_bytes {
+            return Err(OutError::TooSlow(self.overflow.len()));
+        }
+        // The spill path is the only place a frame is allocated.
+        self.overflow.push_back((*header, payload.into()));
+        self.overflow_bytes += payload.len();
+        self.flush().map_err(OutError::Violation)?;
+        Ok(if self.overflow.is_empty() {
+            Delivery::Ring
+        } else {
+            Delivery::Queued
+        })
+    }
+}
+
+struct Session {
+    id: SessionId,
+    socket: UnixStream,
+    creds: Credentials,
+    map: Mapping,
+    req: RingPtrs,
+    /// Consumer index of the request ring, private.
+    req_head: u64,
+    req_max: u32,
+    /// Response and event rings.
+    out: [Out; 2],
+}
+
+impl Session {
+    /// Reads the next request into `scratch`, validating everything the
+    /// client wrote.
+    fn read_request(
+        &mut self,
+        scratch: &mut [u8],
+    ) -> Result<Option<(FrameHeader, usize)>, RingViolation> {
+        let r = ring::consume_frame(&self.req, &mut self.req_head, self.req_max, scratch)?;
+        if r.is_some() {
+            self.req.hdr().head.store(self.req_head, Ordering::Release);
+        }
+        Ok(r)
+    }
+}
+
+enum SlotState {
+    Free,
+    Handshake {
+        socket: UnixStream,
+        creds: Credentials,
+    },
+    Active(Box<Session>),
+}
+
+struct Slot {
+    gen: u32,
+    state: SlotState,
+    queued: bool,
+}
+
+enum Step {
+    Request(SessionId, FrameHeader, usize),
+    Again,
+    Idle,
+    Closed,
+}
+
+/// Counters for the run loop's statistics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerStats {
+    pub accepted: u64,
+    pub refused: u64,
+    pub requests: u64,
+    pub unknown_service: u64,
+    pub disconnected: u64,
+}
+
+pub struct Server {
+    cfg: ServerConfig,
+    listener: UnixListener,
+    unlink: Option<PathBuf>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    handshakes: VecDeque<SessionId>,
+    active: usize,
+    ready: VecDeque<u32>,
+    pending: VecDeque<Pending>,
+    fd_changes: VecDeque<FdChange>,
+    graveyard: Vec<Retired>,
+    scratch: Box<[u8]>,
+    busy: bool,
+    stats: ServerStats,
+}
+
+fn bind(endpoint: &Endpoint) -> io::Result<(UnixListener, Option<PathBuf>)> {
+    match endpoint {
+        Endpoint::Abstract(name) => {
+            let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
+            Ok((UnixListener::bind_addr(&addr)?, None))
+        }
+        Endpoint::Path(p) => {
+            // A socket file nobody listens on is stale: replace it. A live
+            // one is an error (another daemon uses this endpoint).
+            if p.exists() {
+                match UnixStream::connect(p) {
+                    Ok(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AddrInUse,
+                            format!("{} has a listener", p.display()),
+                        ))
+                    }
+                    Err(_) => std::fs::remove_file(p)?,
+                }
+            }
+            Ok((UnixListener::bind(p)?, Some(p.clone())))
+        }
+    }
+}
+
+impl Server {
+    pub fn new(cfg: ServerConfig) -> io::Result<Server> {
+        sys::ignore_sigpipe();
+        let (listener, unlink) = bind(&cfg.endpoint)?;
+        listener.set_nonblocking(true)?;
+        let nslots = cfg.max_sessions + cfg.max_handshakes.max(1);
+        assert!(nslots < u32::MAX as usize);
+        let max_ring = cfg.grant(u32::MAX, u32::MAX);
+        let slots = (0..nslots)
+            .map(|_| Slot {
+                gen: 0,
+                state: SlotState::Free,
+                queued: false,
+            })
+            .collect();
+        let mut fd_changes = VecDeque::with_capacity(2 * nslots + 1);
+        fd_changes.push_back(FdChange::Add {
+            fd: listener.as_raw_fd(),
+            token: LISTENER,
+        });
+        Ok(Server {
+            listener,
+            unlink,
+            slots,
+            free: (0..nslots as u32).rev().collect(),
+            handshakes: VecDeque::with_capacity(cfg.max_handshakes.max(1)),
+            active: 0,
+            ready: VecDeque::with_capacity(nslots),
+            pending: VecDeque::with_capacity(2 * nslots),
+            fd_changes,
+            graveyard: Vec::with_capacity(nslots),
+            scratch: vec![0u8; max_payload(max_ring) as usize].into_boxed_slice(),
+            busy: false,
+            stats: ServerStats::default(),
+            cfg,
+        })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.cfg.endpoint
+    }
+
+    pub fn listen_fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+
+    pub fn authorization_mut(&mut self) -> &mut Authorization {
+        &mut self.cfg.authorization
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.active
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        self.stats
+    }
+
+    pub fn credentials(&self, session: SessionId) -> Option<Credentials> {
+        match &self.slot(session)?.state {
+            SlotState::Active(s) => Some(s.creds),
+            _ => None,
+        }
+    }
+
+    /// In busy-poll mode the server never asks clients for doorbells; the
+    /// run loop calls `poll_busy` on every spin instead of waiting.
+    pub fn set_busy_poll(&mut self, busy: bool) {
+        self.busy = busy;
+        if !busy {
+            self.poll_busy();
+        }
+    }
+
+    /// Marks every session as having work (busy polling, no syscalls).
+    pub fn poll_busy(&mut self) {
+        for idx in 0..self.slots.len() {
+            if matches!(self.slots[idx].state, SlotState::Active(_)) {
+                self.enqueue(idx as u32);
+            }
+        }
+    }
+
+    /// Whether `next_event` has something to do without new readiness.
+    pub fn has_work(&self) -> bool {
+        !self.pending.is_empty() || !self.ready.is_empty()
+    }
+
+    /// The next change to the registered fd set. Fds of ended sessions are
+    /// closed once the run loop has drained the changes (so it never holds
+    /// a registration for an fd number that was reused meanwhile).
+    pub fn take_fd_change(&mut self) -> Option<FdChange> {
+        let c = self.fd_changes.pop_front();
+        if c.is_none() {
+            self.graveyard.clear();
+        }
+        c
+    }
+
+    fn slot(&self, session: SessionId) -> Option<&Slot> {
+        self.slots
+            .get(session.idx())
+            .filter(|s| s.gen == session.gen())
+    }
+
+    fn enqueue(&mut self, idx: u32) {
+        let slot = &mut self.slots[idx as usize];
+        if !slot.queued {
+            slot.queued = true;
+            self.ready.push_back(idx);
+        }
+    }
+
+    /// A registered fd became readable (or hung up).
+    pub fn handle_ready(&mut self, token: Token) {
+        if token == LISTENER {
+            self.accept_pending();
+            return;
+        }
+        let id = SessionId(token.0);
+        let Some(slot) = self.slot(id) else { return };
+        match &slot.state {
+            SlotState::Free => {}
+            SlotState::Handshake { .. } => self.finish_handshake(id),
+            SlotState::Active(s) => match sys::drain(s.socket.as_raw_fd(), 4, true) {
+                Drain::Closed => self.close(id, DisconnectReason::PeerClosed),
+                Drain::Empty | Drain::More => self.enqueue(id.idx() as u32),
+            },
+        }
+    }
+
+    fn accept_pending(&mut self) {
+        for _ in 0..ACCEPT_BUDGET {
+            let socket = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: the connection stays in the
+                    // backlog; the next readiness retries.
+                    tracing::warn!(error = %e, "ipc: accept failed");
+                    return;
+                }
+            };
+            self.admit(socket);
+        }
+    }
+
+    fn refuse(&mut self, socket: &UnixStream, status: Status, why: &dyn std::fmt::Display) {
+        self.stats.refused += 1;
+        tracing::warn!(%why, status = %status, "ipc: connection refused");
+        let reply = proto::encode_reply(&Reply {
+            status,
+            session: 0,
+            sizes: RingSizes {
+                request: 0,
+                response: 0,
+                event: 0,
+            },
+        });
+        let _ = sys::send_with_fds(socket.as_raw_fd(), &reply, &[]);
+    }
+
+    fn admit(&mut self, socket: UnixStream) {
+        let creds = match sys::peer_cred(socket.as_raw_fd()) {
+            Ok(c) => Credentials {
+                pid: c.pid,
+                uid: c.uid,
+                gid: c.gid,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "ipc: no peer credentials; connection dropped");
+                return;
+            }
+        };
+        if socket.set_nonblocking(true).is_err() {
+            return;
+        }
+        if !self.cfg.authorization.allows(creds.uid, creds.gid) {
+            let why = format!(
+                "uid {} gid {} (pid {}) not allowed",
+                creds.uid, creds.gid, creds.pid
+            );
+            self.refuse(&socket, Status::NotAuthorized, &why);
+            return;
+        }
+        if self.active >= self.cfg.max_sessions {
+            self.refuse(&socket, Status::TooManySessions, &"session limit reached");
+            return;
+        }
+        if self.handshakes.len() >= self.cfg.max_handshakes.max(1) {
+            if let Some(old) = self.handshakes.pop_front() {
+                self.end_handshake(old, None, &"set-up evicted (too many pending)");
+            }
+        }
+        let Some(idx) = self.free.pop() else {
+            self.refuse(&socket, Status::TooManySessions, &"no free slot");
+            return;
+        };
+        let slot = &mut self.slots[idx as usize];
+        let id = SessionId::new(idx, slot.gen);
+        self.fd_changes.push_back(FdChange::Add {
+            fd: socket.as_raw_fd(),
+            token: Token(id.0),
+        });
+        slot.state = SlotState::Handshake { socket, creds };
+        self.handshakes.push_back(id);
+        // The hello is usually there already.
+        self.finish_handshake(id);
+    }
+
+    fn finish_handshake(&mut self, id: SessionId) {
+        let idx = id.idx();
+        let SlotState::Handshake { socket, creds } = &self.slots[idx].state else {
+            return;
+        };
+        let (fd, creds) = (socket.as_raw_fd(), *creds);
+        let mut buf = [0u8; proto::HELLO_LEN + 1];
+        // SAFETY: receives into a valid local buffer; any fds a client
+        // attaches are discarded (and closed) by the kernel since no control
+        // buffer is given.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) {
+                self.end_handshake(id, None, &e);
+            }
+            return;
+        }
+        if n == 0 {
+            self.end_handshake(id, None, &"closed during set-up");
+            return;
+        }
+        let hello = match proto::decode_hello(&buf[..n as usize]) {
+            Ok(h) => h,
+            Err(e) => {
+                let status = match e {
+                    HelloError::Version(_) => Status::BadVersion,
+                    _ => Status::BadHello,
+                };
+                self.end_handshake(id, Some(status), &e);
+                return;
+            }
+        };
+        if self.active >= self.cfg.max_sessions {
+            self.end_handshake(id, Some(Status::TooManySessions), &"session limit reached");
+            return;
+        }
+        let d = self.cfg.default_sizes;
+        let sizes = RingSizes {
+            request: self.cfg.grant(hello.sizes.request, d.request),
+            response: self.cfg.grant(hello.sizes.response, d.response),
+            event: self.cfg.grant(hello.sizes.event, d.event),
+        };
+        let (parts, client_fds) = match create_segment(sizes) {
+            Ok(x) => x,
+            Err(e) => {
+                self.end_handshake(id, Some(Status::NoResources), &e);
+                return;
+            }
+        };
+        let reply = proto::encode_reply(&Reply {
+            status: Status::Ok,
+            session: id.0,
+            sizes,
+        });
+        let raw = client_fds.each_ref().map(|f| f.as_raw_fd());
+        if let Err(e) = sys::send_with_fds(fd, &reply, &raw) {
+            self.end_handshake(id, None, &e);
+            return;
+        }
+        drop(client_fds);
+        let slot = &mut self.slots[idx];
+        let SlotState::Handshake { socket, .. } =
+            std::mem::replace(&mut slot.state, SlotState::Free)
+        else {
+            unreachable!("checked above")
+        };
+        slot.state = SlotState::Active(Box::new(parts.into_session(id, socket, creds)));
+        self.handshakes.retain(|h| *h != id);
+        self.active += 1;
+        self.stats.accepted += 1;
+        self.pending.push_back(Pending::Connected(id, creds));
+        tracing::debug!(session = %id, uid = creds.uid, pid = creds.pid, "ipc: session open");
+        // Look at the request ring once so the doorbell gets armed.
+        self.enqueue(idx as u32);
+    }
+
+    /// Abandons a set-up, answering `status` to the client if given.
+    fn end_handshake(
+        &mut self,
+        id: SessionId,
+        status: Option<Status>,
+        why: &dyn std::fmt::Display,
+    ) {
+        let Some(slot) = self.slots.get_mut(id.idx()).filter(|s| s.gen == id.gen()) else {
+            return;
+        };
+        let SlotState::Handshake { socket, .. } =
+            std::mem::replace(&mut slot.state, SlotState::Free)
+        else {
+            unreachable!("end_handshake on a slot not in set-up")
+        };
+        slot.gen = slot.gen.wrapping_add(1);
+        self.free.push(id.idx() as u32);
+        self.handshakes.retain(|h| *h != id);
+        match status {
+            Some(status) => self.refuse(&socket, status, why),
+            None => tracing::debug!(session = %id, %why, "ipc: set-up abandoned"),
+        }
+        self.fd_changes.push_back(FdChange::Remove {
+            fd: socket.as_raw_fd(),
+            token: Token(id.0),
+        });
+        self.graveyard.push(Retired::Socket(socket));
+    }
+
+    /// Ends a session (no-op if it ended already): resources are reclaimed
+    /// here, exactly once, and one `Disconnected` event is queued.
+    fn close(&mut self, id: SessionId, reason: DisconnectReason) {
+        let Some(slot) = self.slots.get_mut(id.idx()).filter(|s| s.gen == id.gen()) else {
+            return;
+        };
+        match slot.state {
+            SlotState::Free => return,
+            SlotState::Handshake { .. } => {
+                self.end_handshake(id, None, &reason);
+                return;
+            }
+            SlotState::Active(_) => {}
+        }
+        let SlotState::Active(session) = std::mem::replace(&mut slot.state, SlotState::Free) else {
+            unreachable!("matched above")
+        };
+        slot.gen = slot.gen.wrapping_add(1);
+        self.free.push(id.idx() as u32);
+        // SAFETY: the mapping is alive while `session` is.
+        let closed = unsafe { ring::segment_closed(session.map.ptr()) };
+        // SAFETY: `closed` points at an atomic inside the live mapping.
+        unsafe { (*closed).store(1, Ordering::Release) };
+        match &reason {
+            DisconnectReason::PeerClosed | DisconnectReason::Requested(_) => {
+                tracing::info!(session = %id, pid = session.creds.pid, %reason, "ipc: session closed")
+            }
+            _ => {
+                tracing::warn!(session = %id, pid = session.creds.pid, %reason, "ipc: client disconnected")
+            }
+        }
+        debug_assert_eq!(session.id, id);
+        self.active -= 1;
+        self.stats.disconnected += 1;
+        self.pending.push_back(Pending::Disconnected(id, reason));
+        self.fd_changes.push_back(FdChange::Remove {
+            fd: session.socket.as_raw_fd(),
+            token: Token(id.0),
+        });
+        // Unmapping and closing happen when the run loop has drained the
+        // fd changes (the wake-up pipes' hang-up then reaches the client).
+        self.graveyard.push(Retired::Session(session));
+    }
+
+    /// Ends a session on the daemon's behalf.
+    pub fn disconnect(&mut self, session: SessionId, why: &'static str) {
+        if matches!(
+            self.slot(session).map(|s| &s.state),
+            Some(SlotState::Active(_))
+        ) {
+            self.close(session, DisconnectReason::Requested(why));
+        }
+    }
+
+    /// Queues a response to a request.
+    pub fn respond(
+        &mut self,
+        session: SessionId,
+        header: FrameHeader,
+        payload: &[u8],
+    ) -> Result<Delivery, SendError> {
+        self.send_on(session, 0, header, payload)
+    }
+
+    /// Queues an event (a delivered message, a callback) for a client.
+    pub fn send_event(
+        &mut self,
+        session: SessionId,
+        header: FrameHeader,
+        payload: &[u8],
+    ) -> Result<Delivery, SendError> {
+        self.send_on(session, 1, header, payload)
+    }
+
+    fn send_on(
+        &mut self,
+        id: SessionId,
+        which: usize,
+        header: FrameHeader,
+        payload: &[u8],
+    ) -> Result<Delivery, SendError> {
+        let (frames, bytes) = (self.cfg.overflow_frames, self.cfg.overflow_bytes);
+        let Some(SlotState::Active(s)) = self
+            .slots
+            .get_mut(id.idx())
+            .filter(|s| s.gen == id.gen())
+            .map(|s| &mut s.state)
+        else {
+            return Err(SendError::NoSession);
+        };
+        let out = &mut s.out[which];
+        if payload.len() > max_payload(out.ring.cap as u32) as usize {
+            return Err(SendError::TooLarge);
+        }
+        let name = out.name;
+        let reason = match out.send(&header, payload, frames, bytes) {
+            Ok(d) => return Ok(d),
+            Err(OutError::Violation(violation)) => DisconnectReason::RingViolation {
+                ring: name,
+                violation,
+            },
+            Err(OutError::TooSlow(queued)) => DisconnectReason::TooSlow { ring: name, queued },
+        };
+        self.close(id, reason);
+        Err(SendError::Disconnected)
+    }
+
+    /// The next thing that happened, or `None` when there is nothing left to
+    /// do without new readiness (see `has_work`). Never blocks.
+    pub fn next_event(&mut self) -> Option<Event<'_>> {
+        if let Some(p) = self.pending.pop_front() {
+            return Some(pending_event(p));
+        }
+        for _ in 0..STEP_BUDGET {
+            let idx = self.ready.pop_front()?;
+            self.slots[idx as usize].queued = false;
+            match self.step(idx as usize) {
+                Step::Request(session, header, len) => {
+                    self.enqueue(idx);
+                    self.stats.requests += 1;
+                    return Some(Event::Request {
+                        session,
+                        header,
+                        payload: &self.scratch[..len],
+                    });
+                }
+                Step::Again => self.enqueue(idx),
+                Step::Idle => {}
+                Step::Closed => return self.pending.pop_front().map(pending_event),
+            }
+        }
+        None
+    }
+
+    fn step(&mut self, idx: usize) -> Step {
+        let SlotState::Active(s) = &mut self.slots[idx].state else {
+            return Step::Idle;
+        };
+        let id = s.id;
+        for out in s.out.iter_mut() {
+            if let Err(violation) = out.flush() {
+                let ring = out.name;
+                self.close(id, DisconnectReason::RingViolation { ring, violation });
+                return Step::Closed;
+            }
+        }
+        // Back-pressure: while responses wait for room, read no more
+        // requests; the request ring fills and the client gets TRY_AGAIN.
+        if !s.out[0].overflow.is_empty() {
+            return Step::Idle;
+        }
+        match s.read_request(&mut self.scratch) {
+            Ok(Some((header, len))) => {
+                if header.service < 64 && self.cfg.services & (1 << header.service) != 0 {
+                    return Step::Request(id, header, len);
+                }
+                self.stats.unknown_service += 1;
+                let h = FrameHeader {
+                    kind: ERROR_KIND,
+                    ..header
+                };
+                match self.respond(id, h, &ERROR_UNKNOWN_SERVICE.to_le_bytes()) {
+                    Ok(_) => Step::Again,
+                    Err(_) => Step::Closed,
+                }
+            }
+            Ok(None) if self.busy => Step::Idle,
+            Ok(None) => {
+                if s.req.arm_consumer(s.req_head) {
+                    s.req.hdr().consumer_waiting.store(0, Ordering::Relaxed);
+                    Step::Again
+                } else {
+                    Step::Idle
+                }
+            }
+            Err(violation) => {
+                self.close(
+                    id,
+                    DisconnectReason::RingViolation {
+                        ring: "request",
+                        violation,
+                    },
+                );
+                Step::Closed
+            }
+        }
+    }
+}
+
+/// A session's segment and wake-up pipes, before it has its socket.
+struct SessionParts {
+    map: Mapping,
+    rings: [RingPtrs; 3],
+    sizes: RingSizes,
+    resp_wake: OwnedFd,
+    event_wake: OwnedFd,
+}
+
+impl SessionParts {
+    fn into_session(self, id: SessionId, socket: UnixStream, creds: Credentials) -> Session {
+        let out = |ring: RingPtrs, wake: OwnedFd, name| Out {
+            ring,
+            tail: 0,
+            seen_head: 0,
+            overflow: VecDeque::new(),
+            overflow_bytes: 0,
+            wake,
+            name,
+        };
+        Session {
+            id,
+            socket,
+            creds,
+            map: self.map,
+            req: self.rings[REQUEST],
+            req_head: 0,
+            req_max: max_payload(self.sizes.request),
+            out: [
+                out(self.rings[RESPONSE], self.resp_wake, "response"),
+                out(self.rings[EVENT], self.event_wake, "event"),
+            ],
+        }
+    }
+}
+
+/// Creates a session's segment and wake-up pipes; returns them and the fds
+/// for the client (segment, response wake-up, event wake-up read ends).
+fn create_segment(sizes: RingSizes) -> io::Result<(SessionParts, [OwnedFd; proto::REPLY_FDS])> {
+    let len = sizes.segment_len();
+    let memfd = sys::memfd_sealed(c"corosync-ipc", len)?;
+    let map = Mapping::map(memfd.as_raw_fd(), len)?;
+    // SAFETY: `map` is a fresh mapping of `len` bytes nobody else has yet.
+    unsafe { ring::init_segment(map.ptr(), &sizes) };
+    // SAFETY: the mapping holds `sizes.segment_len()` bytes.
+    let rings = unsafe { ring::ring_ptrs(map.ptr(), &sizes) };
+    let (resp_r, resp_w) = sys::pipe()?;
+    let (event_r, event_w) = sys::pipe()?;
+    let parts = SessionParts {
+        map,
+        rings,
+        sizes,
+        resp_wake: resp_w,
+        event_wake: event_w,
+    };
+    Ok((parts, [memfd, resp_r, event_r]))
+}
+
+/// Something closed once the run loop has dropped its registration.
+#[allow(dead_code)] // held only for its Drop
+enum Retired {
+    Socket(UnixStream),
+    Session(Box<Session>),
+}
+
+fn pending_event<'a>(p: Pending) -> Event<'a> {
+    match p {
+        Pending::Connected(session, creds) => Event::Connected { session, creds },
+        Pending::Disconnected(session, reason) => Event::Disconnected { session, reason },
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(p) = &self.unlink {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! Session set-up, request/response/event paths, flow control, lifetimes,
+//! authorization and hostile clients, with real processes where it matters.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use ipc_shm::proto::{self, Status};
+use ipc_shm::{
+    Client, ClientError, Delivery, DisconnectReason, DispatchMode, Endpoint, FrameHeader, PollLoop,
+    RingSizes, SendError, Server, ServerConfig, Wait,
+};
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// Entry point of the child processes the tests spawn (re-executing this
+/// binary); a no-op in a normal run.
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var("IPC_SHM_CHILD") else {
+        return;
+    };
+    let cfg = ipc_shm::ClientConfig::default(); // endpoint from the environment
+    match role.as_str() {
+        "sigkill" => {
+            let c = Client::connect(&cfg).unwrap();
+            for i in 0..3u8 {
+                c.send(1, KIND_ONE_WAY, &[i; 10]).unwrap();
+            }
+            println!("READY");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "nobody" => {
+            // SAFETY: plain libc calls with no pointers, in a throwaway child process.
+            let ok = unsafe { libc::setgid(65534) == 0 && libc::setuid(65534) == 0 };
+            assert!(ok, "setuid failed");
+            match Client::connect(&cfg) {
+                Ok(_) => println!("RESULT ok"),
+                Err(ClientError::Refused(s)) => println!("RESULT refused {s:?}"),
+                Err(e) => println!("RESULT error {e}"),
+            }
+        }
+        other => panic!("unknown child role {other}"),
+    }
+}
+
+#[test]
+fn call_events_and_pollable_fd() {
+    let srv = EchoServer::start(server_config("basic"));
+    let c = Client::connect(&client_config(&srv.endpoint)).unwrap();
+    let r = c
+        .call(1, KIND_ECHO, b"hello", Wait::Park, Some(LONG))
+        .unwrap();
+    assert_eq!(r.payload, b"hello");
+    assert_eq!(r.header.kind, KIND_ECHO);
+    // Nothing to dispatch yet: the fd is not readable.
+    let mut pfd = libc::pollfd {
+        fd: c.fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0);
+    c.call(1, KIND_EVENTS, &5u32.to_le_bytes(), Wait::Spin, Some(LONG))
+        .unwrap();
+    // SAFETY: one valid pollfd.
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 20_000) }, 1, "fd readable");
+    let mut seen = Vec::new();
+    let n = c
+        .dispatch(DispatchMode::One, None, |h, p| {
+            seen.push((h.request_id, p.len()))
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+    // Events remain: the fd stays readable.
+    // SAFETY: one valid pollfd.
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 1);
+    c.dispatch(DispatchMode::All, None, |h, p| {
+        seen.push((h.request_id, p.len()))
+    })
+    .unwrap();
+    assert_eq!(seen, (0..5).map(|i| (i, 64)).collect::<Vec<_>>());
+    // Drained and reset.
+    // SAFETY: one valid pollfd.
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0);
+    assert_eq!(c.dispatch(DispatchMode::All, None, |_, _| {}).unwrap(), 0);
+}
+
+#[test]
+fn many_callers_while_one_dispatches() {
+    let srv = EchoServer::start(server_config("threads"));
+    let c = Arc::new(Client::connect(&client_config(&srv.endpoint)).unwrap());
+    let delivered = Arc::new(AtomicU64::new(0));
+    let dispatcher = {
+        let (c, d) = (c.clone(), delivered.clone());
+        std::thread::spawn(move || {
+            let mut next = 0u64;
+            while d.load(Ordering::Relaxed) < 400 {
+                c.dispatch(
+                    DispatchMode::Blocking,
+                    Some(Duration::from_millis(200)),
+                    |h, _| {
+                        assert_eq!(h.request_id % 100, next % 100);
+                        next += 1;
+                        d.fetch_add(1, Ordering::Relaxed);
+                    },
+                )
+                .unwrap();
+            }
+        })
+    };
+    let callers: Vec<_> = (0..4u8)
+        .map(|t| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                for i in 0..300u32 {
+                    let body = [t, (i % 251) as u8, 7];
+                    let wait = if i % 2 == 0 { Wait::Park } else { Wait::Spin };
+                    let r = loop {
+                        match c.call(1, KIND_ECHO, &body, wait, Some(LONG)) {
+                            Err(ClientError::TryAgain) => std::thread::yield_now(),
+                            other => break other.unwrap(),
+                        }
+                    };
+                    assert_eq!(r.payload, body);
+                }
+            })
+        })
+        .collect();
+    for t in callers {
+        t.join().unwrap();
+    }
+    // 4 rounds of 100 events, in order, while calls go on.
+    for _ in 0..4 {
+        c.call(
+            1,
+            KIND_EVENTS,
+            &100u32.to_le_bytes(),
+            Wait::Park,
+            Some(LONG),
+        )
+        .unwrap();
+    }
+    dispatcher.join().unwrap();
+    assert_eq!(delivered.load(Ordering::Relaxed), 400);
+    assert_eq!(c.unmatched_responses(), 0);
+}
+
+#[test]
+fn full_request_ring_returns_try_again() {
+    let mut cfg = server_config("tryagain");
+    cfg.min_ring = 4096;
+    let mut server = Server::new(cfg).unwrap();
+    let mut pl = PollLoop::new().unwrap();
+    let mut ccfg = client_config(server.endpoint());
+    ccfg.sizes = RingSizes {
+        request: 4096,
+        response: 4096,
+        event: 4096,
+    };
+    let (c, _) = connect(&mut server, &mut pl, ccfg);
+    let mut sent = 0u32;
+    loop {
+        match c.send(1, KIND_ONE_WAY, &sent.to_le_bytes()) {
+            Ok(_) => sent += 1,
+            Err(ClientError::TryAgain) => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(sent < 10_000, "ring never filled");
+    }
+    assert_eq!(sent, 4096 / 32);
+    // The server drains; every message arrives, in order, none dropped.
+    let mut got = 0u32;
+    pump(&mut server, &mut pl, LONG, |_, ev| {
+        let Ev::Request(_, _, p) = ev else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(p, got.to_le_bytes());
+        got += 1;
+        (got == sent).then_some(())
+    });
+    c.send(1, KIND_ONE_WAY, b"again").unwrap();
+    assert!(matches!(
+        c.send(1, KIND_ONE_WAY, &vec![0u8; 4096]),
+        Err(ClientError::TooLarge)
+    ));
+}
+
+#[test]
+fn event_overflow_is_bounded_and_lossless() {
+    let mut cfg = server_config("overflow");
+    cfg.overflow_frames = 64;
+    let mut server = Server::new(cfg).unwrap();
+    let mut pl = PollLoop::new().unwrap();
+    let mut ccfg = client_config(server.endpoint());
+    ccfg.sizes.event = 4096;
+    let (c, id) = connect(&mut server, &mut pl, ccfg);
+    let h = |i: u64| FrameHeader {
+        service: 1,
+        kind: 9,
+        request_id: i,
+    };
+    // 4096 / (16 + 112) = 32 fit in the ring; the next 64 queue.
+    let mut queued = 0;
+    for i in 0..96u64 {
+        if server.send_event(id, h(i), &[1u8; 100]).unwrap() == Delivery::Queued {
+            queued += 1;
+        }
+    }
+    assert_eq!(queued, 64);
+    // The client reads everything, in order, as the server refills.
+    let mut next = 0u64;
+    while next < 96 {
+        c.dispatch(DispatchMode::All, None, |hd, _| {
+            assert_eq!(hd.request_id, next);
+            next += 1;
+        })
+        .unwrap();
+        pl.turn(&mut server, Some(Duration::from_millis(5)))
+            .unwrap();
+        if let Some(ev) = next_ev(&mut server) {
+            panic!("unexpected {ev:?}");
+        }
+    }
+    // A client that stops reading: ring full, queue full, then disconnected.
+    let mut result = Ok(Delivery::Ring);
+    for i in 0..200u64 {
+        result = server.send_event(id, h(i), &[2u8; 100]);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert_eq!(result, Err(SendError::Disconnected));
+    let reason = pump(&mut server, &mut pl, LONG, |_, ev| match ev {
+        Ev::Disconnected(s, r) if s == id => Some(r),
+        other => panic!("{other:?}"),
+    });
+    assert!(matches!(
+        reason,
+        DisconnectReason::TooSlow { ring: "event", .. }
+    ));
+    assert_eq!(server.send_event(id, h(0), b"x"), Err(SendError::NoSession));
+    // The client sees the events that made it, then the end of the session.
+    let mut n = 0;
+    loop {
+        match c.dispatch(DispatchMode::All, None, |_, _| n += 1) {
+            Ok(_) => continue,
+            Err(ClientError::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(n, 32);
+}
+
+fn next_ev(server: &mut Server) -> Option<Ev> {
+    common::next(server)
+}
+
+#[test]
+fn unknown_service_is_an_error_to_the_client() {
+    let mut cfg = server_config("svc");
+    cfg.services = 1 << 1;
+    let srv = EchoServer::start(cfg);
+    let c = Client::connect(&client_config(&srv.endpoint)).unwrap();
+    assert!(matches!(
+        c.call(5, KIND_ECHO, b"x", Wait::Park, Some(LONG)),
+        Err(ClientError::UnknownService)
+    ));
+    assert!(matches!(
+        c.call(200, KIND_ECHO, b"x", Wait::Park, Some(LONG)),
+        Err(ClientError::UnknownService)
+    ));
+    assert_eq!(
+        c.call(1, KIND_ECHO, b"y", Wait::Park, Some(LONG))
+            .unwrap()
+            .payload,
+        b"y"
+    );
+}
+
+#[test]
+fn malformed_hello_gets_an_explicit_status() {
+    use std::io::{Read, Write};
+    use std::os::linux::net::SocketAddrExt;
+    let srv = EchoServer::start(server_config("hello"));
+    let Endpoint::Abstract(name) = &srv.endpoint else {
+        unreachable!()
+    };
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let status = |bytes: &[u8]| {
+        let mut s = std::os::unix::net::UnixStream::connect_addr(&addr).unwrap();
+        s.set_read_timeout(Some(LONG)).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut b = [0u8; proto::REPLY_LEN];
+        s.read_exact(&mut b).unwrap();
+        proto::decode_reply(&b).unwrap().status
+    };
+    assert_eq!(status(&[0xAB; 32]), Status::BadHello);
+    assert_eq!(status(b"short"), Status::BadHello);
+    let mut hello = proto::encode_hello(&proto::Hello {
+        version: proto::PROTOCOL_VERSION,
+        sizes: RingSizes {
+            request: 0,
+            response: 0,
+            event: 0,
+        },
+    });
+    hello[4] = 99;
+    assert_eq!(status(&hello), Status::BadVersion);
+    // The server is still fine.
+    let c = Client::connect(&client_config(&srv.endpoint)).unwrap();
+    c.call(1, KIND_ECHO, b"ok", Wait::Park, Some(LONG)).unwrap();
+}
+
+#[test]
+fn session_limit_is_an_explicit_refusal() {
+    let mut cfg = server_config("limit");
+    cfg.max_sessions = 1;
+    let srv = EchoServer::start(cfg);
+    let _a = Client::connect(&client_config(&srv.endpoint)).unwrap();
+    assert!(matches!(
+        Client::connect(&client_config(&srv.endpoint)),
+        Err(ClientError::Refused(Status::TooManySessions))
+    ));
+}
+
+#[test]
+fn unauthorized_peer_is_refused_until_allowed() {
+    // SAFETY: plain getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run a child as another uid");
+        return;
+    }
+    let mut server = Server::new(server_config("authz")).unwrap();
+    let mut pl = PollLoop::new().unwrap();
+    let ep = server.endpoint().clone();
+    let run_child = |server: &mut Server, pl: &mut PollLoop| {
+        let mut child = spawn_child("nobody", &ep);
+        let t = std::thread::spawn(move || {
+            let line = wait_line(&mut child, "RESULT");
+            drop(child);
+            line
+        });
+        while !t.is_finished() {
+            pl.turn(server, Some(Duration::from_millis(10))).unwrap();
+            while let Some(ev) = next(server) {
+                if let Ev::Request(..) = ev {
+                    panic!("{ev:?}")
+                }
+            }
+        }
+        t.join().unwrap()
+    };
+    assert_eq!(
+        run_child(&mut server, &mut pl),
+        "RESULT refused NotAuthorized"
+    );
+    assert_eq!(server.stats().refused, 1);
+    server.authorization_mut().runtime_uids.insert(65534);
+    assert_eq!(run_child(&mut server, &mut pl), "RESULT ok");
+}
+
+#[test]
+fn sigkilled_client_is_reclaimed_exactly_once() {
+    let mut server = Server::new(server_config("kill")).unwrap();
+    let mut pl = PollLoop::new().unwrap();
+    let mut child = spawn_child("sigkill", server.endpoint());
+    let ep = server.endpoint().clone();
+    let _ = ep;
+    // Run the server while the child connects and sends.
+    let reader = std::thread::spawn(move || {
+        let line = wait_line(&mut child, "READY");
+        (line, child)
+    });
+    let mut session = None;
+    let mut requests = 0;
+    pump(&mut server, &mut pl, LONG, |_, ev| {
+        match ev {
+            Ev::Connected(id) => session = Some(id),
+            Ev::Request(id, _, p) => {
+                assert_eq!(Some(id), session);
+                assert_eq!(p, vec![requests as u8; 10]);
+                requests += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+        (requests == 3).then_some(())
+    });
+    let (_, mut child) = reader.join().unwrap();
+    assert_eq!(server.sessions(), 1);
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let id = session.unwrap();
+    let reason = pump(&mut server, &mut pl, LONG, |_, ev| match ev {
+        Ev::Disconnected(s, r) => {
+            assert_eq!(s, id);
+            Some(r)
+        }
+        other => panic!("{other:?}"),
+    });
+    assert_eq!(reason, DisconnectReason::PeerClosed);
+    assert_eq!(server.sessions(), 0);
+    // Nothing more about that session, ever.
+    for _ in 0..20 {
+        pl.turn(&mut server, Some(Duration::from_millis(5)))
+            .unwrap();
+        assert_eq!(next(&mut server), None);
+    }
+    assert_eq!(
+        server.respond(id, FrameHeader::default(), b""),
+        Err(SendError::NoSession)
+    );
+    server.disconnect(id, "again");
+    assert_eq!(next(&mut server), None);
+    assert_eq!(server.stats().disconnected, 1);
+}
+
+#[test]
+fn daemon_death_is_a_clear_error_and_clients_reconnect() {
+    let cfg = server_config("death");
+    let ep = cfg.endpoint.clone();
+    let srv = EchoServer::start(cfg.clone());
+    let c = Client::connect(&client_config(&ep)).unwrap();
+    c.call(1, KIND_ECHO, b"1", Wait::Park, Some(LONG)).unwrap();
+    let log = srv.stop();
+    assert!(matches!(log[0], Ev::Connected(_)));
+    // The pollable fd reports the hang-up; every call says Disconnected.
+    let mut pfd = libc::pollfd {
+        fd: c.fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 20_000) }, 1);
+    assert!(matches!(
+        c.dispatch(DispatchMode::Blocking, Some(LONG), |_, _| {}),
+        Err(ClientError::Disconnected)
+    ));
+    assert!(matches!(
+        c.call(1, KIND_ECHO, b"2", Wait::Park, Some(LONG)),
+        Err(ClientError::Disconnected)
+    ));
+    assert!(matches!(
+        c.send(1, KIND_ONE_WAY, b"3"),
+        Err(ClientError::Disconnected)
+    ));
+    drop(c);
+    assert!(Client::connect(&client_config(&ep)).is_err());
+    // A new daemon on the same endpoint: clients reconnect.
+    let srv = EchoServer::start(cfg);
+    let c = Client::connect(&client_config(&ep)).unwrap();
+    assert_eq!(
+        c.call(1, KIND_ECHO, b"4", Wait::Park, Some(LONG))
+            .unwrap()
+            .payload,
+        b"4"
+    );
+    drop(srv);
+}
+
+#[test]
+fn filesystem_path_endpoint_and_override() {
+    let dir = std::env::temp_dir().join(format!("ipc-shm-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ipc.sock");
+    let ep = Endpoint::parse(path.to_str().unwrap());
+    assert_eq!(ep, Endpoint::Path(path.clone()));
+    let srv = EchoServer::start(ServerConfig {
+        endpoint: ep.clone(),
+        ..ServerConfig::default()
+    });
+    let c = Client::connect(&client_config(&ep)).unwrap();
+    c.call(1, KIND_ECHO, b"p", Wait::Park, Some(LONG)).unwrap();
+    drop(c);
+    drop(srv);
+    assert!(!path.exists(), "socket file removed");
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+#[test]
+fn client_closing_is_noticed() {
+    let mut server = Server::new(server_config("close")).unwrap();
+    let mut pl = PollLoop::new().unwrap();
+    let ccfg = client_config(server.endpoint());
+    let (c, id) = connect(&mut server, &mut pl, ccfg);
+    drop(c);
+    let r = pump(&mut server, &mut pl, LONG, |_, ev| match ev {
+        Ev::Disconnected(s, r) if s == id => Some(r),
+        other => panic!("{other:?}"),
+    });
+    assert_eq!(r, DisconnectReason::PeerClosed);
+}
