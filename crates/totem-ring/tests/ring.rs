@@ -25,6 +25,8 @@ struct Net {
     /// Drop one datagram in `loss` (0 = none), chosen by a fixed LCG.
     loss: u64,
     lcg: u64,
+    /// Multicast frames never reach this node (tokens still do).
+    deaf: Option<NodeId>,
 }
 
 impl Net {
@@ -42,6 +44,7 @@ impl Net {
             cut: Vec::new(),
             loss: 0,
             lcg: 12345,
+            deaf: None,
         }
     }
 
@@ -136,7 +139,10 @@ impl Net {
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 let lost = self.loss > 0 && (self.lcg >> 33).is_multiple_of(self.loss);
-                if hit && !lost && !self.cut.contains(&(from, id)) {
+                let deaf = self.deaf == Some(id)
+                    && totem_ring::wire::peek_header(&bytes)
+                        .is_ok_and(|(t, _)| t == totem_ring::wire::PacketType::Mcast);
+                if hit && !lost && !deaf && !self.cut.contains(&(from, id)) {
                     if let Some(t) = slot.as_mut() {
                         t.handle_datagram(now, Some(from), &bytes);
                     }
@@ -427,4 +433,40 @@ fn low_latency_profile_fails_over_within_token_plus_consensus() {
         took <= bound_ns,
         "failover took {took} ns, bound {bound_ns} ns"
     );
+}
+
+#[test]
+fn a_node_that_cannot_receive_leaves_cleanly_and_returns() {
+    let mut net = Net::new(
+        3,
+        Config {
+            fail_recv_const: 20,
+            ..fast()
+        },
+    );
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000));
+    net.deaf = Some(3);
+    for k in 0..400u32 {
+        net.nodes[(k % 2) as usize]
+            .as_mut()
+            .unwrap()
+            .submit(&[k as u8; 100], Guarantee::Agreed)
+            .unwrap();
+    }
+    assert!(
+        net.run_until(|n| n.all_operational_with(&[1, 2]), 2_000_000),
+        "1 and 2 go on without 3"
+    );
+    assert_eq!(net.nodes[2].as_ref().unwrap().stats().failed_to_receive, 1);
+    assert!(
+        net.run_until(|n| n.all_operational_with(&[3]), 2_000_000),
+        "3 forms a ring of its own"
+    );
+    net.deaf = None;
+    assert!(
+        net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 2_000_000),
+        "and merges back"
+    );
+    assert!(net.run_until(|n| (0..2).all(|i| n.delivered(i).len() == 400), 2_000_000));
+    assert_eq!(net.delivered(0), net.delivered(1));
 }
