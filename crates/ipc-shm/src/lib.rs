@@ -8,14 +8,17 @@
 //! service, kind and request id) and knows nothing of services. One of the
 //! three crates allowed `unsafe`, each block with a `// SAFETY:` note.
 //!
-//! Wake-up channels. The client rings the daemon by sending a byte on its
-//! session socket (`MSG_DONTWAIT | MSG_NOSIGNAL`), so the daemon waits on one
-//! fd per session that also reports the client's death. The daemon wakes
-//! the client through two pipes whose read ends the client holds (response
-//! and event). Pipes rather than shared eventfds: an eventfd handed to a
-//! peer is one open file description, whose `O_NONBLOCK` flag and counter
-//! the peer controls, so a hostile client could make the daemon's read or
-//! write block; a pipe's two ends are separate descriptions. The client's
+//! Wake-up channels. The client rings the daemon by writing a byte to a
+//! doorbell pipe whose read end the daemon keeps (a pipe write costs a
+//! fraction of a socket send); the daemon also waits on the session socket,
+//! which reports the client's death. Both are registered under the
+//! session's token and drained only once the request ring is empty, so a
+//! woken request is read first. The daemon wakes the client through two
+//! pipes whose read ends the client holds (response and event). Pipes
+//! rather than shared eventfds: an eventfd handed to a peer is one open
+//! file description, whose `O_NONBLOCK` flag and counter the peer controls,
+//! so a hostile client could make the daemon's read or write block; a
+//! pipe's two ends are separate descriptions. The client's
 //! pollable fd is an epoll set over its event pipe, a private eventfd and
 //! the socket: readable when events wait and when the daemon dies.
 //!

@@ -6,12 +6,13 @@ use crate::ring::RingSizes;
 
 pub const HELLO_MAGIC: u32 = 0x4349_5043; // "CPIC"
 pub const REPLY_MAGIC: u32 = 0x5249_5043; // "CPIR"
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: the client rings the daemon through a pipe (fourth fd of the reply).
+pub const PROTOCOL_VERSION: u16 = 2;
 pub const HELLO_LEN: usize = 32;
 pub const REPLY_LEN: usize = 32;
 /// Fds attached to an accepted reply: segment memfd, response wake-up read
-/// end, event wake-up read end.
-pub const REPLY_FDS: usize = 3;
+/// end, event wake-up read end, doorbell write end.
+pub const REPLY_FDS: usize = 4;
 
 /// What a client asks for. Zero sizes mean "the daemon's default".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

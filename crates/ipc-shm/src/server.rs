@@ -264,11 +264,23 @@ impl Out {
 struct Session {
     id: SessionId,
     socket: UnixStream,
+    /// Read end of the client's doorbell pipe (registered with the run
+    /// loop under the session's token, like the socket).
+    doorbell_rx: OwnedFd,
     creds: Credentials,
     map: Mapping,
     req: RingPtrs,
     /// Consumer index of the request ring, private.
     req_head: u64,
+    /// The consumer index last published (the client sees freed space in
+    /// batches, not a cache-line transfer per request).
+    req_published: u64,
+    /// Producer index of the request ring last loaded and validated.
+    req_tail: u64,
+    /// The doorbell pipe or the socket became readable (a wake-up, or the
+    /// client's hang-up); both are drained once the request ring is empty,
+    /// so a woken request is read before the system calls that empty them.
+    doorbell: bool,
     req_max: u32,
     /// Response and event rings.
     out: [Out; 2],
@@ -281,11 +293,26 @@ impl Session {
         &mut self,
         scratch: &mut [u8],
     ) -> Result<Option<(FrameHeader, usize)>, RingViolation> {
-        let r = ring::consume_frame(&self.req, &mut self.req_head, self.req_max, scratch)?;
-        if r.is_some() {
-            self.req.hdr().head.store(self.req_head, Ordering::Release);
+        let r = ring::consume_frame(
+            &self.req,
+            &mut self.req_head,
+            &mut self.req_tail,
+            self.req_max,
+            scratch,
+        )?;
+        let unpublished = self.req_head.wrapping_sub(self.req_published);
+        if r.is_none() || unpublished >= self.req.cap / 4 {
+            self.publish_req_head();
         }
         Ok(r)
+    }
+
+    /// Publishes the request ring's consumer index if it moved.
+    fn publish_req_head(&mut self) {
+        if self.req_head != self.req_published {
+            self.req.hdr().head.store(self.req_head, Ordering::Release);
+            self.req_published = self.req_head;
+        }
     }
 }
 
@@ -487,10 +514,17 @@ impl Server {
         match &slot.state {
             SlotState::Free => {}
             SlotState::Handshake { .. } => self.finish_handshake(id),
-            SlotState::Active(s) => match sys::drain(s.socket.as_raw_fd(), 4, true) {
-                Drain::Closed => self.close(id, DisconnectReason::PeerClosed),
-                Drain::Empty | Drain::More => self.enqueue(id.idx() as u32),
-            },
+            SlotState::Active(_) => {
+                // The doorbell pipe and the socket are drained (and a
+                // hang-up noticed) in `step` once the request ring is
+                // empty: a woken request goes out first.
+                if let Some(SlotState::Active(s)) =
+                    self.slots.get_mut(id.idx()).map(|s| &mut s.state)
+                {
+                    s.doorbell = true;
+                }
+                self.enqueue(id.idx() as u32);
+            }
         }
     }
 
@@ -641,7 +675,12 @@ impl Server {
         else {
             unreachable!("checked above")
         };
-        slot.state = SlotState::Active(Box::new(parts.into_session(id, socket, creds)));
+        let session = parts.into_session(id, socket, creds);
+        self.fd_changes.push_back(FdChange::Add {
+            fd: session.doorbell_rx.as_raw_fd(),
+            token: Token(id.0),
+        });
+        slot.state = SlotState::Active(Box::new(session));
         self.handshakes.retain(|h| *h != id);
         self.active += 1;
         self.stats.accepted += 1;
@@ -717,6 +756,10 @@ impl Server {
         self.pending.push_back(Pending::Disconnected(id, reason));
         self.fd_changes.push_back(FdChange::Remove {
             fd: session.socket.as_raw_fd(),
+            token: Token(id.0),
+        });
+        self.fd_changes.push_back(FdChange::Remove {
+            fd: session.doorbell_rx.as_raw_fd(),
             token: Token(id.0),
         });
         // Unmapping and closing happen when the run loop has drained the
@@ -819,7 +862,7 @@ impl Server {
             return Step::Idle;
         };
         let id = s.id;
-        for out in s.out.iter_mut() {
+        for out in s.out.iter_mut().filter(|o| !o.overflow.is_empty()) {
             if let Err(violation) = out.flush() {
                 let ring = out.name;
                 self.close(id, DisconnectReason::RingViolation { ring, violation });
@@ -829,7 +872,8 @@ impl Server {
         // Back-pressure: while responses wait for room, read no more
         // requests; the request ring fills and the client gets TRY_AGAIN.
         if !s.out[0].overflow.is_empty() {
-            return Step::Idle;
+            s.publish_req_head();
+            return self.settle(idx);
         }
         match s.read_request(&mut self.scratch) {
             Ok(Some((header, len))) => {
@@ -846,15 +890,21 @@ impl Server {
                     Err(_) => Step::Closed,
                 }
             }
-            Ok(None) if self.busy => Step::Idle,
-            Ok(None) => {
-                if s.req.arm_consumer(s.req_head) {
-                    s.req.hdr().consumer_waiting.store(0, Ordering::Relaxed);
-                    Step::Again
-                } else {
-                    Step::Idle
+            Ok(None) if self.busy => self.settle(idx),
+            Ok(None) => match self.settle(idx) {
+                Step::Idle => {
+                    let SlotState::Active(s) = &mut self.slots[idx].state else {
+                        return Step::Closed;
+                    };
+                    if s.req.arm_consumer(s.req_head) {
+                        s.req.hdr().consumer_waiting.store(0, Ordering::Relaxed);
+                        Step::Again
+                    } else {
+                        Step::Idle
+                    }
                 }
-            }
+                other => other,
+            },
             Err(violation) => {
                 self.close(
                     id,
@@ -867,6 +917,30 @@ impl Server {
             }
         }
     }
+
+    /// Before a session goes idle: empties its doorbell pipe and socket if
+    /// they signalled (wake-up bytes, or the client's hang-up, which ends
+    /// the session). Returns `Idle` (bytes left over keep the fd readable,
+    /// so the run loop reports it again) or `Closed`.
+    fn settle(&mut self, idx: usize) -> Step {
+        let SlotState::Active(s) = &mut self.slots[idx].state else {
+            return Step::Closed;
+        };
+        if !s.doorbell {
+            return Step::Idle;
+        }
+        s.doorbell = false;
+        let id = s.id;
+        let bell = sys::drain(s.doorbell_rx.as_raw_fd(), 4, false);
+        let sock = sys::drain(s.socket.as_raw_fd(), 4, true);
+        match if bell == Drain::Closed { bell } else { sock } {
+            Drain::Closed => {
+                self.close(id, DisconnectReason::PeerClosed);
+                Step::Closed
+            }
+            Drain::Empty | Drain::More => Step::Idle,
+        }
+    }
 }
 
 /// A session's segment and wake-up pipes, before it has its socket.
@@ -876,6 +950,7 @@ struct SessionParts {
     sizes: RingSizes,
     resp_wake: OwnedFd,
     event_wake: OwnedFd,
+    doorbell_rx: OwnedFd,
 }
 
 impl SessionParts {
@@ -892,10 +967,14 @@ impl SessionParts {
         Session {
             id,
             socket,
+            doorbell_rx: self.doorbell_rx,
             creds,
             map: self.map,
             req: self.rings[REQUEST],
             req_head: 0,
+            req_published: 0,
+            req_tail: 0,
+            doorbell: false,
             req_max: max_payload(self.sizes.request),
             out: [
                 out(self.rings[RESPONSE], self.resp_wake, "response"),
@@ -906,7 +985,8 @@ impl SessionParts {
 }
 
 /// Creates a session's segment and wake-up pipes; returns them and the fds
-/// for the client (segment, response wake-up, event wake-up read ends).
+/// for the client (segment, response and event wake-up read ends, doorbell
+/// write end).
 fn create_segment(sizes: RingSizes) -> io::Result<(SessionParts, [OwnedFd; proto::REPLY_FDS])> {
     let len = sizes.segment_len();
     let memfd = sys::memfd_sealed(c"corosync-ipc", len)?;
@@ -917,14 +997,16 @@ fn create_segment(sizes: RingSizes) -> io::Result<(SessionParts, [OwnedFd; proto
     let rings = unsafe { ring::ring_ptrs(map.ptr(), &sizes) };
     let (resp_r, resp_w) = sys::pipe()?;
     let (event_r, event_w) = sys::pipe()?;
+    let (bell_r, bell_w) = sys::pipe()?;
     let parts = SessionParts {
         map,
         rings,
         sizes,
         resp_wake: resp_w,
         event_wake: event_w,
+        doorbell_rx: bell_r,
     };
-    Ok((parts, [memfd, resp_r, event_r]))
+    Ok((parts, [memfd, resp_r, event_r, bell_w]))
 }
 
 /// Something closed once the run loop has dropped its registration.

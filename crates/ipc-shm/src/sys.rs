@@ -132,26 +132,13 @@ pub(crate) fn eventfd_signal(fd: RawFd) {
     unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
 }
 
-/// Writes one byte without blocking. A full pipe or socket buffer means the
-/// reader has a wake-up pending already, so EAGAIN is success.
+/// Writes one byte to a non-blocking pipe. A full pipe means the reader has
+/// a wake-up pending already, so EAGAIN is success; EPIPE (reader gone) is
+/// noticed elsewhere.
 pub(crate) fn poke(fd: RawFd) {
     let b = 1u8;
     // SAFETY: writes one byte from a valid local.
     unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
-}
-
-/// Sends one byte on a socket without blocking and without SIGPIPE.
-pub(crate) fn poke_socket(fd: RawFd) {
-    let b = 1u8;
-    // SAFETY: sends one byte from a valid local.
-    unsafe {
-        libc::send(
-            fd,
-            (&b as *const u8).cast(),
-            1,
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
 }
 
 /// What draining a non-blocking fd found.
