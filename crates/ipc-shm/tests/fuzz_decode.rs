@@ -17,15 +17,16 @@ use ipc_shm::ring::{
 };
 use ipc_shm::RingSizes;
 
-struct Gen(u64);
+use rand::{RngCore, SeedableRng};
+
+struct Gen(rand_chacha::ChaCha8Rng);
 
 impl Gen {
+    fn new(seed: u64) -> Gen {
+        Gen(rand_chacha::ChaCha8Rng::seed_from_u64(seed))
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
@@ -145,7 +146,7 @@ fn one_ring(g: &mut Gen, buf: &mut [u8]) {
 }
 
 fn run(cases: u64, seed: u64) {
-    let mut g = Gen(seed);
+    let mut g = Gen::new(seed);
     let mut buf = vec![0u8; 4096];
     for i in 0..cases {
         match i % 8 {

@@ -14,15 +14,16 @@ use ipc_shm::{
     Client, DisconnectReason, FrameHeader, PollLoop, RingSizes, Server, SessionId, Wait,
 };
 
-struct Gen(u64);
+use rand::{RngCore, SeedableRng};
+
+struct Gen(rand_chacha::ChaCha8Rng);
 
 impl Gen {
+    fn new(seed: u64) -> Gen {
+        Gen(rand_chacha::ChaCha8Rng::seed_from_u64(seed))
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 }
 
@@ -93,7 +94,7 @@ fn exercise(server: &mut Server, pl: &mut PollLoop, id: SessionId) -> Option<Dis
 fn random_bytes_over_the_segment() {
     let mut server = Server::new(server_config("hostile")).unwrap();
     let mut pl = PollLoop::new().unwrap();
-    let mut g = Gen(0x5eed);
+    let mut g = Gen::new(0x5eed);
     let mut disconnected = 0;
     let rounds = 300;
     for round in 0..rounds {
@@ -166,7 +167,7 @@ fn scribbling_while_the_daemon_reads() {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let scribbler = std::thread::spawn(move || {
-            let mut g = Gen(seed);
+            let mut g = Gen::new(seed);
             while !s.load(Ordering::Relaxed) {
                 seg.scribble(&mut g, 2);
             }
