@@ -8,5 +8,7 @@
 //! connection id, and answers with multicasts, replies, events and timer
 //! requests. Depends on `totem-ring` for types only.
 //!
-//! This crate is empty until the issue that builds it lands (issues 3–7
-//! cover the crates after `totem-ring`).
+//! [`proto`] is the client ⇄ daemon protocol, shared with the client
+//! libraries.
+
+pub mod proto;

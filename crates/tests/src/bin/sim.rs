@@ -3,17 +3,20 @@
 //! ```text
 //! cargo run --release --bin sim -- --seeds N [--nodes A-B] [--seed S]
 //!     [--mutant NAME] [--list-mutants] [--threads T] [--trace]
+//!     [--progress K]
 //! ```
 //!
 //! Seed i of the batch is start + i; without `--seed` the start is random
 //! and printed. Each failing seed prints its first violation and the
 //! command that replays it; the last line is the summary, and the exit
-//! status is non-zero when any seed failed.
+//! status is non-zero when any seed failed. With `--progress K` a
+//! `progress` line follows every K finished seeds (long runs), and each
+//! violation is printed as soon as its seed finishes.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use tests::sim::{default_threads, replay_command, run_seeds, Options, RunReport};
+use tests::sim::{default_threads, replay_command, run_seeds_with, Options, RunReport};
 use totem_ring::Mutant;
 
 #[derive(Parser, Debug)]
@@ -46,6 +49,9 @@ struct Args {
     /// Keep running after a violation (timing; the first one is reported).
     #[arg(long)]
     keep_going: bool,
+    /// Print a progress line after every K finished seeds (0: none).
+    #[arg(long, default_value_t = 0)]
+    progress: u64,
 }
 
 fn parse_range(s: &str) -> Result<(u32, u32), String> {
@@ -56,6 +62,54 @@ fn parse_range(s: &str) -> Result<(u32, u32), String> {
         return Err(format!("need 1 ≤ A ≤ B ≤ 64, got {a}-{b}"));
     }
     Ok((a, b))
+}
+
+/// Running totals for `--progress`.
+#[derive(Default)]
+struct Progress(std::sync::Mutex<ProgressState>);
+
+#[derive(Default)]
+struct ProgressState {
+    done: u64,
+    violations: u64,
+    virtual_ns: u64,
+    /// The slowest seed so far: (wall, seed, nodes).
+    slowest: (std::time::Duration, u64, u32),
+}
+
+impl Progress {
+    fn record(
+        &self,
+        r: &RunReport,
+        wall: std::time::Duration,
+        every: u64,
+        t0: std::time::Instant,
+        opts: &Options,
+    ) {
+        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        p.done += 1;
+        p.virtual_ns += r.virtual_ns;
+        if wall > p.slowest.0 {
+            p.slowest = (wall, r.seed, r.nodes);
+        }
+        if let Some(v) = &r.violation {
+            p.violations += 1;
+            println!("seed {} ({} nodes): {v}", r.seed, r.nodes);
+            println!("  replay: {}", replay_command(r.seed, opts));
+        }
+        if p.done % every == 0 {
+            println!(
+                "progress done={} violations={} wall_s={:.1} virtual_s={} slowest_seed={} slowest_nodes={} slowest_wall_s={:.2}",
+                p.done,
+                p.violations,
+                t0.elapsed().as_secs_f64(),
+                p.virtual_ns / 1_000_000_000,
+                p.slowest.1,
+                p.slowest.2,
+                p.slowest.0.as_secs_f64()
+            );
+        }
+    }
 }
 
 fn random_start() -> u64 {
@@ -102,13 +156,21 @@ fn main() -> ExitCode {
         );
     }
     let threads = args.threads.unwrap_or_else(default_threads);
-    let results = run_seeds(start, args.seeds, &opts, threads);
+    let progress = Progress::default();
+    let t0 = std::time::Instant::now();
+    let results = run_seeds_with(start, args.seeds, &opts, threads, |r, wall| {
+        if args.progress > 0 {
+            progress.record(r, wall, args.progress, t0, &opts);
+        }
+    });
     let mut violations = 0u64;
     for r in &results {
         if let Some(v) = &r.violation {
             violations += 1;
-            println!("seed {} ({} nodes): {v}", r.seed, r.nodes);
-            println!("  replay: {}", replay_command(r.seed, &opts));
+            if args.progress == 0 {
+                println!("seed {} ({} nodes): {v}", r.seed, r.nodes);
+                println!("  replay: {}", replay_command(r.seed, &opts));
+            }
         }
     }
     let sum = |f: fn(&RunReport) -> u64| results.iter().map(f).sum::<u64>();

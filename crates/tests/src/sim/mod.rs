@@ -1039,6 +1039,21 @@ pub fn replay_command(seed: u64, opts: &Options) -> String {
 /// Runs seeds `start .. start + count` on `threads` worker threads; the
 /// reports come back in seed order whatever the scheduling.
 pub fn run_seeds(start: u64, count: u64, opts: &Options, threads: usize) -> Vec<RunReport> {
+    run_seeds_with(start, count, opts, threads, |_, _| {})
+}
+
+/// [`run_seeds`], calling `on_done(report, wall)` as each seed finishes
+/// (in completion order, from the worker thread that ran it).
+pub fn run_seeds_with<F>(
+    start: u64,
+    count: u64,
+    opts: &Options,
+    threads: usize,
+    on_done: F,
+) -> Vec<RunReport>
+where
+    F: Fn(&RunReport, std::time::Duration) + Sync,
+{
     use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
     use std::sync::Mutex;
     let threads = threads.clamp(1, 256).min(count.max(1) as usize);
@@ -1051,7 +1066,9 @@ pub fn run_seeds(start: u64, count: u64, opts: &Options, threads: usize) -> Vec<
                 if i >= count {
                     break;
                 }
+                let t0 = std::time::Instant::now();
                 let r = run_seed(start.wrapping_add(i), opts);
+                on_done(&r, t0.elapsed());
                 results
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
