@@ -2,7 +2,7 @@
 //! proper registers the server's fds in its own single place to wait.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::server::{FdChange, Server, Token};
@@ -22,6 +22,19 @@ impl PollLoop {
             epoll: unsafe { OwnedFd::from_raw_fd(raw) },
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 64],
         })
+    }
+
+    /// The epoll set itself: readable when one of the server's fds is, so
+    /// a run loop with its own place to wait can watch this one fd and call
+    /// `turn` with a zero timeout when it fires.
+    pub fn fd(&self) -> RawFd {
+        self.epoll.as_raw_fd()
+    }
+
+    /// Readiness reports one `turn` takes at most: a `turn` that returns
+    /// this many may have left more behind.
+    pub fn batch(&self) -> usize {
+        self.events.len()
     }
 
     /// Applies the server's pending fd registration changes.
@@ -47,8 +60,8 @@ impl PollLoop {
 
     /// Waits up to `timeout` (not at all if the server has work) and tells
     /// the server what became ready. Then call `server.next_event()` until
-    /// it returns `None`.
-    pub fn turn(&mut self, server: &mut Server, timeout: Option<Duration>) -> io::Result<()> {
+    /// it returns `None`. Returns the readiness reports handled.
+    pub fn turn(&mut self, server: &mut Server, timeout: Option<Duration>) -> io::Result<usize> {
         self.sync(server)?;
         let ms = if server.has_work() {
             0
@@ -67,7 +80,7 @@ impl PollLoop {
         if n < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(())
+                Ok(0)
             } else {
                 Err(e)
             };
@@ -76,6 +89,7 @@ impl PollLoop {
             let token = self.events[i].u64;
             server.handle_ready(Token(token));
         }
-        self.sync(server)
+        self.sync(server)?;
+        Ok(n as usize)
     }
 }

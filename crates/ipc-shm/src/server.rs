@@ -47,6 +47,11 @@ impl SessionId {
     pub fn as_u64(self) -> u64 {
         self.0
     }
+    /// The id `as_u64` gave (a stale or made-up value names no session:
+    /// the server answers `NoSession`).
+    pub fn from_u64(v: u64) -> SessionId {
+        SessionId(v)
+    }
 }
 
 impl std::fmt::Display for SessionId {

@@ -65,6 +65,9 @@ pub enum Source {
     Doorbell(u32),
     Timer(u32),
     Signal(i32),
+    /// A descriptor registered with `add_fd`, readable; the loop does not
+    /// read it (its owner drains it).
+    Fd(u32),
 }
 
 /// Wakes the run loop from another thread (an eventfd write).
@@ -89,6 +92,8 @@ enum Kind {
     Eventfd(Arc<OwnedFd>, u32),
     Timerfd(OwnedFd, u32),
     Signalfd(OwnedFd),
+    /// Someone else's descriptor (e.g. the IPC server's epoll set).
+    Foreign(u32),
 }
 
 pub struct RunLoop {
@@ -210,6 +215,16 @@ impl RunLoop {
         Ok(())
     }
 
+    /// Watches `fd`, owned by the caller who keeps it open for the life of
+    /// the loop; reported as `Source::Fd(id)` whenever it becomes readable.
+    /// The loop never reads it: the owner drains it completely on every
+    /// report (readiness is reported on change, as with an edge-triggered
+    /// poll). An epoll set of the caller's own fds fits: the loop still
+    /// waits in one place.
+    pub fn add_fd(&mut self, fd: RawFd, id: u32) -> Result<(), TransportError> {
+        self.register(fd, Kind::Foreign(id))
+    }
+
     /// Blocks `signals` for this thread and delivers them through the loop
     /// as `Source::Signal(signo)`. (Other threads should block them too.)
     pub fn add_signals(&mut self, signals: &[i32]) -> Result<(), TransportError> {
@@ -237,6 +252,10 @@ impl RunLoop {
             return;
         };
         let (fd, chunk) = match kind {
+            Kind::Foreign(id) => {
+                h.on_source(Source::Fd(*id));
+                return;
+            }
             Kind::Eventfd(fd, _) => (fd.as_raw_fd(), 8),
             Kind::Timerfd(fd, _) => (fd.as_raw_fd(), 8),
             Kind::Signalfd(fd) => (fd.as_raw_fd(), 128),
@@ -256,6 +275,7 @@ impl RunLoop {
                     h.on_source(Source::Timer(*id));
                     break;
                 }
+                Kind::Foreign(..) => break,
                 Kind::Signalfd(_) => {
                     let signo = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
                     h.on_source(Source::Signal(signo));

@@ -70,6 +70,10 @@ pub struct TransportStats {
     pub frames_received: u64,
     pub gro_datagrams: u64,
     pub unknown_source: u64,
+    /// Frames addressed to a node whose address is unknown (dropped).
+    pub unknown_dest: u64,
+    /// Node addresses learned from received frames (multicast mode).
+    pub learned_nodes: u64,
     pub recv_errors: u64,
     pub no_buffers: u64,
 }
@@ -129,7 +133,14 @@ pub struct Transport {
     status: Status,
     sockets: Vec<Socket>,
     logged_send_error: bool,
+    /// (node, source) pairs seen by the current `recv`, applied after it.
+    learned: Vec<(NodeId, SocketAddr)>,
 }
+
+/// New addresses one `recv` call records at most.
+const MAX_LEARN_PER_RECV: usize = 64;
+/// Node addresses learned at most (Corosync allows 384 processors).
+const MAX_LEARNED_NODES: usize = 1024;
 
 // SAFETY: the raw pointers inside (msghdrs, iovecs, the buffer ring) all
 // point into heap memory the transport itself owns, which does not move
@@ -254,6 +265,7 @@ impl Transport {
             sockets: socks.list,
             codec,
             logged_send_error: false,
+            learned: Vec::new(),
         })
     }
 
@@ -291,6 +303,7 @@ impl Transport {
     /// Seals and sends frames, `send_batch` (config) at a time, each burst
     /// with one submission. Per destination, frames keep their order.
     pub fn send_batch(&mut self, msgs: &[(Dest, &[u8])]) -> Result<SendReport, TransportError> {
+        let mut unknown = 0;
         for (d, p) in msgs {
             if p.len() > self.codec.max_payload() {
                 return Err(TransportError::FrameTooLarge {
@@ -300,10 +313,29 @@ impl Transport {
             }
             if let Dest::Node(id) = d {
                 if !self.member_addr.contains_key(id) {
-                    return Err(TransportError::UnknownNode(*id));
+                    unknown += 1;
                 }
             }
         }
+        if unknown > 0 {
+            // A node whose address we don't know (yet: in multicast mode
+            // addresses are learned from received frames). Dropping its
+            // frames is what a lossy network does; the rest still go out.
+            self.stats.unknown_dest += unknown;
+            let known: Vec<(Dest, &[u8])> = msgs
+                .iter()
+                .filter(|(d, _)| match d {
+                    Dest::Node(id) => self.member_addr.contains_key(id),
+                    Dest::Multicast => true,
+                })
+                .copied()
+                .collect();
+            return self.send_known(&known);
+        }
+        self.send_known(msgs)
+    }
+
+    fn send_known(&mut self, msgs: &[(Dest, &[u8])]) -> Result<SendReport, TransportError> {
         let mut report = SendReport::default();
         for chunk in msgs.chunks(self.send_batch) {
             let r = self.send_chunk(chunk)?;
@@ -484,6 +516,21 @@ impl Transport {
         let codec = &mut self.codec;
         let stats = &mut self.stats;
         let mut delivered = 0usize;
+        let multicast = self.multicast;
+        let by_addr = &self.by_addr;
+        let learned = &mut self.learned;
+        let mut f = |r: Received<'_>| {
+            // Multicast mode without a complete member list: remember where
+            // each sender is, so the token can be unicast to it.
+            if multicast
+                && by_addr.get(&r.from) != Some(&r.node)
+                && learned.len() < MAX_LEARN_PER_RECV
+                && !learned.contains(&(r.node, r.from))
+            {
+                learned.push((r.node, r.from));
+            }
+            f(r)
+        };
         let mut sink = |_sock: usize,
                         from: Option<SocketAddr>,
                         buf: &mut [u8],
@@ -510,6 +557,7 @@ impl Transport {
             Engine::Fallback(e) => e.recv(timeout, &mut sink),
         }
         .map_err(TransportError::Fatal)?;
+        self.learn();
         Ok(delivered)
     }
 
@@ -531,6 +579,36 @@ impl Transport {
             Engine::Fallback(f) => &mut f.ready,
         };
         out.append(r);
+    }
+
+    /// Adds or updates the addresses found by `recv` (multicast mode). The
+    /// group address stays last in `addrs`; no send is in flight here
+    /// (sends complete inside `send_batch`), so `addrs` may grow.
+    fn learn(&mut self) {
+        for (node, from) in std::mem::take(&mut self.learned) {
+            if node == self.node {
+                continue;
+            }
+            match self.member_addr.get(&node) {
+                Some(&i) => {
+                    // The node moved (restarted on another address).
+                    if let Some(old) = self.addrs[i].as_socket() {
+                        self.by_addr.remove(&old);
+                    }
+                    self.addrs[i] = SockAddr::from(from);
+                }
+                None => {
+                    if self.member_addr.len() >= MAX_LEARNED_NODES {
+                        continue;
+                    }
+                    let at = self.addrs.len().saturating_sub(1);
+                    self.addrs.insert(at, SockAddr::from(from));
+                    self.member_addr.insert(node, at);
+                }
+            }
+            self.by_addr.insert(from, node);
+            self.stats.learned_nodes += 1;
+        }
     }
 
     /// Raw descriptors of the sockets (for a run loop that polls them).

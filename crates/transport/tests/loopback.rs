@@ -65,10 +65,14 @@ fn unicast_to_one_node() {
             vec![(NodeId(1), b"token".to_vec())]
         );
         assert!(settle(&mut a).is_empty());
-        assert!(matches!(
-            a.send_batch(&[(Dest::Node(NodeId(9)), b"x".as_slice())]),
-            Err(transport::TransportError::UnknownNode(NodeId(9)))
-        ));
+        // An unknown node's frame is dropped and counted; the others go.
+        a.send_batch(&[
+            (Dest::Node(NodeId(9)), b"x".as_slice()),
+            (Dest::Node(NodeId(2)), b"y".as_slice()),
+        ])
+        .unwrap();
+        assert_eq!(a.stats().unknown_dest, 1);
+        assert_eq!(collect(&mut b, 1, WAIT), vec![(NodeId(1), b"y".to_vec())]);
     });
 }
 

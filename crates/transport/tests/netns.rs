@@ -265,6 +265,61 @@ fn multicast_across_three_namespaces_on_a_bridge() {
     }
 }
 
+/// The multicast form of corosync.conf has no member list: a node learns
+/// where its peers are from their frames, so the token can be unicast.
+#[test]
+fn multicast_learns_peer_addresses_without_a_member_list() {
+    if skip_unless_root() {
+        return;
+    }
+    for e in engines() {
+        if !available(e) {
+            continue;
+        }
+        let ns = match bridge3() {
+            Ok(ns) => ns,
+            Err(why) => {
+                skip(&format!("namespace test: {why}"));
+                return;
+            }
+        };
+        let group: SocketAddr = "239.192.77.2:5405".parse().unwrap();
+        let ready = Arc::new(Barrier::new(3));
+        let mut handles = Vec::new();
+        for i in 1..=3u32 {
+            let r = ready.clone();
+            handles.push(in_ns(&ns.0[i as usize], move || {
+                let me = SocketAddr::from((Ipv4Addr::new(10, 78, 0, i as u8), 5405));
+                let mut c = config(i, &[(NodeId(i), me)], &Opts::new(e));
+                c.mode = Mode::Multicast { group, ttl: 1 };
+                let mut t = Transport::new(c).expect("transport");
+                let next = NodeId(i % 3 + 1);
+                // Not known yet: dropped and counted, never an error.
+                t.send_batch(&[(Dest::Node(next), b"early".as_slice())])
+                    .expect("send to an unknown node");
+                r.wait();
+                t.send_batch(&[(Dest::Multicast, [i as u8; 100].as_slice())])
+                    .expect("send");
+                let mut got = collect(&mut t, 3, Duration::from_secs(10));
+                r.wait();
+                t.send_batch(&[(Dest::Node(next), b"token".as_slice())])
+                    .expect("token");
+                got.extend(collect(&mut t, 1, Duration::from_secs(10)));
+                (i, got, t.stats())
+            }));
+        }
+        for h in handles {
+            let (i, got, stats) = h.join().expect("node thread");
+            let tokens: Vec<_> = got.iter().filter(|(_, p)| p == b"token").collect();
+            assert_eq!(tokens.len(), 1, "node {i}: {got:?} {stats:?}");
+            assert_eq!(tokens[0].0, NodeId((i + 1) % 3 + 1), "from its predecessor");
+            assert_eq!(stats.unknown_dest, 1, "node {i}: the early token");
+            assert!(stats.learned_nodes >= 2, "node {i}: {stats:?}");
+        }
+        drop(ns);
+    }
+}
+
 fn bridge3() -> Result<Namespaces, String> {
     // ns.0[0] is the hub holding the bridge; 1..=3 are the nodes.
     let ns = Namespaces::create("b", 4)?;
