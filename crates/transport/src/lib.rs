@@ -48,7 +48,7 @@ pub use error::TransportError;
 pub use ifaddrs::{local_addresses, LocalAddr};
 pub use frame::{DropReason, FrameCodec, FrameStats};
 pub use probe::{probe_uring, UringProbe};
-pub use runloop::{Doorbell, Handler, RealtimePolicy, RunLoop, RunLoopConfig, Source};
+pub use runloop::{block_signals, Doorbell, Handler, RealtimePolicy, RunLoop, RunLoopConfig, Source};
 pub use transport::{
     open_datagram, Dest, EngineKind, Received, SendReport, Status, Transport, TransportStats,
 };

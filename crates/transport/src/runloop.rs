@@ -59,6 +59,24 @@ impl RunLoopConfig {
     }
 }
 
+/// Blocks `signals` in the calling thread and in every thread it creates
+/// afterwards. Call it first thing in `main`, before any thread exists, so
+/// that a process-directed signal stays pending until the run loop's
+/// signalfd reads it instead of killing the process through a helper
+/// thread that left it unblocked.
+pub fn block_signals(signals: &[i32]) {
+    // SAFETY: sigset manipulation on a local, zero-initialised set; the
+    // old mask is not requested.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// What a registered descriptor is, so the loop drains it correctly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -135,8 +153,12 @@ impl RunLoop {
                 sched_priority: prio,
             };
             // SAFETY: `param` is a live sched_param; pid 0 is this thread.
-            cvt(unsafe { libc::sched_setscheduler(0, policy, &param) })
-                .map_err(crate::error::sock_err("sched_setscheduler"))?;
+            if let Err(e) = cvt(unsafe { libc::sched_setscheduler(0, policy, &param) }) {
+                // As Corosync: without the privilege, run at normal priority.
+                tracing::warn!(
+                    "cannot set realtime scheduling ({rt:?}): {e}; running without it"
+                );
+            }
         }
         Ok(Self {
             transport,

@@ -74,15 +74,30 @@ pub mod kind {
 pub enum Request<'a> {
     /// First request of a connection: the model (`model::V1`, or 0 for the
     /// plain `cpg_initialize`) and its flags.
-    Init { model: u32, flags: u32 },
-    Join { group: &'a [u8] },
-    Leave { group: &'a [u8] },
+    Init {
+        model: u32,
+        flags: u32,
+    },
+    Join {
+        group: &'a [u8],
+    },
+    Leave {
+        group: &'a [u8],
+    },
     /// `cpg_mcast_joined`: to the group this connection joined.
-    Mcast { guarantee: u32, msg: &'a [u8] },
-    MembershipGet { group: &'a [u8] },
+    Mcast {
+        guarantee: u32,
+        msg: &'a [u8],
+    },
+    MembershipGet {
+        group: &'a [u8],
+    },
     LocalGet,
     /// `cpg_iteration_initialize`; the response carries every entry.
-    Iteration { kind: u32, group: &'a [u8] },
+    Iteration {
+        kind: u32,
+        group: &'a [u8],
+    },
     MaxAtomicMsgsize,
     FlowControlState,
     /// `cpg_finalize`: leaves the group (reason PROCDOWN) before the
@@ -145,8 +160,12 @@ impl<'a> Request<'a> {
                 model: r.u32("model")?,
                 flags: r.u32("model flags")?,
             },
-            kind::JOIN => Request::Join { group: name(&mut r)? },
-            kind::LEAVE => Request::Leave { group: name(&mut r)? },
+            kind::JOIN => Request::Join {
+                group: name(&mut r)?,
+            },
+            kind::LEAVE => Request::Leave {
+                group: name(&mut r)?,
+            },
             kind::MCAST => {
                 let guarantee = r.u32("guarantee")?;
                 if guarantee > guarantee::SAFE {
@@ -157,7 +176,9 @@ impl<'a> Request<'a> {
                     msg: r.rest(),
                 }
             }
-            kind::MEMBERSHIP_GET => Request::MembershipGet { group: name(&mut r)? },
+            kind::MEMBERSHIP_GET => Request::MembershipGet {
+                group: name(&mut r)?,
+            },
             kind::LOCAL_GET => Request::LocalGet,
             kind::ITERATION => Request::Iteration {
                 kind: r.u32("iteration type")?,
@@ -430,10 +451,7 @@ mod tests {
         assert!(Request::decode(kind::JOIN, &v).is_err());
         assert!(Request::decode(kind::MCAST, &[9, 0, 0, 0]).is_err());
         assert!(Request::decode(kind::INIT, &[1]).is_err());
-        assert_eq!(
-            Request::decode(77, &[]),
-            Err(DecodeError::UnknownKind(77))
-        );
+        assert_eq!(Request::decode(77, &[]), Err(DecodeError::UnknownKind(77)));
         assert!(EventMsg::decode(kind::CONFCHG, &[0, 0, 0, 0, 255, 255, 255, 255]).is_err());
     }
 }

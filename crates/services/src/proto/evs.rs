@@ -29,11 +29,18 @@ pub mod kind {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
-    Join { groups: Vec<Group> },
-    Leave { groups: Vec<Group> },
+    Join {
+        groups: Vec<Group>,
+    },
+    Leave {
+        groups: Vec<Group>,
+    },
     /// To the groups this connection joined. `guarantee` is
     /// `evs_guarantee_t` (0 unordered … 3 safe).
-    McastJoined { guarantee: u32, msg: &'a [u8] },
+    McastJoined {
+        guarantee: u32,
+        msg: &'a [u8],
+    },
     McastGroups {
         guarantee: u32,
         groups: Vec<Group>,
@@ -231,7 +238,9 @@ mod tests {
             Request::Join {
                 groups: vec![g("a"), g("b")],
             },
-            Request::Leave { groups: vec![g("a")] },
+            Request::Leave {
+                groups: vec![g("a")],
+            },
             Request::McastJoined {
                 guarantee: 2,
                 msg: b"x",

@@ -1,0 +1,910 @@
+//! CPG, closed process groups (service id 8), with Corosync's semantics.
+//!
+//! # Replicated state
+//!
+//! `groups`: group name → sorted set of `(nodeid, pid)` members (sorted as
+//! Corosync sorts its process list, so member lists are the same on every
+//! node whatever the history). It changes only on delivered messages and
+//! at sync activation, so every node that delivered the same messages
+//! holds the same state.
+//!
+//! # Executive messages (Totem body after the `u16 service, u16 kind` header)
+//!
+//! ```text
+//! PROCJOIN  (0): bytes group | u32 pid | u32 reason (JOIN)
+//! PROCLEAVE (1): bytes group | u32 pid | u32 reason (LEAVE or PROCDOWN)
+//! MCAST     (2): bytes group | u32 pid | message …
+//! JOINLIST  (3): u32 ring rep | u64 ring seq | u8 first | u32 n | n × (bytes group | u32 pid)
+//! ```
+//! `bytes` = `u32 length` + at most 128 bytes. The MCAST overhead is
+//! 4 + 4 + 128 + 4 = [`MCAST_OVERHEAD`] = 140 bytes, so
+//! `max_atomic_msgsize = max_message − 140` (1 MiB by default).
+//!
+//! # Membership changes and virtual synchrony
+//!
+//! * JOIN/LEAVE/disconnect are multicast (PROCJOIN/PROCLEAVE), so they are
+//!   ordered with the group's data on every node. A process's messages
+//!   are delivered only while it is a member in the receiver's view, so
+//!   no process receives a message from a process it has not seen join.
+//! * `synced` is the set of nodes whose processes this node's view
+//!   reflects. Messages from a node outside it (one that arrived with a
+//!   merge and whose join list has not been activated yet) are not applied
+//!   live: their joins/leaves go into that node's pending join list (after
+//!   its join list was delivered), their data is dropped — from this
+//!   node's processes' point of view those processes join later (NODEUP).
+//! * On a regular configuration the nodes of the last synced membership
+//!   that are not in the transitional configuration have left: their
+//!   processes leave every group with reason NODEDOWN, at once (Corosync 3
+//!   reports them at the end of the sync round; reporting at the regular
+//!   configuration is as consistent — every node of the transitional
+//!   configuration computes the same list at the same point of the
+//!   message stream — and a round of sync sooner).
+//! * During the sync every node multicasts its join list (its local
+//!   processes, joins in flight included: they are delivered before the
+//!   list, FIFO). At activation each node adds the processes of nodes
+//!   outside `synced` with reason NODEUP (as Corosync's
+//!   `joinlist_inform_clients` does), one CONFCHG per group; then every
+//!   node holds the same view.
+//!
+//! # Error codes (Corosync 3's)
+//!
+//! Requests before INIT: CS_ERR_BAD_HANDLE. INIT before the first sync:
+//! TRY_AGAIN; a second INIT: CS_ERR_EXIST; unknown model: INVALID_PARAM.
+//! JOIN: name longer than 128: NAME_TOO_LONG; empty: INVALID_PARAM; already
+//! joined or joining: EXIST; leave in flight: BUSY; the same pid already in
+//! the group through another connection: EXIST (or TRY_AGAIN while its
+//! leave is in flight); group full (128): NO_SPACE; too many groups:
+//! TOO_MANY_GROUPS. LEAVE: not joined / leave in flight / other group:
+//! NOT_EXIST; join in flight: BUSY. MCAST: not joined: NOT_EXIST; larger
+//! than the atomic size: TOO_BIG. JOIN, LEAVE, MCAST: TRY_AGAIN during
+//! sync or when Totem's queue is ≥ 75% full. FINALIZE is always accepted
+//! (it leaves with PROCDOWN, like a disconnect).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::proto::cpg::{
+    encode_iteration, encode_membership, flow, guarantee, iteration, kind, model, reason, Address,
+    EventMsg, IterationEntry, Request, MAX_MEMBERS, MAX_NAME,
+};
+use crate::proto::{service, CsError, DecodeError, Reader, Writer};
+use crate::service::{ConfChange, Creds, Ctx, Service, SyncProgress, SyncRound};
+use crate::wire::{self, get_ring, put_ring};
+use crate::{ConfigKind, ConnId, Guarantee, NodeId, ReplyTo, RingId};
+
+/// Bytes a CPG MCAST adds around the client's message on Totem.
+pub const MCAST_OVERHEAD: usize = wire::HEADER_LEN + 4 + MAX_NAME + 4;
+
+/// Executive message kinds.
+pub mod exec_kind {
+    pub const PROCJOIN: u16 = 0;
+    pub const PROCLEAVE: u16 = 1;
+    pub const MCAST: u16 = 2;
+    pub const JOINLIST: u16 = 3;
+}
+
+type Group = Vec<u8>;
+/// `(nodeid, pid)`.
+type Member = (NodeId, u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JoinState {
+    Unjoined,
+    /// PROCJOIN sent, not yet delivered.
+    JoinStarted,
+    Joined,
+    /// PROCLEAVE (reason LEAVE) sent, not yet delivered.
+    LeaveStarted,
+}
+
+#[derive(Debug)]
+struct Conn {
+    pid: u32,
+    model: u32,
+    flags: u32,
+    state: JoinState,
+    group: Group,
+}
+
+impl Conn {
+    /// Gets group events and messages (Corosync: JOIN_COMPLETED or
+    /// LEAVE_STARTED).
+    fn receives(&self) -> bool {
+        matches!(self.state, JoinState::Joined | JoinState::LeaveStarted)
+    }
+}
+
+/// Join lists collected during a sync round.
+#[derive(Debug)]
+struct Pending {
+    ring: RingId,
+    members: Vec<NodeId>,
+    /// For nodes outside `synced`: their processes, once their join list
+    /// was delivered, updated by their later joins and leaves.
+    lists: BTreeMap<NodeId, BTreeSet<(Group, u32)>>,
+}
+
+/// A decoded executive message.
+#[derive(Debug)]
+enum Exec<'a> {
+    ProcJoin {
+        group: &'a [u8],
+        pid: u32,
+    },
+    ProcLeave {
+        group: &'a [u8],
+        pid: u32,
+        reason: u32,
+    },
+    Mcast {
+        group: &'a [u8],
+        pid: u32,
+        msg: &'a [u8],
+    },
+    JoinList {
+        ring: RingId,
+        first: bool,
+        entries: Vec<(&'a [u8], u32)>,
+    },
+}
+
+fn get_name<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DecodeError> {
+    let g = r.bytes(MAX_NAME, "group name")?;
+    if g.is_empty() {
+        return Err(DecodeError::Invalid("group name"));
+    }
+    Ok(g)
+}
+
+impl<'a> Exec<'a> {
+    fn decode(k: u16, body: &'a [u8]) -> Result<Exec<'a>, DecodeError> {
+        let mut r = Reader(body);
+        let m = match k {
+            exec_kind::PROCJOIN | exec_kind::PROCLEAVE => {
+                let group = get_name(&mut r)?;
+                let pid = r.u32("pid")?;
+                let why = r.u32("reason")?;
+                match (k, why) {
+                    (exec_kind::PROCJOIN, reason::JOIN) => Exec::ProcJoin { group, pid },
+                    (exec_kind::PROCLEAVE, reason::LEAVE | reason::PROCDOWN) => Exec::ProcLeave {
+                        group,
+                        pid,
+                        reason: why,
+                    },
+                    _ => return Err(DecodeError::Invalid("reason")),
+                }
+            }
+            exec_kind::MCAST => Exec::Mcast {
+                group: get_name(&mut r)?,
+                pid: r.u32("pid")?,
+                msg: r.rest(),
+            },
+            exec_kind::JOINLIST => {
+                let ring = get_ring(&mut r)?;
+                let first = match r.u8("first")? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::Invalid("first")),
+                };
+                let n = r.count(9, "join list")?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    entries.push((get_name(&mut r)?, r.u32("pid")?));
+                }
+                Exec::JoinList {
+                    ring,
+                    first,
+                    entries,
+                }
+            }
+            k => return Err(DecodeError::UnknownKind(k)),
+        };
+        r.finish()?;
+        Ok(m)
+    }
+}
+
+/// The error a request that does not decode gets.
+pub(crate) fn decode_error_code(e: &DecodeError) -> CsError {
+    match e {
+        DecodeError::UnknownKind(_) => CsError::NotSupported,
+        _ => CsError::InvalidParam,
+    }
+}
+
+/// The CPG service.
+pub struct Cpg {
+    local: NodeId,
+    max_groups: usize,
+    conns: BTreeMap<ConnId, Conn>,
+    groups: BTreeMap<Group, BTreeSet<Member>>,
+    /// Local connections that receive each group's events (index of
+    /// `conns` by group, for connections where `Conn::receives`).
+    receivers: BTreeMap<Group, BTreeSet<ConnId>>,
+    synced: BTreeSet<NodeId>,
+    trans: Option<Vec<NodeId>>,
+    sync: Option<Pending>,
+    last_ring: RingId,
+    last_members: Vec<NodeId>,
+    scratch: Vec<u8>,
+}
+
+impl Cpg {
+    pub fn new(local: NodeId, max_groups: usize) -> Cpg {
+        Cpg {
+            local,
+            max_groups,
+            conns: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            receivers: BTreeMap::new(),
+            synced: BTreeSet::from([local]),
+            trans: None,
+            sync: None,
+            last_ring: RingId::default(),
+            last_members: vec![local],
+            scratch: Vec::new(),
+        }
+    }
+
+    fn set_state(&mut self, conn: ConnId, state: JoinState) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let was = c.receives();
+        c.state = state;
+        let now = c.receives();
+        if was && !now {
+            if let Some(set) = self.receivers.get_mut(&c.group) {
+                set.remove(&conn);
+                if set.is_empty() {
+                    self.receivers.remove(&c.group);
+                }
+            }
+        } else if now && !was {
+            self.receivers
+                .entry(c.group.clone())
+                .or_default()
+                .insert(conn);
+        }
+        if state == JoinState::Unjoined {
+            c.group.clear();
+        }
+    }
+
+    /// Sends a CONFCHG for `group` (members = the group after the change)
+    /// to its local receivers.
+    fn notify(&mut self, ctx: &mut Ctx<'_>, group: &[u8], left: &[Address], joined: &[Address]) {
+        let members: Vec<Address> = self
+            .groups
+            .get(group)
+            .into_iter()
+            .flatten()
+            .map(|&(nodeid, pid)| Address {
+                nodeid,
+                pid,
+                reason: 0,
+            })
+            .collect();
+        let mut buf = Vec::new();
+        let k = EventMsg::Confchg {
+            group,
+            members,
+            left: left.to_vec(),
+            joined: joined.to_vec(),
+        }
+        .encode(&mut buf);
+        for &conn in self.receivers.get(group).into_iter().flatten() {
+            ctx.event(conn, service::CPG, k, &[&buf]);
+        }
+    }
+
+    fn totem_confchg(&self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        let mut buf = Vec::new();
+        let k = EventMsg::TotemConfchg {
+            ring_rep: self.last_ring.rep,
+            ring_seq: self.last_ring.seq,
+            members: self.last_members.clone(),
+        }
+        .encode(&mut buf);
+        ctx.event(conn, service::CPG, k, &[&buf]);
+    }
+
+    /// The local connection(s) that sent a join or leave for `(pid, group)`.
+    fn local_conns(&self, pid: u32, group: &[u8], state: JoinState) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.pid == pid && c.group == group && c.state == state)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    fn apply_join(&mut self, ctx: &mut Ctx<'_>, group: &[u8], node: NodeId, pid: u32) {
+        let size = self.groups.get(group).map(BTreeSet::len);
+        if self
+            .groups
+            .get(group)
+            .is_some_and(|s| s.contains(&(node, pid)))
+        {
+            ctx.count_dropped();
+            return;
+        }
+        let full = match size {
+            Some(n) => n >= MAX_MEMBERS,
+            None => self.groups.len() >= self.max_groups,
+        };
+        if full {
+            // Refused identically on every node; a local joiner learns it
+            // by losing its connection rather than waiting forever.
+            ctx.count_dropped();
+            if node == self.local {
+                for conn in self.local_conns(pid, group, JoinState::JoinStarted) {
+                    self.set_state(conn, JoinState::Unjoined);
+                    ctx.disconnect(conn, "cpg group full");
+                }
+            }
+            return;
+        }
+        self.groups
+            .entry(group.to_vec())
+            .or_default()
+            .insert((node, pid));
+        if node == self.local {
+            for conn in self.local_conns(pid, group, JoinState::JoinStarted) {
+                self.set_state(conn, JoinState::Joined);
+            }
+        }
+        let who = Address {
+            nodeid: node,
+            pid,
+            reason: reason::JOIN,
+        };
+        self.notify(ctx, group, &[], &[who]);
+    }
+
+    fn apply_leave(&mut self, ctx: &mut Ctx<'_>, group: &[u8], node: NodeId, pid: u32, why: u32) {
+        let Some(set) = self.groups.get_mut(group) else {
+            ctx.count_dropped();
+            return;
+        };
+        if !set.remove(&(node, pid)) {
+            ctx.count_dropped();
+            return;
+        }
+        let who = Address {
+            nodeid: node,
+            pid,
+            reason: why,
+        };
+        self.notify(ctx, group, &[who], &[]);
+        if self.groups.get(group).is_some_and(BTreeSet::is_empty) {
+            self.groups.remove(group);
+        }
+        if node == self.local {
+            for conn in self.local_conns(pid, group, JoinState::LeaveStarted) {
+                self.set_state(conn, JoinState::Unjoined);
+            }
+        }
+    }
+
+    fn deliver_mcast(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        group: &[u8],
+        node: NodeId,
+        pid: u32,
+        msg: &[u8],
+    ) {
+        let known = self.synced.contains(&node)
+            && self
+                .groups
+                .get(group)
+                .is_some_and(|s| s.contains(&(node, pid)));
+        if !known {
+            ctx.count_dropped();
+            return;
+        }
+        self.scratch.clear();
+        Writer(&mut self.scratch).bytes(group).u32(node).u32(pid);
+        for &conn in self.receivers.get(group).into_iter().flatten() {
+            ctx.event(conn, service::CPG, kind::DELIVER, &[&self.scratch, msg]);
+        }
+    }
+
+    /// A join or leave from a node outside `synced`: only its pending join
+    /// list (if already delivered) changes.
+    fn pend(&mut self, node: NodeId, group: &[u8], pid: u32, join: bool) {
+        if let Some(list) = self.sync.as_mut().and_then(|p| p.lists.get_mut(&node)) {
+            if join {
+                list.insert((group.to_vec(), pid));
+            } else {
+                list.remove(&(group.to_vec(), pid));
+            }
+        }
+    }
+
+    fn on_joinlist(&mut self, sender: NodeId, ring: RingId, first: bool, entries: &[(&[u8], u32)]) {
+        if sender == self.local || self.synced.contains(&sender) {
+            return;
+        }
+        let Some(p) = self.sync.as_mut() else {
+            return;
+        };
+        if p.ring != ring || !p.members.contains(&sender) {
+            return;
+        }
+        if first {
+            p.lists.insert(sender, BTreeSet::new());
+        }
+        if let Some(list) = p.lists.get_mut(&sender) {
+            list.extend(entries.iter().map(|&(g, pid)| (g.to_vec(), pid)));
+        }
+    }
+
+    /// Processes of nodes that left (regular configuration): NODEDOWN.
+    fn nodes_down(&mut self, ctx: &mut Ctx<'_>, gone: &BTreeSet<NodeId>) {
+        if gone.is_empty() {
+            return;
+        }
+        let names: Vec<Group> = self.groups.keys().cloned().collect();
+        for g in names {
+            let set = self.groups.get_mut(&g).expect("listed above");
+            let left: Vec<Address> = set
+                .iter()
+                .filter(|(n, _)| gone.contains(n))
+                .map(|&(nodeid, pid)| Address {
+                    nodeid,
+                    pid,
+                    reason: reason::NODEDOWN,
+                })
+                .collect();
+            if left.is_empty() {
+                continue;
+            }
+            set.retain(|(n, _)| !gone.contains(n));
+            self.notify(ctx, &g, &left, &[]);
+            if self.groups.get(&g).is_some_and(BTreeSet::is_empty) {
+                self.groups.remove(&g);
+            }
+        }
+    }
+
+    /// Adds the processes of the nodes that joined (from their join
+    /// lists): NODEUP, one CONFCHG per group.
+    fn nodes_up(&mut self, ctx: &mut Ctx<'_>, lists: BTreeMap<NodeId, BTreeSet<(Group, u32)>>) {
+        let mut add: BTreeMap<Group, Vec<Member>> = BTreeMap::new();
+        for (node, list) in lists {
+            for (g, pid) in list {
+                add.entry(g).or_default().push((node, pid));
+            }
+        }
+        for (g, mut new) in add {
+            new.sort_unstable();
+            if !self.groups.contains_key(&g) && self.groups.len() >= self.max_groups {
+                ctx.count_dropped();
+                continue;
+            }
+            let set = self.groups.entry(g.clone()).or_default();
+            let mut joined = Vec::new();
+            for m in new {
+                if set.len() >= MAX_MEMBERS {
+                    ctx.count_dropped();
+                    break;
+                }
+                if set.insert(m) {
+                    joined.push(Address {
+                        nodeid: m.0,
+                        pid: m.1,
+                        reason: reason::NODEUP,
+                    });
+                }
+            }
+            if joined.is_empty() {
+                if self.groups.get(&g).is_some_and(BTreeSet::is_empty) {
+                    self.groups.remove(&g);
+                }
+                continue;
+            }
+            self.notify(ctx, &g, &[], &joined);
+        }
+    }
+
+    fn request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        creds: Creds,
+        req: Request<'_>,
+    ) -> Result<Vec<u8>, CsError> {
+        if let Request::Init { model, flags } = req {
+            return self.init(ctx, conn, creds, model, flags);
+        }
+        if !self.conns.contains_key(&conn) {
+            return Err(CsError::BadHandle);
+        }
+        let mut body = Vec::new();
+        match req {
+            Request::Init { .. } => unreachable!("handled above"),
+            Request::Join { group } => self.join(ctx, conn, group)?,
+            Request::Leave { group } => self.leave(ctx, conn, group)?,
+            Request::Mcast { guarantee, msg } => self.mcast(ctx, conn, guarantee, msg)?,
+            Request::Finalize => self.finalize(ctx, conn),
+            Request::MembershipGet { group } => {
+                let members: Vec<Address> = self
+                    .groups
+                    .get(group)
+                    .into_iter()
+                    .flatten()
+                    .map(|&(nodeid, pid)| Address {
+                        nodeid,
+                        pid,
+                        reason: 0,
+                    })
+                    .collect();
+                encode_membership(&mut body, &members);
+            }
+            Request::LocalGet => {
+                Writer(&mut body).u32(self.local);
+            }
+            Request::Iteration { kind, group } => {
+                let entries = self.iterate(kind, group)?;
+                encode_iteration(&mut body, &entries);
+            }
+            Request::MaxAtomicMsgsize => {
+                let max = ctx.env.max_message - MCAST_OVERHEAD;
+                Writer(&mut body).u32(u32::try_from(max).unwrap_or(u32::MAX));
+            }
+            Request::FlowControlState => {
+                let on = ctx.env.syncing || ctx.congested();
+                Writer(&mut body).u32(if on { flow::ENABLED } else { flow::DISABLED });
+            }
+        }
+        Ok(body)
+    }
+
+    fn init(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        creds: Creds,
+        m: u32,
+        flags: u32,
+    ) -> Result<Vec<u8>, CsError> {
+        if self.conns.contains_key(&conn) {
+            return Err(CsError::Exist);
+        }
+        if m != 0 && m != model::V1 {
+            return Err(CsError::InvalidParam);
+        }
+        self.conns.insert(
+            conn,
+            Conn {
+                pid: creds.pid,
+                model: m,
+                flags,
+                state: JoinState::Unjoined,
+                group: Vec::new(),
+            },
+        );
+        let _ = ctx;
+        Ok(Vec::new())
+    }
+
+    fn join(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, group: &[u8]) -> Result<(), CsError> {
+        if group.is_empty() {
+            return Err(CsError::InvalidParam);
+        }
+        let c = &self.conns[&conn];
+        match c.state {
+            JoinState::Unjoined => {}
+            JoinState::LeaveStarted => return Err(CsError::Busy),
+            JoinState::JoinStarted | JoinState::Joined => return Err(CsError::Exist),
+        }
+        let pid = c.pid;
+        let same_pid = self
+            .conns
+            .values()
+            .any(|o| o.pid == pid && o.group == group && o.state != JoinState::Unjoined);
+        if same_pid {
+            return Err(CsError::Exist);
+        }
+        let members = self.groups.get(group);
+        if members.is_some_and(|s| s.contains(&(self.local, pid))) {
+            return Err(CsError::TryAgain);
+        }
+        match members {
+            Some(s) if s.len() >= MAX_MEMBERS => return Err(CsError::NoSpace),
+            None if self.groups.len() >= self.max_groups => return Err(CsError::TooManyGroups),
+            _ => {}
+        }
+        ctx.admit()?;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.group = group.to_vec();
+        }
+        self.set_state(conn, JoinState::JoinStarted);
+        send_joinleave(ctx, exec_kind::PROCJOIN, group, pid, reason::JOIN);
+        Ok(())
+    }
+
+    fn leave(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, group: &[u8]) -> Result<(), CsError> {
+        let c = &self.conns[&conn];
+        match c.state {
+            JoinState::Unjoined | JoinState::LeaveStarted => return Err(CsError::NotExist),
+            JoinState::JoinStarted => return Err(CsError::Busy),
+            JoinState::Joined if c.group != group => return Err(CsError::NotExist),
+            JoinState::Joined => {}
+        }
+        ctx.admit()?;
+        let (pid, g) = (c.pid, c.group.clone());
+        self.set_state(conn, JoinState::LeaveStarted);
+        send_joinleave(ctx, exec_kind::PROCLEAVE, &g, pid, reason::LEAVE);
+        Ok(())
+    }
+
+    fn mcast(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        g: u32,
+        msg: &[u8],
+    ) -> Result<(), CsError> {
+        let c = &self.conns[&conn];
+        if !matches!(c.state, JoinState::JoinStarted | JoinState::Joined) {
+            return Err(CsError::NotExist);
+        }
+        if msg.len() > ctx.env.max_message - MCAST_OVERHEAD {
+            return Err(CsError::TooBig);
+        }
+        ctx.admit()?;
+        let totem = if g == guarantee::SAFE {
+            Guarantee::Safe
+        } else {
+            Guarantee::Agreed
+        };
+        self.scratch.clear();
+        Writer(&mut self.scratch).bytes(&c.group).u32(c.pid);
+        ctx.multicast(service::CPG, exec_kind::MCAST, totem, &[&self.scratch, msg]);
+        Ok(())
+    }
+
+    /// Leaves (PROCDOWN) and forgets the connection; used by FINALIZE and
+    /// disconnect.
+    fn finalize(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if matches!(c.state, JoinState::JoinStarted | JoinState::Joined) {
+            let (g, pid) = (c.group.clone(), c.pid);
+            send_joinleave(ctx, exec_kind::PROCLEAVE, &g, pid, reason::PROCDOWN);
+        }
+        self.set_state(conn, JoinState::Unjoined);
+        self.conns.remove(&conn);
+    }
+
+    fn iterate(&self, k: u32, group: &[u8]) -> Result<Vec<IterationEntry>, CsError> {
+        let entry = |g: &Group, &(nodeid, pid): &Member| IterationEntry {
+            group: g.clone(),
+            nodeid,
+            pid,
+        };
+        Ok(match k {
+            iteration::NAME_ONLY => self
+                .groups
+                .keys()
+                .map(|g| IterationEntry {
+                    group: g.clone(),
+                    nodeid: 0,
+                    pid: 0,
+                })
+                .collect(),
+            iteration::ONE_GROUP => {
+                let g = group.to_vec();
+                self.groups
+                    .get(group)
+                    .into_iter()
+                    .flatten()
+                    .map(|m| entry(&g, m))
+                    .collect()
+            }
+            iteration::ALL => self
+                .groups
+                .iter()
+                .flat_map(|(g, s)| s.iter().map(move |m| entry(g, m)))
+                .collect(),
+            _ => return Err(CsError::InvalidParam),
+        })
+    }
+
+    fn send_joinlist(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(ring) = self.sync.as_ref().map(|p| p.ring) else {
+            return;
+        };
+        let entries: BTreeSet<(&[u8], u32)> = self
+            .conns
+            .values()
+            .filter(|c| matches!(c.state, JoinState::JoinStarted | JoinState::Joined))
+            .map(|c| (c.group.as_slice(), c.pid))
+            .collect();
+        let entries: Vec<_> = entries.into_iter().collect();
+        // One chunk per message; all chunks go out in this call so no join
+        // or leave of ours can fall between them.
+        let room = ctx.env.max_message - wire::HEADER_LEN - 17;
+        let per_chunk = (room / (8 + MAX_NAME)).max(1);
+        let mut first = true;
+        let mut chunks = entries.chunks(per_chunk);
+        loop {
+            let chunk = chunks.next().unwrap_or(&[]);
+            let mut buf = Vec::new();
+            let mut w = Writer(&mut buf);
+            put_ring(&mut w, ring);
+            w.u8(u8::from(first)).u32(chunk.len() as u32);
+            for (g, pid) in chunk {
+                w.bytes(g).u32(*pid);
+            }
+            ctx.multicast(
+                service::CPG,
+                exec_kind::JOINLIST,
+                Guarantee::Agreed,
+                &[&buf],
+            );
+            first = false;
+            if chunks.len() == 0 {
+                break;
+            }
+        }
+    }
+}
+
+fn send_joinleave(ctx: &mut Ctx<'_>, k: u16, group: &[u8], pid: u32, why: u32) {
+    let mut buf = Vec::with_capacity(12 + group.len());
+    Writer(&mut buf).bytes(group).u32(pid).u32(why);
+    ctx.multicast(service::CPG, k, Guarantee::Agreed, &[&buf]);
+}
+
+impl Service for Cpg {
+    fn id(&self) -> u16 {
+        service::CPG
+    }
+
+    fn name(&self) -> &'static str {
+        "cpg"
+    }
+
+    fn needs_first_sync(&self, k: u16) -> bool {
+        k == kind::INIT
+    }
+
+    fn lib_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        creds: Creds,
+        to: ReplyTo,
+        payload: &[u8],
+    ) {
+        // Corosync answers an over-long name with NAME_TOO_LONG; the shared
+        // decoder refuses it, so look at the length first.
+        if to.kind == kind::JOIN {
+            if let Ok(n) = Reader(payload).u32("group name") {
+                if n as usize > MAX_NAME {
+                    ctx.stats.bad_requests += 1;
+                    ctx.respond(conn, to, CsError::NameTooLong, &[]);
+                    return;
+                }
+            }
+        }
+        let req = match Request::decode(to.kind, payload) {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.stats.bad_requests += 1;
+                ctx.respond(conn, to, decode_error_code(&e), &[]);
+                return;
+            }
+        };
+        let is_init = matches!(req, Request::Init { .. });
+        match self.request(ctx, conn, creds, req) {
+            Ok(body) => ctx.respond(conn, to, CsError::Ok, &[&body]),
+            Err(e) => ctx.respond(conn, to, e, &[]),
+        }
+        if is_init {
+            let wants = self.conns.get(&conn).is_some_and(|c| {
+                c.model == model::V1 && c.flags & model::V1_DELIVER_INITIAL_TOTEM_CONF != 0
+            });
+            if wants {
+                self.totem_confchg(ctx, conn);
+            }
+        }
+    }
+
+    fn lib_disconnect(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        self.finalize(ctx, conn);
+    }
+
+    fn exec_deliver(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        sender: NodeId,
+        _guarantee: Guarantee,
+        k: u16,
+        body: &[u8],
+    ) -> Result<(), DecodeError> {
+        let live = self.synced.contains(&sender);
+        match Exec::decode(k, body)? {
+            Exec::ProcJoin { group, pid } if live => self.apply_join(ctx, group, sender, pid),
+            Exec::ProcJoin { group, pid } => self.pend(sender, group, pid, true),
+            Exec::ProcLeave { group, pid, reason } if live => {
+                self.apply_leave(ctx, group, sender, pid, reason)
+            }
+            Exec::ProcLeave { group, pid, .. } => self.pend(sender, group, pid, false),
+            Exec::Mcast { group, pid, msg } => self.deliver_mcast(ctx, group, sender, pid, msg),
+            Exec::JoinList {
+                ring,
+                first,
+                entries,
+            } => self.on_joinlist(sender, ring, first, &entries),
+        }
+        Ok(())
+    }
+
+    fn confchg(&mut self, ctx: &mut Ctx<'_>, change: &ConfChange<'_>) {
+        match change.kind {
+            ConfigKind::Transitional => self.trans = Some(change.members.to_vec()),
+            ConfigKind::Regular => {
+                let trans = self.trans.take().unwrap_or_else(|| vec![self.local]);
+                let gone: BTreeSet<NodeId> = self
+                    .synced
+                    .iter()
+                    .copied()
+                    .filter(|n| *n != self.local && !trans.contains(n))
+                    .collect();
+                self.synced.retain(|n| !gone.contains(n));
+                self.nodes_down(ctx, &gone);
+            }
+        }
+    }
+
+    fn syncs(&self) -> bool {
+        true
+    }
+
+    fn sync_init(&mut self, _ctx: &mut Ctx<'_>, round: &SyncRound) {
+        self.sync = Some(Pending {
+            ring: round.ring,
+            members: round.members.clone(),
+            lists: BTreeMap::new(),
+        });
+    }
+
+    fn sync_process(&mut self, ctx: &mut Ctx<'_>) -> SyncProgress {
+        self.send_joinlist(ctx);
+        SyncProgress::Done
+    }
+
+    fn sync_activate(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(p) = self.sync.take() else {
+            return;
+        };
+        self.nodes_up(ctx, p.lists);
+        self.synced = p.members.iter().copied().collect();
+        self.synced.insert(self.local);
+        self.last_ring = p.ring;
+        self.last_members = p.members;
+        let v1: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.model == model::V1)
+            .map(|(&id, _)| id)
+            .collect();
+        for conn in v1 {
+            self.totem_confchg(ctx, conn);
+        }
+    }
+
+    fn sync_abort(&mut self, _ctx: &mut Ctx<'_>) {
+        self.sync = None;
+    }
+
+    fn add_stats(&self, s: &mut crate::EngineStats) {
+        s.cpg_connections = self.conns.len() as u64;
+        s.cpg_groups = self.groups.len() as u64;
+        s.cpg_members = self.groups.values().map(|g| g.len() as u64).sum();
+    }
+}
