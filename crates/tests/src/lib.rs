@@ -3,5 +3,6 @@
 //! in-memory ring driver without sockets.
 
 pub mod checker;
+pub mod cluster;
 pub mod mem_ring;
 pub mod sim;

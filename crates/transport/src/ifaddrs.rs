@@ -33,7 +33,10 @@ fn ip_of(sa: *const libc::sockaddr) -> Option<(IpAddr, u32)> {
             }
             libc::AF_INET6 => {
                 let s = &*(sa as *const libc::sockaddr_in6);
-                Some((IpAddr::V6(Ipv6Addr::from(s.sin6_addr.s6_addr)), s.sin6_scope_id))
+                Some((
+                    IpAddr::V6(Ipv6Addr::from(s.sin6_addr.s6_addr)),
+                    s.sin6_scope_id,
+                ))
             }
             _ => None,
         }

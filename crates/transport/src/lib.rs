@@ -33,8 +33,9 @@ mod config;
 pub mod crypto;
 mod error;
 mod fallback;
-mod ifaddrs;
 pub mod frame;
+mod ifaddrs;
+pub mod os;
 mod probe;
 pub mod runloop;
 mod sockaddr;
@@ -45,10 +46,12 @@ mod uring;
 pub use config::{CryptoConfig, EngineChoice, Mode, NodeId, TransportConfig, ENGINE_ENV_VAR};
 pub use crypto::{Cipher, ClusterKey, CryptoError};
 pub use error::TransportError;
-pub use ifaddrs::{local_addresses, LocalAddr};
 pub use frame::{DropReason, FrameCodec, FrameStats};
+pub use ifaddrs::{local_addresses, LocalAddr};
 pub use probe::{probe_uring, UringProbe};
-pub use runloop::{block_signals, Doorbell, Handler, RealtimePolicy, RunLoop, RunLoopConfig, Source};
+pub use runloop::{
+    block_signals, Doorbell, Handler, RealtimePolicy, RunLoop, RunLoopConfig, Source,
+};
 pub use transport::{
     open_datagram, Dest, EngineKind, Received, SendReport, Status, Transport, TransportStats,
 };

@@ -155,9 +155,7 @@ impl RunLoop {
             // SAFETY: `param` is a live sched_param; pid 0 is this thread.
             if let Err(e) = cvt(unsafe { libc::sched_setscheduler(0, policy, &param) }) {
                 // As Corosync: without the privilege, run at normal priority.
-                tracing::warn!(
-                    "cannot set realtime scheduling ({rt:?}): {e}; running without it"
-                );
+                tracing::warn!("cannot set realtime scheduling ({rt:?}): {e}; running without it");
             }
         }
         Ok(Self {

@@ -97,7 +97,7 @@ impl Progress {
             println!("seed {} ({} nodes): {v}", r.seed, r.nodes);
             println!("  replay: {}", replay_command(r.seed, opts));
         }
-        if p.done % every == 0 {
+        if p.done.is_multiple_of(every) {
             println!(
                 "progress done={} violations={} wall_s={:.1} virtual_s={} slowest_seed={} slowest_nodes={} slowest_wall_s={:.2}",
                 p.done,

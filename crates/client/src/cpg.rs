@@ -1,0 +1,416 @@
+//! Closed process groups: the Rust face of `libcpg`.
+//!
+//! A [`Cpg`] is one connection (one `cpg_handle_t`): it may join one group
+//! at a time, multicast to it, and receives the group's messages and
+//! membership changes through [`Cpg::dispatch`], which calls the
+//! [`CpgCallbacks`] given at initialization in the calling thread.
+//!
+//! ```no_run
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//! use corosync_rs::cpg::{Cpg, CpgHandlers};
+//! use corosync_rs::{DispatchFlags, Guarantee};
+//!
+//! let seen = Arc::new(AtomicUsize::new(0));
+//! let counter = Arc::clone(&seen);
+//! let cpg = Cpg::initialize(
+//!     CpgHandlers::new()
+//!         .on_deliver(move |_cpg, _group, _nodeid, _pid, _msg| {
+//!             counter.fetch_add(1, Ordering::Relaxed);
+//!         })
+//!         .on_confchg(|_cpg, group, members, left, joined| {
+//!             println!("{:?}: {} members, {} left, {} joined",
+//!                 String::from_utf8_lossy(group), members.len(), left.len(), joined.len());
+//!         }),
+//! )?;
+//! cpg.join(b"workers")?;
+//! cpg.mcast_joined(Guarantee::Agreed, &[b"job ".as_slice(), b"42".as_slice()])?;
+//! while seen.load(Ordering::Relaxed) == 0 {
+//!     cpg.dispatch(DispatchFlags::One)?;
+//! }
+//! cpg.finalize()?;
+//! # Ok::<(), corosync_rs::CsError>(())
+//! ```
+
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use services::proto::cpg::{self as proto, EventMsg, Request};
+use services::proto::{service, CsError};
+
+use crate::conn::{Conn, OwnedEvent};
+use crate::{DispatchFlags, Guarantee};
+
+pub use services::proto::cpg::Address;
+
+/// `CPG_MAX_NAME_LENGTH`.
+pub const MAX_NAME_LENGTH: usize = proto::MAX_NAME;
+/// `CPG_MEMBERS_MAX`.
+pub const MEMBERS_MAX: usize = proto::MAX_MEMBERS;
+/// `CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF`: deliver a totem confchg
+/// right after initialization, not only on the next ring change.
+pub const MODEL_V1_DELIVER_INITIAL_TOTEM_CONF: u32 = proto::model::V1_DELIVER_INITIAL_TOTEM_CONF;
+
+/// `cpg_reason_t` values found in [`Address::reason`].
+pub mod reason {
+    pub use services::proto::cpg::reason::*;
+}
+
+/// `struct cpg_ring_id`: a Totem ring (representative node, sequence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RingId {
+    pub nodeid: u32,
+    pub seq: u64,
+}
+
+/// `cpg_flow_control_state_t`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowControl {
+    /// New messages may be sent.
+    Disabled = 0,
+    /// New messages should not be sent.
+    Enabled = 1,
+}
+
+/// `cpg_iteration_type_t`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IterationType {
+    /// One entry per group (nodeid and pid are 0).
+    NameOnly = 1,
+    /// The members of one group.
+    OneGroup = 2,
+    /// Every member of every group.
+    All = 3,
+}
+
+/// One entry of [`Cpg::iteration`] (`struct cpg_iteration_description_t`).
+pub use services::proto::cpg::IterationEntry as IterationDescription;
+
+/// What a [`Cpg`] calls from [`Cpg::dispatch`]. Methods take `&self`
+/// (callbacks may run re-entrantly, from a dispatch inside a callback, or
+/// from several dispatching threads); keep state behind a lock or atomic.
+/// Every method has an empty default.
+pub trait CpgCallbacks: Send + Sync {
+    /// A message multicast to a joined group. `msg` is a private copy the
+    /// callback may change in place (as libcpg allows for endian fix-ups).
+    fn deliver(&self, cpg: &Cpg, group: &[u8], nodeid: u32, pid: u32, msg: &mut [u8]) {
+        let _ = (cpg, group, nodeid, pid, msg);
+    }
+
+    /// The membership of a joined group changed.
+    fn confchg(
+        &self,
+        cpg: &Cpg,
+        group: &[u8],
+        members: &[Address],
+        left: &[Address],
+        joined: &[Address],
+    ) {
+        let _ = (cpg, group, members, left, joined);
+    }
+
+    /// The Totem ring changed (model v1).
+    fn totem_confchg(&self, cpg: &Cpg, ring_id: RingId, members: &[u32]) {
+        let _ = (cpg, ring_id, members);
+    }
+}
+
+type DeliverFn = dyn Fn(&Cpg, &[u8], u32, u32, &mut [u8]) + Send + Sync;
+type ConfchgFn = dyn Fn(&Cpg, &[u8], &[Address], &[Address], &[Address]) + Send + Sync;
+type TotemConfchgFn = dyn Fn(&Cpg, RingId, &[u32]) + Send + Sync;
+
+/// [`CpgCallbacks`] made of closures; unset ones do nothing.
+#[derive(Default)]
+pub struct CpgHandlers {
+    deliver: Option<Box<DeliverFn>>,
+    confchg: Option<Box<ConfchgFn>>,
+    totem_confchg: Option<Box<TotemConfchgFn>>,
+}
+
+impl CpgHandlers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `(cpg, group, nodeid, pid, msg)`.
+    pub fn on_deliver(
+        mut self,
+        f: impl Fn(&Cpg, &[u8], u32, u32, &mut [u8]) + Send + Sync + 'static,
+    ) -> Self {
+        self.deliver = Some(Box::new(f));
+        self
+    }
+
+    /// `(cpg, group, members, left, joined)`.
+    pub fn on_confchg(
+        mut self,
+        f: impl Fn(&Cpg, &[u8], &[Address], &[Address], &[Address]) + Send + Sync + 'static,
+    ) -> Self {
+        self.confchg = Some(Box::new(f));
+        self
+    }
+
+    /// `(cpg, ring_id, members)`.
+    pub fn on_totem_confchg(
+        mut self,
+        f: impl Fn(&Cpg, RingId, &[u32]) + Send + Sync + 'static,
+    ) -> Self {
+        self.totem_confchg = Some(Box::new(f));
+        self
+    }
+}
+
+impl CpgCallbacks for CpgHandlers {
+    fn deliver(&self, cpg: &Cpg, group: &[u8], nodeid: u32, pid: u32, msg: &mut [u8]) {
+        if let Some(f) = &self.deliver {
+            f(cpg, group, nodeid, pid, msg)
+        }
+    }
+    fn confchg(&self, cpg: &Cpg, g: &[u8], m: &[Address], l: &[Address], j: &[Address]) {
+        if let Some(f) = &self.confchg {
+            f(cpg, g, m, l, j)
+        }
+    }
+    fn totem_confchg(&self, cpg: &Cpg, ring_id: RingId, members: &[u32]) {
+        if let Some(f) = &self.totem_confchg {
+            f(cpg, ring_id, members)
+        }
+    }
+}
+
+/// A connection to the CPG service (`cpg_handle_t`). Thread-safe; drop
+/// finalizes it.
+pub struct Cpg {
+    conn: Conn,
+    callbacks: Arc<dyn CpgCallbacks>,
+}
+
+impl std::fmt::Debug for Cpg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cpg").field("fd", &self.fd()).finish()
+    }
+}
+
+fn check_name(group: &[u8]) -> Result<(), CsError> {
+    if group.len() > MAX_NAME_LENGTH {
+        Err(CsError::NameTooLong)
+    } else {
+        Ok(())
+    }
+}
+
+fn decode_u32(body: &[u8]) -> Result<u32, CsError> {
+    proto::decode_u32(body).map_err(|_| CsError::Library)
+}
+
+impl Cpg {
+    /// `cpg_initialize`: connects without the model-v1 extras.
+    /// `CsError::Library` when no daemon runs; `TryAgain` while it starts.
+    pub fn initialize(callbacks: impl CpgCallbacks + 'static) -> Result<Cpg, CsError> {
+        Cpg::connect(0, 0, Arc::new(callbacks))
+    }
+
+    /// `cpg_model_initialize` with `CPG_MODEL_V1`: `flags` may hold
+    /// [`MODEL_V1_DELIVER_INITIAL_TOTEM_CONF`]; other bits are
+    /// `InvalidParam`.
+    pub fn model_initialize(
+        flags: u32,
+        callbacks: impl CpgCallbacks + 'static,
+    ) -> Result<Cpg, CsError> {
+        Cpg::model_initialize_shared(flags, Arc::new(callbacks))
+    }
+
+    pub(crate) fn model_initialize_shared(
+        flags: u32,
+        callbacks: Arc<dyn CpgCallbacks>,
+    ) -> Result<Cpg, CsError> {
+        if flags & !MODEL_V1_DELIVER_INITIAL_TOTEM_CONF != 0 {
+            return Err(CsError::InvalidParam);
+        }
+        Cpg::connect(proto::model::V1, flags, callbacks)
+    }
+
+    fn connect(model: u32, flags: u32, callbacks: Arc<dyn CpgCallbacks>) -> Result<Cpg, CsError> {
+        let conn = Conn::connect(service::CPG)?;
+        let cpg = Cpg { conn, callbacks };
+        // A refused INIT drops the connection (Drop does not finalize a
+        // session the daemon never accepted).
+        if let Err(e) = cpg.request(&Request::Init { model, flags }) {
+            let _ = cpg.conn.finalize(None);
+            return Err(e);
+        }
+        Ok(cpg)
+    }
+
+    fn request(&self, req: &Request<'_>) -> Result<Vec<u8>, CsError> {
+        let mut payload = Vec::new();
+        let kind = req.encode(&mut payload);
+        self.conn.call(kind, &payload)
+    }
+
+    /// `cpg_fd_get`: readable when events wait for [`dispatch`](Self::dispatch)
+    /// and when the daemon went away.
+    pub fn fd(&self) -> RawFd {
+        self.conn.fd()
+    }
+
+    /// `cpg_join`. `NameTooLong` past [`MAX_NAME_LENGTH`] bytes.
+    pub fn join(&self, group: &[u8]) -> Result<(), CsError> {
+        check_name(group)?;
+        self.request(&Request::Join { group }).map(drop)
+    }
+
+    /// `cpg_leave`.
+    pub fn leave(&self, group: &[u8]) -> Result<(), CsError> {
+        check_name(group)?;
+        self.request(&Request::Leave { group }).map(drop)
+    }
+
+    /// `cpg_mcast_joined`: the concatenation of `parts`, to the joined
+    /// group. `TooBig` past what the request ring carries (2 MiB);
+    /// `TryAgain` when the daemon applies flow control.
+    pub fn mcast_joined<B: AsRef<[u8]>>(
+        &self,
+        guarantee: Guarantee,
+        parts: &[B],
+    ) -> Result<(), CsError> {
+        let len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
+        if len.saturating_add(4) > self.conn.max_request() {
+            return Err(CsError::TooBig);
+        }
+        let mut payload = Vec::with_capacity(4 + len);
+        payload.extend_from_slice(&(guarantee as u32).to_le_bytes());
+        for p in parts {
+            payload.extend_from_slice(p.as_ref());
+        }
+        self.conn.call(proto::kind::MCAST, &payload).map(drop)
+    }
+
+    /// `cpg_membership_get`: the members of `group`.
+    pub fn membership_get(&self, group: &[u8]) -> Result<Vec<Address>, CsError> {
+        check_name(group)?;
+        let body = self.request(&Request::MembershipGet { group })?;
+        proto::decode_membership(&body).map_err(|_| CsError::Library)
+    }
+
+    /// `cpg_local_get`: this node's id.
+    pub fn local_get(&self) -> Result<u32, CsError> {
+        decode_u32(&self.request(&Request::LocalGet)?)
+    }
+
+    /// `cpg_max_atomic_msgsize_get`: the largest message sent without
+    /// fragmentation.
+    pub fn max_atomic_msgsize(&self) -> Result<u32, CsError> {
+        decode_u32(&self.request(&Request::MaxAtomicMsgsize)?)
+    }
+
+    /// `cpg_flow_control_state_get`.
+    pub fn flow_control_state_get(&self) -> Result<FlowControl, CsError> {
+        match decode_u32(&self.request(&Request::FlowControlState)?)? {
+            0 => Ok(FlowControl::Disabled),
+            _ => Ok(FlowControl::Enabled),
+        }
+    }
+
+    /// `cpg_iteration_initialize` + `_next` in one: every entry at once.
+    /// `group` is needed for [`IterationType::OneGroup`] only.
+    pub fn iteration(
+        &self,
+        kind: IterationType,
+        group: Option<&[u8]>,
+    ) -> Result<Vec<IterationDescription>, CsError> {
+        let group = match (kind, group) {
+            (IterationType::OneGroup, None) => return Err(CsError::InvalidParam),
+            (IterationType::OneGroup, Some(g)) => g,
+            _ => &[],
+        };
+        check_name(group)?;
+        let body = self.request(&Request::Iteration {
+            kind: kind as u32,
+            group,
+        })?;
+        proto::decode_iteration(&body).map_err(|_| CsError::Library)
+    }
+
+    /// `cpg_dispatch` with the callbacks given at initialization.
+    pub fn dispatch(&self, flags: DispatchFlags) -> Result<(), CsError> {
+        let callbacks = Arc::clone(&self.callbacks);
+        self.dispatch_with(flags, &*callbacks)
+    }
+
+    /// `cpg_dispatch` with other callbacks (the C ABI passes its own).
+    pub fn dispatch_with(
+        &self,
+        flags: DispatchFlags,
+        callbacks: &dyn CpgCallbacks,
+    ) -> Result<(), CsError> {
+        self.conn
+            .dispatch(flags, |ev| self.deliver_event(ev, callbacks))
+    }
+
+    fn deliver_event(&self, mut ev: OwnedEvent, cb: &dyn CpgCallbacks) -> Result<(), CsError> {
+        let msg = EventMsg::decode(ev.kind, &ev.payload).map_err(|_| CsError::Library)?;
+        match msg {
+            EventMsg::Deliver {
+                group,
+                nodeid,
+                pid,
+                msg,
+            } => {
+                // The message is the payload's tail: the callback gets it
+                // mutable in place (no second copy), so the group name is
+                // copied out first.
+                let mut name = [0u8; MAX_NAME_LENGTH];
+                name[..group.len()].copy_from_slice(group);
+                let name_len = group.len();
+                let offset = msg.as_ptr() as usize - ev.payload.as_ptr() as usize;
+                let msg = &mut ev.payload[offset..];
+                cb.deliver(self, &name[..name_len], nodeid, pid, msg);
+            }
+            EventMsg::Confchg {
+                group,
+                members,
+                left,
+                joined,
+            } => cb.confchg(self, group, &members, &left, &joined),
+            EventMsg::TotemConfchg {
+                ring_rep,
+                ring_seq,
+                members,
+            } => cb.totem_confchg(
+                self,
+                RingId {
+                    nodeid: ring_rep,
+                    seq: ring_seq,
+                },
+                &members,
+            ),
+        }
+        Ok(())
+    }
+
+    /// `cpg_finalize`: leaves the group and closes the connection.
+    pub fn finalize(self) -> Result<(), CsError> {
+        self.finalize_shared()
+    }
+
+    /// Finalizes through a shared reference (the C ABI's `cpg_finalize`,
+    /// possibly from inside a callback or while another thread dispatches:
+    /// that dispatch then returns `BadHandle`). A second call is `BadHandle`.
+    pub(crate) fn finalize_shared(&self) -> Result<(), CsError> {
+        self.conn.finalize(Some(proto::kind::FINALIZE))
+    }
+
+    /// The largest request payload the connection's request ring carries.
+    pub(crate) fn max_request(&self) -> usize {
+        self.conn.max_request()
+    }
+}
+
+impl Drop for Cpg {
+    fn drop(&mut self) {
+        if !self.conn.is_finalized() {
+            let _ = self.finalize_shared();
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! `logging`, `system`, `uidgid`, `quorum` and `corosync_rs`.
+
+use std::path::PathBuf;
+
+use super::syntax::{Entry, Section};
+use super::types::*;
+use super::values::{boolean, check_subsections, choice, u32_in, word, Ctx, Keys};
+use super::ConfigError;
+
+const LOGGING_IGNORED: &[&str] = &[
+    "syslog_priority",
+    "logfile_priority",
+    "syslog_level",
+    "tags",
+    "blackbox",
+];
+
+const SYSLOG_FACILITIES: &[&str] = &[
+    "daemon", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    "auth", "authpriv", "cron", "kern", "lpr", "mail", "news", "syslog", "user", "uucp", "ftp",
+];
+
+fn debug_level(cx: &Ctx, e: &Entry) -> Result<DebugLevel, ConfigError> {
+    Ok(match choice(cx, e, &["off", "on", "trace", "no", "yes"])? {
+        "on" | "yes" => DebugLevel::On,
+        "trace" => DebugLevel::Trace,
+        _ => DebugLevel::Off,
+    })
+}
+
+/// `logging { }` (several are merged) and its `logger_subsys { }` sections.
+pub(crate) fn logging(cx: &mut Ctx, root: &Section) -> Result<Logging, ConfigError> {
+    let sections: Vec<&Section> = root.sections_named("logging").collect();
+    let mut k = Keys::new("logging", &sections);
+    let mut l = Logging::default();
+    let mut to_logfile_line = 0;
+    if let Some(e) = k.take(cx, "to_stderr") {
+        l.to_stderr = boolean(cx, e)?;
+    }
+    if let Some(e) = k.take(cx, "to_logfile") {
+        l.to_logfile = boolean(cx, e)?;
+        to_logfile_line = e.line;
+    }
+    if let Some(e) = k.take(cx, "logfile") {
+        l.logfile = Some(PathBuf::from(word(cx, e)?));
+    }
+    if let Some(e) = k.take(cx, "to_syslog") {
+        l.to_syslog = boolean(cx, e)?;
+    }
+    if let Some(e) = k.take(cx, "syslog_facility") {
+        l.syslog_facility = choice(cx, e, SYSLOG_FACILITIES)?.to_string();
+    }
+    if let Some(e) = k.take(cx, "debug") {
+        l.debug = debug_level(cx, e)?;
+    }
+    if let Some(e) = k.take(cx, "timestamp") {
+        l.timestamp = match choice(cx, e, &["off", "on", "hires", "no", "yes"])? {
+            "on" | "yes" => Timestamp::On,
+            "hires" => Timestamp::Hires,
+            _ => Timestamp::Off,
+        };
+    }
+    if let Some(e) = k.take(cx, "fileline") {
+        l.fileline = boolean(cx, e)?;
+    }
+    if let Some(e) = k.take(cx, "function_name") {
+        l.function_name = boolean(cx, e)?;
+    }
+    k.finish(cx, LOGGING_IGNORED);
+    if l.to_logfile && l.logfile.is_none() {
+        return Err(cx.err(to_logfile_line, "to_logfile: yes needs logfile: <path>"));
+    }
+    check_subsections(
+        cx,
+        "logging",
+        &sections,
+        &["logger_subsys"],
+        &[("logging_daemon", "not supported")],
+    );
+    for s in sections
+        .iter()
+        .flat_map(|s| s.sections_named("logger_subsys"))
+    {
+        l.subsystems.push(logger_subsys(cx, s)?);
+    }
+    Ok(l)
+}
+
+fn logger_subsys(cx: &mut Ctx, s: &Section) -> Result<LoggerSubsys, ConfigError> {
+    let mut k = Keys::new("logging.logger_subsys", &[s]);
+    let subsys = match k.take(cx, "subsys") {
+        Some(e) => word(cx, e)?,
+        None => return Err(cx.err(s.line, "no subsys key in logger_subsys section")),
+    };
+    let debug = match k.take(cx, "debug") {
+        Some(e) => Some(debug_level(cx, e)?),
+        None => None,
+    };
+    // Corosync accepts per-subsystem destinations too; they are logged as ignored.
+    let mut ignored = vec![
+        "to_stderr",
+        "to_logfile",
+        "to_syslog",
+        "logfile",
+        "timestamp",
+    ];
+    ignored.extend_from_slice(LOGGING_IGNORED);
+    k.finish(cx, &ignored);
+    check_subsections(cx, "logging.logger_subsys", &[s], &[], &[]);
+    Ok(LoggerSubsys {
+        subsys,
+        debug,
+        line: s.line,
+    })
+}
+
+/// `system { }`.
+pub(crate) fn system(cx: &mut Ctx, root: &Section) -> Result<System, ConfigError> {
+    let sections: Vec<&Section> = root.sections_named("system").collect();
+    let mut k = Keys::new("system", &sections);
+    let mut s = System::default();
+    if let Some(e) = k.take(cx, "sched_rr") {
+        s.sched_rr = boolean(cx, e)?;
+    }
+    if let Some(e) = k.take(cx, "priority") {
+        s.priority = match e.value.as_str() {
+            "max" => Priority::Max,
+            "min" => Priority::Min,
+            v => match v.parse::<i32>() {
+                Ok(n) if (-20..=19).contains(&n) => Priority::Nice(n),
+                _ => {
+                    return Err(cx.err(
+                        e.line,
+                        format!("value of 'priority' must be max, min or a nice value -20 ..= 19, but '{v}' was given"),
+                    ))
+                }
+            },
+        };
+    }
+    if let Some(e) = k.take(cx, "state_dir") {
+        let dir = word(cx, e)?;
+        if !dir.starts_with('/') {
+            return Err(cx.err(
+                e.line,
+                format!("state_dir must be an absolute path, but '{dir}' was given"),
+            ));
+        }
+        s.state_dir = PathBuf::from(dir);
+    }
+    if let Some(e) = k.take(cx, "move_to_root_cgroup") {
+        s.move_to_root_cgroup = match choice(cx, e, &["yes", "no", "auto"])? {
+            "yes" => YesNoAuto::Yes,
+            "no" => YesNoAuto::No,
+            _ => YesNoAuto::Auto,
+        };
+    }
+    if let Some(e) = k.take(cx, "allow_knet_handle_fallback") {
+        s.allow_knet_handle_fallback = boolean(cx, e)?;
+    }
+    k.finish(cx, &["qb_ipc_type"]);
+    check_subsections(cx, "system", &sections, &[], &[]);
+    Ok(s)
+}
+
+fn ident(cx: &Ctx, e: &Entry) -> Result<Ident, ConfigError> {
+    let v = word(cx, e)?;
+    if v.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(Ident::Id(u32_in(cx, e, 0, u32::MAX)?));
+    }
+    if v.contains(|c: char| c.is_whitespace() || c == ':') {
+        return Err(cx.err(
+            e.line,
+            format!(
+                "value of '{}' must be a user or group name or number, but '{v}' was given",
+                e.key
+            ),
+        ));
+    }
+    Ok(Ident::Name(v))
+}
+
+/// Every `uidgid { }`; each is one entry.
+pub(crate) fn uidgid(cx: &mut Ctx, root: &Section) -> Result<Vec<UidGid>, ConfigError> {
+    let mut out = Vec::new();
+    for s in root.sections_named("uidgid") {
+        let mut k = Keys::new("uidgid", &[s]);
+        let uid = match k.take(cx, "uid") {
+            Some(e) => Some(ident(cx, e)?),
+            None => None,
+        };
+        let gid = match k.take(cx, "gid") {
+            Some(e) => Some(ident(cx, e)?),
+            None => None,
+        };
+        k.finish(cx, &[]);
+        check_subsections(cx, "uidgid", &[s], &[], &[]);
+        if uid.is_none() && gid.is_none() {
+            cx.warn(s.line, "uidgid section without uid or gid; ignored");
+            continue;
+        }
+        out.push(UidGid {
+            uid,
+            gid,
+            line: s.line,
+        });
+    }
+    Ok(out)
+}
+
+/// `quorum { }`.
+pub(crate) fn quorum(cx: &mut Ctx, root: &Section) -> Result<Quorum, ConfigError> {
+    let sections: Vec<&Section> = root.sections_named("quorum").collect();
+    let mut k = Keys::new("quorum", &sections);
+    let mut q = Quorum::default();
+    if let Some(e) = k.take(cx, "provider") {
+        if e.value != "corosync_votequorum" {
+            return Err(cx.err(
+                e.line,
+                format!(
+                    "unknown quorum provider '{}'; the provider is corosync_votequorum",
+                    e.value
+                ),
+            ));
+        }
+        q.provider = Some(QuorumProvider::Votequorum);
+    }
+    if let Some(e) = k.take(cx, "expected_votes") {
+        q.expected_votes = Some(u32_in(cx, e, 1, u32::MAX)?);
+    }
+    if let Some(e) = k.take(cx, "two_node") {
+        q.two_node = boolean(cx, e)?;
+    }
+    q.wait_for_all = match k.take(cx, "wait_for_all") {
+        Some(e) => boolean(cx, e)?,
+        None => q.two_node,
+    };
+    if let Some(e) = k.take(cx, "last_man_standing") {
+        q.last_man_standing = boolean(cx, e)?;
+    }
+    if let Some(e) = k.take(cx, "last_man_standing_window") {
+        q.last_man_standing_window = u32_in(cx, e, 1, u32::MAX)?;
+    }
+    if let Some(e) = k.take(cx, "auto_tie_breaker") {
+        q.auto_tie_breaker = boolean(cx, e)?;
+    }
+    if let Some(e) = k.take(cx, "auto_tie_breaker_node") {
+        q.auto_tie_breaker_node = Some(word(cx, e)?);
+    }
+    k.finish(
+        cx,
+        &[
+            "allow_downscale",
+            "leaving_timeout",
+            "votes",
+            "expected_votes_tracking",
+        ],
+    );
+    check_subsections(
+        cx,
+        "quorum",
+        &sections,
+        &[],
+        &[("device", "quorum devices (qdevice) are not supported")],
+    );
+    let has_keys = sections.iter().any(|s| !s.entries.is_empty());
+    if q.provider.is_none() && has_keys {
+        cx.warn(
+            sections[0].line,
+            "quorum settings have no effect without provider: corosync_votequorum",
+        );
+    }
+    Ok(q)
+}
+
+/// `corosync_rs { }`: see [`Extensions`].
+pub(crate) fn extensions(cx: &mut Ctx, root: &Section) -> Result<Extensions, ConfigError> {
+    let sections: Vec<&Section> = root.sections_named("corosync_rs").collect();
+    let mut k = Keys::new("corosync_rs", &sections);
+    let mut x = Extensions::default();
+    if let Some(e) = k.take(cx, "guarantee") {
+        x.guarantee = match choice(cx, e, &["agreed", "safe"])? {
+            "safe" => Guarantee::Safe,
+            _ => Guarantee::Agreed,
+        };
+    }
+    if let Some(e) = k.take(cx, "accelerated_ring") {
+        x.accelerated_ring = boolean(cx, e)?;
+    }
+    if let Some(e) = k.take(cx, "pin_core") {
+        x.pin_core = match e.value.as_str() {
+            "none" => None,
+            _ => Some(u32_in(cx, e, 0, 65535)?),
+        };
+    }
+    if let Some(e) = k.take(cx, "spin_us") {
+        x.spin_us = u32_in(cx, e, 0, 1_000_000)?;
+    }
+    if let Some(e) = k.take(cx, "ipc_socket") {
+        x.ipc_socket = Some(PathBuf::from(word(cx, e)?));
+    }
+    k.finish(cx, &[]);
+    check_subsections(cx, "corosync_rs", &sections, &[], &[]);
+    Ok(x)
+}

@@ -1,0 +1,241 @@
+//! Logging with `tracing`, to stderr, a file and/or syslog as `logging {}`
+//! says, with timestamps. The protocol thread never waits on a log sink:
+//! formatted lines go through a bounded queue to a writer thread; when the
+//! queue is full a line is dropped and counted, and the count is reported
+//! with the next line that gets through.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tracing::Level;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Where log lines go (the `logging {}` section, resolved).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogTargets {
+    pub to_stderr: bool,
+    pub logfile: Option<PathBuf>,
+    pub to_syslog: bool,
+    /// Syslog facility number (daemon = 3).
+    pub syslog_facility: u8,
+    pub debug: bool,
+    pub timestamp: bool,
+}
+
+impl Default for LogTargets {
+    fn default() -> Self {
+        LogTargets {
+            to_stderr: true,
+            logfile: None,
+            to_syslog: false,
+            syslog_facility: 3,
+            debug: false,
+            timestamp: true,
+        }
+    }
+}
+
+/// Lines queued to the writer thread at most.
+const QUEUE_LINES: usize = 4096;
+
+struct Line {
+    level: Level,
+    text: Vec<u8>,
+}
+
+#[derive(Clone)]
+struct Queue {
+    tx: SyncSender<Line>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// One formatted line, sent to the queue when the formatter is done.
+pub struct LineWriter {
+    q: Queue,
+    level: Level,
+    buf: Vec<u8>,
+}
+
+impl Write for LineWriter {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let line = Line {
+            level: self.level,
+            text: std::mem::take(&mut self.buf),
+        };
+        match self.q.tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.q.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for Queue {
+    type Writer = LineWriter;
+    fn make_writer(&'a self) -> LineWriter {
+        LineWriter {
+            q: self.clone(),
+            level: Level::INFO,
+            buf: Vec::with_capacity(256),
+        }
+    }
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> LineWriter {
+        let mut w = self.make_writer();
+        w.level = *meta.level();
+        w
+    }
+}
+
+/// Keeps the writer thread; dropping it flushes what is queued.
+pub struct LogGuard {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        // The subscriber (holding the sender) is global and lives on; give
+        // the writer a moment to drain what is queued.
+        if let Some(t) = self.thread.take() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                if QUEUE_EMPTY.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+static QUEUE_EMPTY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+fn syslog_severity(l: Level) -> u8 {
+    match l {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+struct Sinks {
+    stderr: bool,
+    file: Option<File>,
+    syslog: Option<UnixDatagram>,
+    facility: u8,
+    pid: u32,
+}
+
+impl Sinks {
+    fn write(&mut self, line: &Line) {
+        if self.stderr {
+            let _ = io::stderr().write_all(&line.text);
+        }
+        if let Some(f) = &mut self.file {
+            let _ = f.write_all(&line.text);
+        }
+        if let Some(s) = &self.syslog {
+            let pri = u32::from(self.facility) * 8 + u32::from(syslog_severity(line.level));
+            let text = String::from_utf8_lossy(&line.text);
+            let msg = format!("<{pri}>corosync[{}]: {}", self.pid, text.trim_end());
+            let _ = s.send(msg.as_bytes());
+        }
+    }
+}
+
+fn writer(rx: Receiver<Line>, mut sinks: Sinks, dropped: Arc<AtomicU64>) {
+    while let Ok(line) = rx.recv() {
+        QUEUE_EMPTY.store(false, Ordering::Relaxed);
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            sinks.write(&Line {
+                level: Level::WARN,
+                text: format!("[log] {lost} log lines dropped (log queue full)\n").into_bytes(),
+            });
+        }
+        sinks.write(&line);
+        QUEUE_EMPTY.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Installs the global subscriber. Errors name the log file that cannot be
+/// opened. Calling it twice keeps the first subscriber (tests).
+pub fn init(t: &LogTargets) -> Result<LogGuard, String> {
+    let file = match &t.logfile {
+        Some(p) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("logfile {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let syslog = if t.to_syslog {
+        let s = UnixDatagram::unbound().map_err(|e| format!("syslog socket: {e}"))?;
+        match s.connect("/dev/log") {
+            Ok(()) => Some(s),
+            Err(e) => {
+                eprintln!(
+                    "corosync: to_syslog: cannot connect to /dev/log: {e}; not logging to syslog"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (tx, rx) = sync_channel(QUEUE_LINES);
+    let dropped = Arc::new(AtomicU64::new(0));
+    let sinks = Sinks {
+        stderr: t.to_stderr,
+        file,
+        syslog,
+        facility: t.syslog_facility,
+        pid: std::process::id(),
+    };
+    let d2 = dropped.clone();
+    let thread = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || writer(rx, sinks, d2))
+        .map_err(|e| format!("log writer thread: {e}"))?;
+    let q = Queue { tx, dropped };
+    let level = if t.debug { Level::DEBUG } else { Level::INFO };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(q)
+        .with_ansi(false)
+        .with_max_level(level)
+        .with_target(false);
+    let res = if t.timestamp {
+        builder.try_init()
+    } else {
+        builder.without_time().try_init()
+    };
+    if res.is_err() {
+        // A subscriber exists already (several runtimes in one test
+        // process); lines go there.
+    }
+    Ok(LogGuard {
+        thread: Some(thread),
+    })
+}

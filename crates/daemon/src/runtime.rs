@@ -1,0 +1,575 @@
+//! The protocol thread: transport ⇄ totem-ring ⇄ services ⇄ ipc-shm.
+//!
+//! One place to wait: the transport's run loop (io_uring_enter, or
+//! epoll_wait in the fallback engine). Registered there: the sockets, the
+//! IPC server's epoll set (one fd for the listener and every session),
+//! the ring-seq writer's completion doorbell, a stop doorbell and the
+//! signals SIGTERM, SIGINT and SIGHUP. The wait is bounded by Totem's next
+//! timer. Nothing else on this thread blocks: the ring seq is written by a
+//! helper thread ([`crate::persist`]), log lines go to a writer thread
+//! ([`crate::logging`]).
+//!
+//! Order inside one turn: datagrams are fed to Totem as they arrive and
+//! what Totem then delivers goes straight to the service engine, which
+//! writes events into the clients' rings; then timers, the IPC requests,
+//! the multicasts the engine asked for (submitted while Totem's queue has
+//! room, kept in order otherwise), and last the datagrams Totem wants sent,
+//! in one batch.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipc_shm::{Event as IpcEvent, FrameHeader, PollLoop, Server, ServerConfig, SessionId};
+use services::{ConnId, Engine, EngineConfig, Output, ReplyTo, SendRoom};
+use totem_ring::{ConfigKind, Destination, Event, Guarantee, Instant, Totem};
+use transport::{
+    Dest, Handler, Received, RunLoop, RunLoopConfig, Source, Transport, TransportConfig,
+};
+
+use crate::persist::{load_ring_seq, Persister};
+
+/// Everything the runtime needs, resolved from the configuration.
+pub struct RuntimeConfig {
+    pub nodeid: u32,
+    pub transport: TransportConfig,
+    pub totem: totem_ring::Config,
+    /// Every known node (id, address, name) for the membership log lines.
+    pub nodes: Vec<(u32, SocketAddr, String)>,
+    pub state_dir: PathBuf,
+    pub ipc: ServerConfig,
+    pub run_loop: RunLoopConfig,
+}
+
+/// Asks a running runtime to leave the ring and return (from any thread).
+#[derive(Clone, Debug)]
+pub struct StopHandle(transport::Doorbell);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.0.ring();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("transport: {0}")]
+    Transport(#[from] transport::TransportError),
+    #[error("IPC server on {endpoint}: {err}")]
+    Ipc {
+        endpoint: String,
+        err: std::io::Error,
+    },
+    #[error("state directory: {0}")]
+    State(String),
+    #[error("totem configuration: {0}")]
+    Totem(String),
+}
+
+const SRC_PERSIST: u32 = 1;
+const SRC_STOP: u32 = 2;
+const SRC_IPC: u32 = 3;
+
+/// How long a leaving node keeps running so its leave message goes out.
+const LEAVE_GRACE: Duration = Duration::from_millis(200);
+/// Multicasts the engine asked for that Totem could not take yet.
+const PENDING_MAX: usize = 65_536;
+/// IPC events handled per turn at most (then Totem gets its turn).
+const IPC_BUDGET: usize = 256;
+
+/// Engine multicasts waiting for room in Totem's send queue.
+#[derive(Default)]
+struct Pending {
+    q: VecDeque<(Guarantee, Vec<u8>)>,
+    bytes: usize,
+    free: Vec<Vec<u8>>,
+    overflowed: u64,
+}
+
+impl Pending {
+    fn push(&mut self, g: Guarantee, parts: &[&[u8]]) {
+        if self.q.len() >= PENDING_MAX {
+            // The engine admits client messages only while Totem's queue
+            // has room, so this needs a bug or a flood of internal
+            // messages; say so loudly rather than grow without bound.
+            self.overflowed += 1;
+            tracing::error!(
+                "{} multicasts already waiting for Totem; one dropped ({} so far)",
+                self.q.len(),
+                self.overflowed
+            );
+            return;
+        }
+        let mut v = self.free.pop().unwrap_or_default();
+        v.clear();
+        for p in parts {
+            v.extend_from_slice(p);
+        }
+        self.bytes += v.len();
+        self.q.push_back((g, v));
+    }
+}
+
+/// The engine's view of the runtime.
+struct Out<'a> {
+    server: &'a mut Server,
+    pending: &'a mut Pending,
+    room: SendRoom,
+    scratch: &'a mut Vec<u8>,
+}
+
+fn gather<'b>(scratch: &'b mut Vec<u8>, parts: &[&[u8]]) -> &'b [u8] {
+    scratch.clear();
+    for p in parts {
+        scratch.extend_from_slice(p);
+    }
+    scratch
+}
+
+impl Output for Out<'_> {
+    fn multicast(&mut self, guarantee: Guarantee, parts: &[&[u8]]) {
+        self.pending.push(guarantee, parts);
+    }
+
+    fn respond(&mut self, conn: ConnId, to: ReplyTo, parts: &[&[u8]]) {
+        let h = FrameHeader {
+            service: to.service,
+            kind: to.kind,
+            request_id: to.request_id,
+        };
+        let payload = gather(self.scratch, parts);
+        if let Err(e) = self.server.respond(SessionId::from_u64(conn.0), h, payload) {
+            tracing::debug!("response to connection {}: {e}", conn.0);
+        }
+    }
+
+    fn event(&mut self, conn: ConnId, service: u16, kind: u16, parts: &[&[u8]]) -> bool {
+        let h = FrameHeader {
+            service,
+            kind,
+            request_id: 0,
+        };
+        let payload = gather(self.scratch, parts);
+        self.server
+            .send_event(SessionId::from_u64(conn.0), h, payload)
+            .is_ok()
+    }
+
+    fn disconnect(&mut self, conn: ConnId, why: &'static str) {
+        self.server.disconnect(SessionId::from_u64(conn.0), why);
+    }
+
+    fn send_room(&self) -> SendRoom {
+        let mut r = self.room;
+        r.queued_msgs = r.queued_msgs.saturating_add(self.pending.q.len() as u32);
+        r.queued_bytes = r.queued_bytes.saturating_add(self.pending.bytes as u32);
+        r
+    }
+}
+
+/// Everything but the run loop (which owns the transport): the loop's
+/// handler.
+struct State {
+    origin: std::time::Instant,
+    totem: Totem,
+    engine: Engine,
+    server: Server,
+    ipc_poll: PollLoop,
+    persister: Persister,
+    pending: Pending,
+    scratch: Vec<u8>,
+    request_copy: Vec<u8>,
+    nodes: Vec<(u32, SocketAddr, String)>,
+    ipc_ready: bool,
+    leaving_since: Option<std::time::Instant>,
+    syncs_logged: u64,
+    tx_bufs: Vec<(Dest, Vec<u8>)>,
+    tx_len: usize,
+}
+
+impl State {
+    fn now(&self) -> Instant {
+        Instant(self.origin.elapsed().as_nanos() as u64)
+    }
+
+    fn room(&self) -> SendRoom {
+        let b = self.totem.queue_bounds();
+        SendRoom {
+            queued_msgs: b.send_queue_msgs,
+            cap_msgs: b.send_queue_msgs_cap,
+            queued_bytes: b.send_queue_bytes,
+            cap_bytes: b.send_queue_bytes_cap,
+        }
+    }
+
+    /// Feeds what Totem has for the application to the engine.
+    fn drain_totem(&mut self) {
+        let room = self.room();
+        let State {
+            totem,
+            engine,
+            server,
+            pending,
+            scratch,
+            persister,
+            nodes,
+            ..
+        } = self;
+        while let Some(ev) = totem.poll_event() {
+            let mut out = Out {
+                server,
+                pending,
+                room,
+                scratch,
+            };
+            match ev {
+                Event::Deliver {
+                    payload,
+                    sender,
+                    guarantee,
+                    ..
+                } => engine.deliver(sender, guarantee, payload, &mut out),
+                Event::ConfigChange {
+                    kind,
+                    members,
+                    left,
+                    joined,
+                    ring_id,
+                } => {
+                    log_config_change(kind, members, left, joined, ring_id, nodes);
+                    engine.config_change(kind, members, left, joined, ring_id, &mut out);
+                }
+                Event::PersistRingSeq(seq) => persister.request(seq),
+                Event::Sent { .. } | Event::TokenVisit { .. } => {}
+            }
+        }
+        let done = engine.stats().syncs_completed;
+        if done > self.syncs_logged {
+            self.syncs_logged = done;
+            tracing::info!("Completed service synchronization, ready to provide service.");
+        }
+    }
+
+    /// Hands the engine's multicasts to Totem while it has room.
+    fn submit_pending(&mut self) {
+        while let Some((g, msg)) = self.pending.q.front() {
+            match self.totem.submit(msg, *g) {
+                Ok(_) => {}
+                Err(totem_ring::SubmitError::QueueFull) => break,
+                Err(e) => {
+                    tracing::warn!("multicast of {} bytes refused by Totem: {e}", msg.len());
+                }
+            }
+            if let Some((_, v)) = self.pending.q.pop_front() {
+                self.pending.bytes -= v.len();
+                if self.pending.free.len() < 64 {
+                    self.pending.free.push(v);
+                }
+            }
+        }
+    }
+
+    fn handle_ipc(&mut self) {
+        for _ in 0..IPC_BUDGET {
+            let room = self.room();
+            let State {
+                server,
+                engine,
+                pending,
+                scratch,
+                request_copy,
+                ..
+            } = self;
+            let Some(ev) = server.next_event() else {
+                break;
+            };
+            match ev {
+                IpcEvent::Connected { session, creds } => {
+                    tracing::debug!(
+                        "IPC connection {session} from pid {} uid {} gid {}",
+                        creds.pid,
+                        creds.uid,
+                        creds.gid
+                    );
+                    engine.connect(
+                        ConnId(session.as_u64()),
+                        creds.pid as u32,
+                        creds.uid,
+                        creds.gid,
+                    );
+                }
+                IpcEvent::Request {
+                    session,
+                    header,
+                    payload,
+                } => {
+                    // The payload lives in the server; the engine answers
+                    // through it, so it gets its own copy.
+                    request_copy.clear();
+                    request_copy.extend_from_slice(payload);
+                    let mut out = Out {
+                        server,
+                        pending,
+                        room,
+                        scratch,
+                    };
+                    engine.request(
+                        ConnId(session.as_u64()),
+                        header.service,
+                        header.kind,
+                        header.request_id,
+                        request_copy,
+                        &mut out,
+                    );
+                }
+                IpcEvent::Disconnected { session, reason } => {
+                    tracing::debug!("IPC connection {session} closed: {reason}");
+                    let mut out = Out {
+                        server,
+                        pending,
+                        room,
+                        scratch,
+                    };
+                    engine.disconnect(ConnId(session.as_u64()), &mut out);
+                }
+            }
+            self.submit_pending();
+        }
+    }
+
+    fn poll_ipc_fds(&mut self) {
+        loop {
+            match self.ipc_poll.turn(&mut self.server, Some(Duration::ZERO)) {
+                Ok(n) if n >= self.ipc_poll.batch() => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!("IPC poll: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn begin_leave(&mut self, why: &str) {
+        if self.leaving_since.is_none() {
+            tracing::info!("{why}: leaving the ring");
+            let now = self.now();
+            self.totem.leave(now);
+            self.leaving_since = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Copies Totem's datagrams into the send batch (bytes are only valid
+    /// until the next call on Totem).
+    fn collect_transmits(&mut self) {
+        let now = self.now();
+        self.tx_len = 0;
+        while let Some(t) = self.totem.poll_transmit(now) {
+            let dest = match t.dest {
+                Destination::Multicast => Dest::Multicast,
+                Destination::Unicast(n) => Dest::Node(transport::NodeId(n)),
+            };
+            if self.tx_len == self.tx_bufs.len() {
+                self.tx_bufs.push((dest, Vec::with_capacity(t.bytes.len())));
+            }
+            let slot = &mut self.tx_bufs[self.tx_len];
+            slot.0 = dest;
+            slot.1.clear();
+            slot.1.extend_from_slice(t.bytes);
+            self.tx_len += 1;
+        }
+    }
+}
+
+impl Handler for State {
+    fn on_frame(&mut self, f: Received<'_>) {
+        let now = self.now();
+        self.totem.handle_datagram(now, Some(f.node.0), f.payload);
+        self.drain_totem();
+    }
+
+    fn on_source(&mut self, s: Source) {
+        match s {
+            Source::Doorbell(SRC_PERSIST) => {
+                if let Some(seq) = self.persister.take_completed() {
+                    let now = self.now();
+                    self.totem.handle_persisted(now, seq);
+                }
+            }
+            Source::Doorbell(SRC_STOP) => self.begin_leave("stop requested"),
+            Source::Fd(SRC_IPC) => self.ipc_ready = true,
+            Source::Signal(sig) if sig == libc::SIGTERM || sig == libc::SIGINT => {
+                self.begin_leave(if sig == libc::SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                })
+            }
+            Source::Signal(sig) => tracing::info!("signal {sig} ignored"),
+            other => tracing::debug!("unexpected source {other:?}"),
+        }
+    }
+}
+
+fn names(ids: &[u32]) -> String {
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn log_config_change(
+    kind: ConfigKind,
+    members: &[u32],
+    left: &[u32],
+    joined: &[u32],
+    ring: totem_ring::RingId,
+    nodes: &[(u32, SocketAddr, String)],
+) {
+    if kind == ConfigKind::Transitional {
+        tracing::debug!(
+            "transitional membership towards ring {}.{:x}: {}",
+            ring.rep,
+            ring.seq,
+            names(members)
+        );
+        return;
+    }
+    tracing::info!(
+        "A new membership ({}.{:x}) was formed. Members joined: {} left: {}",
+        ring.rep,
+        ring.seq,
+        names(joined),
+        names(left)
+    );
+    tracing::info!("Members[{}]: {}", members.len(), names(members));
+    for m in members {
+        match nodes.iter().find(|n| n.0 == *m) {
+            Some((_, addr, name)) if !name.is_empty() => {
+                tracing::info!("  processor {m} ({name}) at {}", addr.ip())
+            }
+            Some((_, addr, _)) => tracing::info!("  processor {m} at {}", addr.ip()),
+            None => tracing::info!("  processor {m} (address not in the nodelist)"),
+        }
+    }
+}
+
+/// Runs the daemon on the calling thread (which becomes the pinned
+/// protocol thread) until it has left the ring. `ready` gets a handle
+/// that stops it, once everything is set up.
+pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), RuntimeError> {
+    let loaded = load_ring_seq(&cfg.state_dir, cfg.nodeid).map_err(RuntimeError::State)?;
+    let endpoint = format!("{:?}", cfg.ipc.endpoint);
+    let transport = Transport::new(cfg.transport)?;
+    {
+        let st = transport.status();
+        tracing::info!(
+            "transport: {:?} engine (gso {}, gro {}, cipher {:?}){}",
+            st.engine,
+            st.gso,
+            st.gro,
+            st.cipher,
+            st.fallback_reason
+                .as_ref()
+                .map(|r| format!("; fallback because {r}"))
+                .unwrap_or_default()
+        );
+    }
+    let mut rl = RunLoop::new(transport, &cfg.run_loop)?;
+    rl.add_signals(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
+    let persist_bell = rl.add_doorbell(SRC_PERSIST)?;
+    let stop = StopHandle(rl.add_doorbell(SRC_STOP)?);
+    let persister = Persister::start(cfg.state_dir.clone(), cfg.nodeid, persist_bell)
+        .map_err(|e| RuntimeError::State(format!("{}: {e}", cfg.state_dir.display())))?;
+    let mut server = Server::new(cfg.ipc).map_err(|err| RuntimeError::Ipc {
+        endpoint: endpoint.clone(),
+        err,
+    })?;
+    let mut ipc_poll = PollLoop::new().map_err(|err| RuntimeError::Ipc {
+        endpoint: endpoint.clone(),
+        err,
+    })?;
+    // Registers the listener before the first wait.
+    ipc_poll
+        .sync(&mut server)
+        .map_err(|err| RuntimeError::Ipc {
+            endpoint: endpoint.clone(),
+            err,
+        })?;
+    rl.add_fd(ipc_poll.fd(), SRC_IPC)?;
+    let origin = std::time::Instant::now();
+    let totem = Totem::new(cfg.nodeid, cfg.totem, loaded, Instant(0))
+        .map_err(|e| RuntimeError::Totem(e.to_string()))?;
+    let mut state = State {
+        origin,
+        totem,
+        engine: Engine::new(EngineConfig::new(cfg.nodeid)),
+        server,
+        ipc_poll,
+        persister,
+        pending: Pending::default(),
+        scratch: Vec::new(),
+        request_copy: Vec::new(),
+        nodes: cfg.nodes,
+        ipc_ready: true,
+        leaving_since: None,
+        syncs_logged: 0,
+        tx_bufs: Vec::new(),
+        tx_len: 0,
+    };
+    tracing::info!(
+        "node {} started (ring seq {loaded} loaded from {}); IPC at {endpoint}",
+        cfg.nodeid,
+        cfg.state_dir.display()
+    );
+    ready(stop);
+    loop {
+        if state.ipc_ready {
+            state.ipc_ready = false;
+            state.poll_ipc_fds();
+        }
+        state.handle_ipc();
+        let now = state.now();
+        if state.totem.poll_timeout().is_some_and(|t| t <= now) {
+            state.totem.handle_timeout(now);
+        }
+        state.drain_totem();
+        state.submit_pending();
+        state.collect_transmits();
+        if state.tx_len > 0 {
+            let batch: Vec<(Dest, &[u8])> = state.tx_bufs[..state.tx_len]
+                .iter()
+                .map(|(d, b)| (*d, b.as_slice()))
+                .collect();
+            if let Err(e) = rl.transport().send_batch(&batch) {
+                tracing::warn!("send: {e}");
+            }
+        }
+        if let Some(since) = state.leaving_since {
+            if state.totem.state() == totem_ring::MemberState::Left
+                && since.elapsed() >= LEAVE_GRACE
+            {
+                break;
+            }
+            if since.elapsed() >= LEAVE_GRACE * 5 {
+                break;
+            }
+        }
+        let now = state.now();
+        let mut wait = match state.totem.poll_timeout() {
+            Some(t) if t <= now => Duration::ZERO,
+            Some(t) => Duration::from_nanos(t.0 - now.0),
+            None => Duration::from_secs(1),
+        };
+        if state.server.has_work() || state.ipc_ready {
+            wait = Duration::ZERO;
+        }
+        if state.leaving_since.is_some() {
+            wait = wait.min(Duration::from_millis(10));
+        }
+        rl.turn(Some(wait), &mut state)?;
+    }
+    tracing::info!("node {} left the ring; exiting", state.totem.id());
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! From a read configuration to a runnable [`RuntimeConfig`]: which node
+//! this is (from the host's interface addresses), the cluster key, the
+//! transport and Totem settings, logging, realtime scheduling and who may
+//! connect. Every failure is a message naming what is wrong.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use ipc_shm::{Authorization, Endpoint, ServerConfig, UidGid};
+use transport::{
+    Cipher, ClusterKey, CryptoConfig, Mode, NodeId, RealtimePolicy, RunLoopConfig, TransportConfig,
+};
+
+use crate::config::{self, Config, ConfigSource, Ident};
+use crate::logging::LogTargets;
+use crate::runtime::RuntimeConfig;
+
+/// Realtime scheduling as the command line asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Realtime {
+    /// `-p`: never.
+    Off,
+    /// `-P`: SCHED_RR at this priority.
+    On(i32),
+    /// Neither: `system { sched_rr }` decides (Corosync's default: yes).
+    FromConfig,
+}
+
+/// Highest SCHED_RR priority on Linux (`sched_get_priority_max`).
+const RT_MAX: i32 = 99;
+
+/// `-P` values: `max`, `min` or a number in 1..=99.
+pub fn parse_rt_priority(s: &str) -> Result<Realtime, String> {
+    match s {
+        "max" => Ok(Realtime::On(RT_MAX)),
+        "min" => Ok(Realtime::On(1)),
+        n => match n.parse::<i32>() {
+            Ok(p) if (1..=RT_MAX).contains(&p) => Ok(Realtime::On(p)),
+            _ => Err("expected max, min or a number from 1 to 99".into()),
+        },
+    }
+}
+
+/// What `corosync` runs.
+pub struct Plan {
+    pub runtime: RuntimeConfig,
+    pub logging: LogTargets,
+    /// Lines to log at start-up.
+    pub notes: Vec<String>,
+}
+
+/// Room for IP (IPv6: 40) + UDP (8) headers and the transport's frame
+/// header, nonce and tag, so a sealed Totem frame fits `netmtu`.
+const FRAME_OVERHEAD: u32 = 48 + 64;
+
+fn totem_config(cfg: &Config, max_message: usize) -> totem_ring::Config {
+    let t = &cfg.totem.timings;
+    let mut c = totem_ring::Config::default();
+    c.token = u64::from(t.token);
+    // The configuration reader has applied the coefficient already.
+    c.token_coefficient = 0;
+    c.token_retransmits_before_loss_const = t.token_retransmits_before_loss_const;
+    c.token_retransmit = Some(u64::from(t.token_retransmit));
+    c.hold = Some(u64::from(t.hold));
+    c.join = u64::from(t.join);
+    c.consensus = Some(u64::from(t.consensus));
+    c.merge = u64::from(t.merge);
+    c.downcheck = u64::from(t.downcheck);
+    c.fail_recv_const = t.fail_recv_const;
+    c.seqno_unchanged_const = t.seqno_unchanged_const;
+    c.miss_count_const = t.miss_count_const;
+    c.window_size = t.window_size;
+    c.max_messages = t.max_messages;
+    c.netmtu = cfg.totem.netmtu;
+    c.frame_overhead = FRAME_OVERHEAD;
+    c.max_message_size = c.max_message_size.max(max_message as u32);
+    c.accelerated = cfg.extensions.accelerated_ring;
+    c
+}
+
+/// Users and groups from `/etc/passwd` and `/etc/group` (no NSS: names
+/// served only by LDAP and the like must be given as numbers).
+fn lookup_id(db: &Path, name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(db).ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.next()?;
+        f.next()?.parse().ok()
+    })
+}
+
+fn resolve_ident(i: &Ident, db: &str, what: &str, file: &str, line: u32) -> Result<u32, String> {
+    match i {
+        Ident::Id(n) => Ok(*n),
+        Ident::Name(n) => lookup_id(Path::new(db), n)
+            .ok_or_else(|| format!("{file}:{line}: {what} '{n}' not found in {db}")),
+    }
+}
+
+fn authorization(cfg: &Config) -> Result<Authorization, String> {
+    let mut a = Authorization::default();
+    for u in &cfg.uidgid {
+        a.configured.push(UidGid {
+            uid: u
+                .uid
+                .as_ref()
+                .map(|i| resolve_ident(i, "/etc/passwd", "user", &cfg.file, u.line))
+                .transpose()?,
+            gid: u
+                .gid
+                .as_ref()
+                .map(|i| resolve_ident(i, "/etc/group", "group", &cfg.file, u.line))
+                .transpose()?,
+        });
+    }
+    Ok(a)
+}
+
+fn logging(cfg: &Config) -> LogTargets {
+    let l = &cfg.logging;
+    LogTargets {
+        to_stderr: l.to_stderr,
+        logfile: if l.to_logfile {
+            l.logfile.clone()
+        } else {
+            None
+        },
+        to_syslog: l.to_syslog,
+        syslog_facility: syslog_facility(&l.syslog_facility),
+        debug: l.debug != config::DebugLevel::Off,
+        // Corosync's default is no timestamp; ours always has one on
+        // stderr and in files, as the issue asks (syslog adds its own).
+        timestamp: true,
+    }
+}
+
+fn syslog_facility(name: &str) -> u8 {
+    match name {
+        "kern" => 0,
+        "user" => 1,
+        "mail" => 2,
+        "auth" => 4,
+        "syslog" => 5,
+        "local0" => 16,
+        "local1" => 17,
+        "local2" => 18,
+        "local3" => 19,
+        "local4" => 20,
+        "local5" => 21,
+        "local6" => 22,
+        "local7" => 23,
+        _ => 3, // daemon
+    }
+}
+
+fn cipher(cfg: &Config) -> Result<Cipher, String> {
+    let c = &cfg.totem.crypto;
+    Cipher::from_corosync(c.cipher.as_str(), c.hash.as_str())
+        .map_err(|e| format!("{}: crypto_cipher/crypto_hash: {e}", cfg.file))
+}
+
+/// Resolves everything `corosync` needs from `cfg`.
+pub fn plan(cfg: &Config, src: &ConfigSource, rt: Realtime) -> Result<Plan, String> {
+    let mut notes = src.notes.clone();
+    let local: Vec<IpAddr> = transport::local_addresses()
+        .map_err(|e| format!("cannot list the host's interface addresses: {e}"))?
+        .into_iter()
+        .map(|a| a.addr)
+        .collect();
+    let b = cfg.resolve_bind(&local).map_err(|e| e.to_string())?;
+    let bind = SocketAddr::new(b.bind_addr, b.port);
+    let mut tc = TransportConfig::new(NodeId(b.nodeid), bind);
+    tc.loop_to_self = false;
+    tc.max_frame = (cfg.totem.netmtu.saturating_sub(FRAME_OVERHEAD) as usize).max(512);
+    tc.members = cfg
+        .nodes
+        .iter()
+        .map(|n| (NodeId(n.nodeid), SocketAddr::new(n.ring0_addr(), b.port)))
+        .collect();
+    if let Some(group) = b.mcast_addr {
+        tc.mode = Mode::Multicast {
+            group: SocketAddr::new(group, b.port),
+            ttl: u32::from(b.ttl),
+        };
+        if tc.members.is_empty() {
+            tc.members.push((NodeId(b.nodeid), bind));
+        }
+    } else {
+        tc.mode = Mode::Udpu;
+    }
+    let cipher = cipher(cfg)?;
+    let key = if cipher == Cipher::None {
+        notes.push("running without a cluster key (crypto_cipher: none)".into());
+        None
+    } else {
+        let path = src.authkey_path(cfg);
+        Some(ClusterKey::load(&path).map_err(|e| format!("authkey {}: {e}", path.display()))?)
+    };
+    tc.crypto = CryptoConfig {
+        cipher,
+        key,
+        cluster_name: cfg.totem.cluster_name.clone().unwrap_or_default(),
+    };
+    let engine = services::EngineConfig::new(b.nodeid);
+    let totem = totem_config(cfg, engine.max_message + 1024);
+    let ipc = ServerConfig {
+        endpoint: Endpoint::resolve(cfg.extensions.ipc_socket.as_ref().and_then(|p| p.to_str())),
+        authorization: authorization(cfg)?,
+        ..ServerConfig::default()
+    };
+    let realtime = match rt {
+        Realtime::Off => None,
+        Realtime::On(p) => Some(RealtimePolicy::RoundRobin(p)),
+        Realtime::FromConfig if cfg.system.sched_rr => match cfg.system.priority {
+            config::Priority::Min => Some(RealtimePolicy::RoundRobin(1)),
+            _ => Some(RealtimePolicy::RoundRobin(RT_MAX)),
+        },
+        Realtime::FromConfig => None,
+    };
+    let run_loop = RunLoopConfig {
+        pin_core: cfg.extensions.pin_core.map(|c| c as usize),
+        realtime,
+        spin_us: cfg.extensions.spin_us,
+    };
+    let nodes = cfg
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                n.nodeid,
+                SocketAddr::new(n.ring0_addr(), b.port),
+                n.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    notes.push(format!(
+        "node {} bound to {bind} ({}), token {} ms, consensus {} ms",
+        b.nodeid,
+        match b.mcast_addr {
+            Some(g) => format!("multicast {g} ttl {}", b.ttl),
+            None => format!("udpu, {} members", cfg.nodes.len()),
+        },
+        cfg.totem.timings.token,
+        cfg.totem.timings.consensus
+    ));
+    Ok(Plan {
+        runtime: RuntimeConfig {
+            nodeid: b.nodeid,
+            transport: tc,
+            totem,
+            nodes,
+            state_dir: cfg.system.state_dir.clone(),
+            ipc,
+            run_loop,
+        },
+        logging: logging(cfg),
+        notes,
+    })
+}
+
+/// Starts `corosync -f` with the same arguments in a new process group,
+/// detached from the terminal, and returns (the caller exits).
+pub fn detach() -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    args.push("-f".into());
+    std::process::Command::new(exe)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(|_| ())
+}

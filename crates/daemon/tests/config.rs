@@ -1,0 +1,952 @@
+//! The `corosync.conf` reader against real files (Corosync 3 as pcs writes them, Corosync 2,
+//! the OpenAIS multicast form), every class of error with its exact `file:line`, warnings,
+//! defaults and derived timings, the environment, and garbage that must never panic.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use daemon::config::*;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn parse(text: &str) -> (Config, Vec<Warning>) {
+    match Config::from_str(text, "corosync.conf") {
+        Ok(ok) => ok,
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+fn error(text: &str) -> String {
+    match Config::from_str(text, "corosync.conf") {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn warnings(w: &[Warning]) -> Vec<String> {
+    w.iter().map(|w| w.to_string()).collect()
+}
+
+fn has_warning(w: &[Warning], line: u32, needle: &str) -> bool {
+    w.iter()
+        .any(|w| w.line == line && w.message.contains(needle))
+}
+
+/// Corosync 3 as `pcs cluster setup` writes it.
+const PCS_THREE_NODES: &str = "\
+totem {
+    version: 2
+    cluster_name: hacluster
+    transport: knet
+    crypto_cipher: aes256
+    crypto_hash: sha256
+}
+
+nodelist {
+    node {
+        ring0_addr: 192.168.122.11
+        name: node1
+        nodeid: 1
+    }
+
+    node {
+        ring0_addr: 192.168.122.12
+        name: node2
+        nodeid: 2
+    }
+
+    node {
+        ring0_addr: 192.168.122.13
+        name: node3
+        nodeid: 3
+    }
+}
+
+quorum {
+    provider: corosync_votequorum
+}
+
+logging {
+    to_logfile: yes
+    logfile: /var/log/cluster/corosync.log
+    to_syslog: yes
+    timestamp: on
+}
+";
+
+#[test]
+fn corosync3_pcs_file() {
+    let (c, w) = parse(PCS_THREE_NODES);
+    assert_eq!(c.totem.transport, Transport::Udpu);
+    assert!(has_warning(&w, 4, "knet"), "{:?}", warnings(&w));
+    assert_eq!(w.len(), 1, "{:?}", warnings(&w));
+    assert_eq!(c.totem.cluster_name.as_deref(), Some("hacluster"));
+    assert_eq!(c.totem.ip_version, IpVersion::Ipv6Then4);
+    assert_eq!(c.totem.crypto.cipher, Cipher::Aes256);
+    assert_eq!(c.totem.crypto.hash, Hash::Sha256);
+    assert_eq!(c.nodes.len(), 3);
+    assert_eq!(c.nodes[1].name.as_deref(), Some("node2"));
+    assert_eq!(c.nodes[1].nodeid, 2);
+    assert!(!c.nodes[1].nodeid_generated);
+    assert_eq!(c.nodes[2].ring0_addr(), ip("192.168.122.13"));
+    assert_eq!(c.nodes[2].line, 22);
+    assert_eq!(c.quorum.provider, Some(QuorumProvider::Votequorum));
+    assert!(c.logging.to_logfile && c.logging.to_syslog);
+    assert_eq!(
+        c.logging.logfile.as_deref(),
+        Some(Path::new("/var/log/cluster/corosync.log"))
+    );
+    assert_eq!(c.logging.timestamp, Timestamp::On);
+
+    // Three nodes: one coefficient on top of the 3000 ms default, and everything derived
+    // from the effective token.
+    let t = &c.totem.timings;
+    assert_eq!(t.token_configured, 3000);
+    assert_eq!(t.token, 3650);
+    assert_eq!(t.consensus, 4380);
+    assert_eq!(t.token_retransmit, 869); // 3650 / 4.2
+    assert_eq!(t.hold, 685); // 869 * 0.8 - 10
+
+    let local = c
+        .resolve_bind(&[ip("127.0.0.1"), ip("192.168.122.12"), ip("fe80::1")])
+        .unwrap();
+    assert_eq!(local.nodeid, 2);
+    assert_eq!(local.bind_addr, ip("192.168.122.12"));
+    assert_eq!(local.port, 5405);
+    assert_eq!(local.mcast_addr, None);
+    assert_eq!(local.node_index, Some(1));
+
+    let e = c.resolve_bind(&[ip("10.0.0.1")]).unwrap_err();
+    assert_eq!(e.line, 9, "{e}");
+    assert!(e.reason.contains("10.0.0.1"), "{e}");
+}
+
+/// Corosync 2: udpu, generated node ids, two_node, logger_subsys, uidgid.
+const COROSYNC2_TWO_NODE: &str = "\
+# Please read the corosync.conf.5 manual page
+totem {
+\tversion: 2
+\tcluster_name: pair
+\ttransport: udpu
+\ttoken: 5000
+\tclear_node_high_bit: yes
+\tinterface {
+\t\tringnumber: 0
+\t\tbindnetaddr: 10.1.1.0
+\t\tmcastport: 5407
+\t}
+}
+
+nodelist {
+\tnode {
+\t\tring0_addr: 10.1.1.1
+\t}
+\tnode {
+\t\tring0_addr: 10.1.1.2
+\t}
+}
+
+quorum {
+\tprovider: corosync_votequorum
+\ttwo_node: 1
+}
+
+logging {
+\tto_stderr: no
+\tto_syslog: yes
+\tdebug: trace
+\tlogger_subsys {
+\t\tsubsys: QUORUM
+\t\tdebug: on
+\t}
+}
+
+uidgid {
+\tuid: hacluster
+\tgid: haclient
+}
+
+uidgid {
+\tgid: 189
+}
+
+system {
+\tstate_dir: /run/corosync-test
+\tpriority: -5
+}
+";
+
+#[test]
+fn corosync2_two_node_file() {
+    let (c, w) = parse(COROSYNC2_TWO_NODE);
+    // Corosync says the same: the nodelist wins over bindnetaddr.
+    assert!(
+        has_warning(&w, 8, "bindnetaddr is used together with a nodelist"),
+        "{:?}",
+        warnings(&w)
+    );
+    assert_eq!(w.len(), 1, "{:?}", warnings(&w));
+    assert_eq!(c.totem.transport, Transport::Udpu);
+    assert_eq!(c.nodes[0].nodeid, 0x0a01_0101);
+    assert!(c.nodes[0].nodeid_generated);
+    assert_eq!(c.nodes[1].nodeid, 0x0a01_0102);
+    // Two nodes: no coefficient.
+    assert_eq!(c.totem.timings.token, 5000);
+    assert_eq!(c.totem.timings.consensus, 6000);
+    assert!(c.quorum.two_node && c.quorum.wait_for_all);
+    assert_eq!(c.logging.debug, DebugLevel::Trace);
+    assert!(!c.logging.to_stderr);
+    assert_eq!(c.logging.subsystems.len(), 1);
+    assert_eq!(c.logging.subsystems[0].subsys, "QUORUM");
+    assert_eq!(c.logging.subsystems[0].debug, Some(DebugLevel::On));
+    assert_eq!(c.uidgid.len(), 2);
+    assert_eq!(c.uidgid[0].uid, Some(Ident::Name("hacluster".into())));
+    assert_eq!(c.uidgid[1].gid, Some(Ident::Id(189)));
+    assert_eq!(c.uidgid[1].uid, None);
+    assert_eq!(c.system.state_dir, Path::new("/run/corosync-test"));
+    assert_eq!(c.system.priority, Priority::Nice(-5));
+
+    let local = c.resolve_bind(&[ip("10.1.1.2")]).unwrap();
+    assert_eq!((local.nodeid, local.port), (0x0a01_0102, 5407));
+}
+
+/// The OpenAIS / Corosync 1 multicast form.
+const OPENAIS_MULTICAST: &str = "\
+# Please read the openais.conf.5 manual page
+
+totem {
+\tversion: 2
+\tsecauth: off
+\tthreads: 0
+\tinterface {
+\t\tringnumber: 0
+\t\tbindnetaddr: 192.168.1.0
+\t\tmcastaddr: 226.94.1.1
+\t\tmcastport: 5405
+\t\tttl: 2
+\t}
+}
+
+logging {
+\tfileline: off
+\tto_stderr: yes
+\tto_file: no
+\tdebug: off
+\ttimestamp: on
+\tlogger_subsys {
+\t\tsubsys: AMF
+\t\tdebug: off
+\t}
+}
+
+amf {
+\tmode: disabled
+}
+";
+
+#[test]
+fn openais_multicast_file() {
+    let (c, w) = parse(OPENAIS_MULTICAST);
+    assert_eq!(c.totem.transport, Transport::Udp);
+    assert_eq!(c.totem.ip_version, IpVersion::Ipv4);
+    assert!(c.nodes.is_empty());
+    assert!(!c.totem.crypto.enabled());
+    assert!(
+        has_warning(&w, 6, "'totem.threads' is not used"),
+        "{:?}",
+        warnings(&w)
+    );
+    assert!(
+        has_warning(&w, 19, "unknown key 'to_file'"),
+        "{:?}",
+        warnings(&w)
+    );
+    assert!(has_warning(&w, 28, "section 'amf'"), "{:?}", warnings(&w));
+    assert_eq!(w.len(), 3, "{:?}", warnings(&w));
+    let link0 = c.totem.link0().unwrap();
+    assert_eq!(link0.mcastaddr, Some(ip("226.94.1.1")));
+    assert_eq!(link0.ttl, 2);
+    assert_eq!(c.totem.timings.token, 3000);
+
+    // The bind address is the local address inside 192.168.1.0; the node id is that IPv4
+    // address as a number.
+    let local = c
+        .resolve_bind(&[ip("127.0.0.1"), ip("10.9.9.9"), ip("192.168.1.20")])
+        .unwrap();
+    assert_eq!(local.bind_addr, ip("192.168.1.20"));
+    assert_eq!(local.nodeid, 0xc0a8_0114);
+    assert_eq!(local.mcast_addr, Some(ip("226.94.1.1")));
+    assert_eq!((local.port, local.ttl, local.node_index), (5405, 2, None));
+
+    let with_bit = OPENAIS_MULTICAST.replace("\tthreads: 0\n", "\tclear_node_high_bit: yes\n");
+    let (c, _) = parse(&with_bit);
+    let local = c.resolve_bind(&[ip("192.168.1.20")]).unwrap();
+    assert_eq!(local.nodeid, 0x40a8_0114);
+
+    // No local address in the network, or two: a clear error at the interface.
+    let e = c.resolve_bind(&[ip("10.0.0.1")]).unwrap_err().to_string();
+    assert!(e.starts_with("corosync.conf:7: no local address"), "{e}");
+    let e = c
+        .resolve_bind(&[ip("192.168.1.20"), ip("192.168.1.21")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("corosync.conf:7: several local addresses"),
+        "{e}"
+    );
+    // An exact local bindnetaddr is used as is.
+    let exact = OPENAIS_MULTICAST.replace("192.168.1.0", "192.168.1.21");
+    let (c, _) = parse(&exact);
+    let local = c
+        .resolve_bind(&[ip("192.168.1.20"), ip("192.168.1.21")])
+        .unwrap();
+    assert_eq!(local.bind_addr, ip("192.168.1.21"));
+}
+
+#[test]
+fn multicast_address_derived_from_cluster_name() {
+    let text = "totem {\n cluster_name: ab\n transport: udp\n}\nnodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n}\n";
+    let (c, _) = parse(text);
+    // cluster id of "ab" = 97 * 2 + 98 = 292 = 0x124: 239.192.1.(292 % 255).
+    assert_eq!(c.totem.link0().unwrap().mcastaddr, Some(ip("239.192.1.37")));
+    assert_eq!(derived_mcastaddr("ab", 1, true), ip("ff15::125"));
+    let local = c.resolve_bind(&[ip("10.0.0.1")]).unwrap();
+    assert_eq!(local.mcast_addr, Some(ip("239.192.1.37")));
+    assert_eq!(local.bind_addr, ip("10.0.0.1"));
+
+    let e =
+        error("totem {\n transport: udp\n}\nnodelist {\n node {\n  ring0_addr: 10.0.0.1\n }\n}\n");
+    assert!(
+        e.starts_with("corosync.conf:1: transport udp needs mcastaddr"),
+        "{e}"
+    );
+}
+
+#[test]
+fn ipv6_multicast_needs_nodeid() {
+    let without =
+        "totem {\n version: 2\n interface {\n  bindnetaddr: fd00::5\n  mcastaddr: ff15::1\n }\n}\n";
+    assert_eq!(
+        error(without),
+        "corosync.conf:3: an IPv6 network requires that a node ID be specified: set totem { nodeid }"
+    );
+    let with = without.replace(" version: 2\n", " version: 2\n nodeid: 7\n");
+    let (c, _) = parse(&with);
+    assert_eq!(c.totem.ip_version, IpVersion::Ipv6);
+    let local = c.resolve_bind(&[ip("127.0.0.1"), ip("fd00::5")]).unwrap();
+    assert_eq!((local.nodeid, local.bind_addr), (7, ip("fd00::5")));
+    assert_eq!(local.mcast_addr, Some(ip("ff15::1")));
+}
+
+#[test]
+fn ipv6_nodelist_needs_nodeids() {
+    let without = "nodelist {\n node {\n  ring0_addr: fd00::1\n  nodeid: 1\n }\n node {\n  ring0_addr: fd00::2\n }\n}\n";
+    assert_eq!(
+        error(without),
+        "corosync.conf:6: an IPv6 network requires that a node ID be specified for address 'fd00::2'"
+    );
+    let with = without.replace("fd00::2\n", "fd00::2\n  nodeid: 2\n");
+    let (c, w) = parse(&with);
+    assert!(w.is_empty(), "{:?}", warnings(&w));
+    assert_eq!(c.totem.transport, Transport::Udpu);
+    let local = c.resolve_bind(&[ip("fd00::2")]).unwrap();
+    assert_eq!(local.nodeid, 2);
+}
+
+#[test]
+fn local_node_by_totem_nodeid() {
+    let text = "totem {\n nodeid: 2\n}\nnodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n node {\n  ring0_addr: 10.0.0.2\n  nodeid: 2\n }\n}\n";
+    let (c, _) = parse(text);
+    // No local address listed: totem { nodeid } picks the node.
+    assert_eq!(c.resolve_bind(&[ip("127.0.0.1")]).unwrap().nodeid, 2);
+    // Address and nodeid disagree: an error at the node found by address.
+    let e = c.resolve_bind(&[ip("10.0.0.1")]).unwrap_err().to_string();
+    assert!(
+        e.starts_with("corosync.conf:5: totem nodeid 2 does not match"),
+        "{e}"
+    );
+    // Both addresses local: ambiguous.
+    let e = c
+        .resolve_bind(&[ip("10.0.0.1"), ip("10.0.0.2")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("corosync.conf:9: several nodelist entries"),
+        "{e}"
+    );
+}
+
+#[test]
+fn errors_name_file_line_and_reason() {
+    let n = |body: &str| format!("nodelist {{\n node {{\n{body} }}\n}}\n");
+    let cases: Vec<(String, &str)> = vec![
+        // syntax
+        ("totem {\n version: 2\n".into(), "corosync.conf:1: missing closing brace for section 'totem' opened here"),
+        ("totem {\n}\n}\n".into(), "corosync.conf:3: unexpected closing brace '}' (no section is open)"),
+        ("totem {\n version 2\n}\n".into(), "corosync.conf:2: expected 'key: value', 'name {' or '}', found 'version 2'"),
+        ("quorum { provider: corosync_votequorum }\n".into(), "corosync.conf:1: unexpected text 'provider: corosync_votequorum }' after 'quorum {' (put each key and the closing '}' on its own line)"),
+        // values
+        ("totem {\n token: soon\n}\n".into(), "corosync.conf:2: value of 'token' must be an integer, but 'soon' was given"),
+        ("totem {\n token: 3000 # ms\n}\n".into(), "corosync.conf:2: value of 'token' must be an integer, but '3000 # ms' was given (a comment must be on a line of its own)"),
+        ("totem {\n token: -1\n}\n".into(), "corosync.conf:2: value of 'token' must be an integer, but '-1' was given"),
+        ("totem {\n token: 99999999999999999999999\n}\n".into(), "corosync.conf:2: value of 'token' is too large: '99999999999999999999999'"),
+        ("totem {\n token: 10\n}\n".into(), "corosync.conf:2: the token timeout (10 ms) may not be less than 30 ms"),
+        ("totem {\n token: 100\n token_retransmits_before_loss_const: 10\n}\n".into(), "corosync.conf:3: token (100 ms) and token_retransmits_before_loss_const (10) give a token retransmit timeout of 9 ms, less than 30 ms"),
+        ("totem {\n join: 100\n consensus: 60\n}\n".into(), "corosync.conf:3: the consensus timeout (60 ms) may not be less than the join timeout (100 ms)"),
+        ("totem {\n version: 1\n}\n".into(), "corosync.conf:2: totem version 1 is not supported; only version 2 configurations are"),
+        ("totem {\n transport: ib\n}\n".into(), "corosync.conf:2: value of 'transport' must be one of udp, udpu, knet, but 'ib' was given"),
+        ("totem {\n ip_version: ipv5\n}\n".into(), "corosync.conf:2: value of 'ip_version' must be one of ipv4, ipv6, ipv4-6, ipv6-4, but 'ipv5' was given"),
+        ("totem {\n crypto_cipher: blowfish\n}\n".into(), "corosync.conf:2: value of 'crypto_cipher' must be one of none, aes256, aes192, aes128, but 'blowfish' was given"),
+        ("totem {\n crypto_cipher: 3des\n}\n".into(), "corosync.conf:2: crypto_cipher 3des is not supported (Corosync 3 removed it); use aes256"),
+        ("totem {\n crypto_cipher: aes128\n crypto_hash: none\n}\n".into(), "corosync.conf:2: crypto_cipher requires crypto_hash with a value other than none"),
+        ("totem {\n crypto_hash: sha3\n}\n".into(), "corosync.conf:2: value of 'crypto_hash' must be one of none, md5, sha1, sha256, sha384, sha512, but 'sha3' was given"),
+        ("totem {\n clear_node_high_bit: maybe\n}\n".into(), "corosync.conf:2: value of 'clear_node_high_bit' must be yes or no, but 'maybe' was given"),
+        ("totem {\n nodeid: 0\n}\n".into(), "corosync.conf:2: nodeid 0 is reserved; use 1 or more"),
+        ("totem {\n interface {\n  bindnetaddr: 10.0.0.0\n  mcastaddr: 10.0.0.1\n }\n}\n".into(), "corosync.conf:4: mcastaddr 10.0.0.1 is not a multicast address"),
+        ("totem {\n interface {\n  bindnetaddr: 10.0.0.0\n  mcastaddr: 239.1.1.1\n  mcastport: 70000\n }\n}\n".into(), "corosync.conf:5: value of 'mcastport' must be between 1 and 65535, but 70000 was given"),
+        ("totem {\n interface {\n  bindnetaddr: 10.0.0.0\n  mcastaddr: 239.1.1.1\n  ttl: 256\n }\n}\n".into(), "corosync.conf:5: value of 'ttl' must be between 0 and 255, but 256 was given"),
+        ("totem {\n interface {\n  ringnumber: 8\n }\n}\n".into(), "corosync.conf:3: value of 'ringnumber' must be between 0 and 7, but 8 was given"),
+        ("totem {\n interface {\n  bindnetaddr: 10.0.0.0\n  mcastaddr: 239.1.1.1\n }\n interface {\n  bindnetaddr: 10.0.0.0\n }\n}\n".into(), "corosync.conf:6: link 0 is configured twice (also at line 2)"),
+        ("totem {\n interface {\n  bindnetaddr: 10.0.0.0.1\n }\n}\n".into(), "corosync.conf:3: value of 'bindnetaddr' must be a numeric IP address, but '10.0.0.0.1' was given"),
+        ("totem {\n interface {\n  mcastaddr: 239.1.1.1\n }\n}\n".into(), "corosync.conf:2: without a nodelist, totem { interface { bindnetaddr } } is required"),
+        ("totem {\n transport: udpu\n interface {\n  mcastport: 5000\n }\n}\n".into(), "corosync.conf:2: transport udpu needs a nodelist { node { ring0_addr: … } }"),
+        ("".into(), "corosync.conf:1: no network is configured: add nodelist { node { ring0_addr, nodeid } } (or, for multicast, totem { interface { bindnetaddr, mcastaddr } })"),
+        ("# only a comment\n\ntotem {\n transport: udpu\n}\n".into(), "corosync.conf:3: no network is configured: add nodelist { node { ring0_addr, nodeid } } (or, for multicast, totem { interface { bindnetaddr, mcastaddr } })"),
+        ("totem {\n ip_version: ipv4\n}\n".to_string() + &n("  ring0_addr: fd00::1\n  nodeid: 1\n"), "corosync.conf:6: address fd00::1 is not allowed by ip_version ipv4"),
+        // nodelist
+        (n("  ring0_addr: node1.example.com\n"), "corosync.conf:3: value of 'ring0_addr' must be a numeric IP address, but 'node1.example.com' was given (host names are not resolved by corosync-rs; write the address)"),
+        (n("  name: a\n"), "corosync.conf:2: no ring0_addr specified for node"),
+        (n("  ring1_addr: 10.0.0.1\n"), "corosync.conf:2: no ring0_addr specified for node"),
+        (n("  ring9_addr: 10.0.0.1\n"), "corosync.conf:3: ring9_addr: link number is bigger than the allowed maximum 7"),
+        (n("  ring0_addr: 10.0.0.1\n  nodeid: x\n"), "corosync.conf:4: value of 'nodeid' must be an integer, but 'x' was given"),
+        (n("  ring0_addr: 0.0.0.0\n"), "corosync.conf:2: the node id derived from 0.0.0.0 is 0 (reserved); set nodeid"),
+        ("nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 4\n }\n node {\n  ring0_addr: 10.0.0.2\n  nodeid: 4\n }\n}\n".into(), "corosync.conf:6: nodeid 4 appears twice (here; also the node at line 2)"),
+        ("nodelist {\n node {\n  ring0_addr: 10.0.0.1\n }\n node {\n  ring0_addr: 10.0.0.2\n  nodeid: 167772161\n }\n}\n".into(), "corosync.conf:5: nodeid 167772161 appears twice (here; also the node at line 2, generated from 10.0.0.1)"),
+        ("nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 2\n }\n}\n".into(), "corosync.conf:6: ring0_addr 10.0.0.1 appears twice (also the node at line 2)"),
+        ("nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n node {\n  ring0_addr: fd00::1\n  nodeid: 2\n }\n}\n".into(), "corosync.conf:6: nodes for link 0 have different IP families (10.0.0.1 and fd00::1)"),
+        // other sections
+        ("logging {\n to_logfile: yes\n}\n".into(), "corosync.conf:2: to_logfile: yes needs logfile: <path>"),
+        ("logging {\n debug: loud\n}\n".into(), "corosync.conf:2: value of 'debug' must be one of off, on, trace, no, yes, but 'loud' was given"),
+        ("logging {\n logger_subsys {\n  debug: on\n }\n}\n".into(), "corosync.conf:2: no subsys key in logger_subsys section"),
+        ("quorum {\n provider: corosync_quorum\n}\n".into(), "corosync.conf:2: unknown quorum provider 'corosync_quorum'; the provider is corosync_votequorum"),
+        ("quorum {\n expected_votes: 0\n}\n".into(), "corosync.conf:2: value of 'expected_votes' must be between 1 and 4294967295, but 0 was given"),
+        ("system {\n priority: 40\n}\n".into(), "corosync.conf:2: value of 'priority' must be max, min or a nice value -20 ..= 19, but '40' was given"),
+        ("system {\n state_dir: var/lib\n}\n".into(), "corosync.conf:2: state_dir must be an absolute path, but 'var/lib' was given"),
+        ("uidgid {\n uid: a b\n}\n".into(), "corosync.conf:2: value of 'uid' must be a user or group name or number, but 'a b' was given"),
+        ("corosync_rs {\n guarantee: total\n}\n".into(), "corosync.conf:2: value of 'guarantee' must be one of agreed, safe, but 'total' was given"),
+        ("corosync_rs {\n spin_us: 2000000\n}\n".into(), "corosync.conf:2: value of 'spin_us' must be between 0 and 1000000, but 2000000 was given"),
+    ];
+    for (text, want) in cases {
+        assert_eq!(error(&text), want, "for:\n{text}");
+    }
+}
+
+#[test]
+fn warnings_for_unknown_and_ignored_things() {
+    let text = "\
+stray: 1
+totem {
+    version: 2
+    tokn: 3000
+    token: 4000
+    token: 5000
+    cluster_name: \"my cluster\"
+    rrp_mode: passive
+    join: 0
+    interface {
+        linknumber: 1
+        knet_link_priority: 2
+    }
+}
+nodelist {
+    node {
+        ring0_addr: 10.0.0.1
+        ring1_addr: 10.1.0.1
+        nodeid: 1
+        colour: blue
+    }
+}
+quorum {
+    two_node: 1
+    device {
+        model: net
+    }
+}
+mystery {
+}
+";
+    let (c, w) = parse(text);
+    let all = warnings(&w);
+    let expect = [
+        (1, "key 'stray' outside any section"),
+        (29, "unknown section 'mystery'"),
+        (4, "unknown key 'tokn' in totem"),
+        (
+            5,
+            "'totem.token' is set again at line 6; the later value is used",
+        ),
+        (7, "the quotes are part of the value of 'cluster_name'"),
+        (8, "rrp_mode: passive ignored"),
+        (9, "'join: 0' means the default (50)"),
+        (12, "'totem.interface.knet_link_priority' is not used"),
+        (16, "ring1_addr and higher links are not used"),
+        (20, "unknown key 'colour' in nodelist.node"),
+        (10, "link 1 ignored"),
+        (25, "section 'quorum.device' ignored"),
+        (23, "quorum settings have no effect without provider"),
+    ];
+    for (line, needle) in expect {
+        assert!(
+            has_warning(&w, line, needle),
+            "missing {line}: {needle} in {all:#?}"
+        );
+    }
+    assert_eq!(w.len(), expect.len(), "{all:#?}");
+    assert!(w.iter().all(|w| w.file == "corosync.conf"));
+    assert_eq!(c.totem.timings.token, 5000);
+    assert_eq!(c.totem.timings.join, 50);
+    assert_eq!(c.totem.cluster_name.as_deref(), Some("\"my cluster\""));
+    assert_eq!(c.nodes[0].addrs.len(), 2);
+    assert_eq!(c.nodes[0].addrs[1].addr, ip("10.1.0.1"));
+    // Link 1 was configured, link 0 is implied.
+    assert_eq!(c.totem.interfaces.len(), 2);
+    assert_eq!(c.totem.link0().unwrap().mcastport, 5405);
+    assert_eq!(c.totem.interfaces[1].mcastport, 5406);
+}
+
+#[test]
+fn defaults_and_derived_timings() {
+    let (c, w) = parse("nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n}\n");
+    assert!(w.is_empty());
+    let t = &c.totem.timings;
+    assert_eq!(t.token, DEFAULT_TOKEN);
+    assert_eq!(t.token_coefficient, 650);
+    assert_eq!(t.token_retransmits_before_loss_const, 4);
+    assert_eq!(t.token_retransmit, 714); // 3000 / 4.2
+    assert_eq!(t.hold, 561); // 714 * 0.8 - 10
+    assert_eq!(t.consensus, 3600);
+    assert_eq!(t.token_warning, 75);
+    assert_eq!(
+        (t.join, t.send_join, t.merge, t.downcheck),
+        (50, 0, 200, 1000)
+    );
+    assert_eq!(t.fail_recv_const, 2500);
+    assert_eq!(t.seqno_unchanged_const, 30);
+    assert_eq!(t.miss_count_const, 5);
+    assert_eq!((t.window_size, t.max_messages), (50, 17));
+    assert_eq!(c.totem.netmtu, 1500);
+    assert_eq!(c.totem.version, 2);
+    assert_eq!(c.system.state_dir, Path::new("/var/lib/corosync"));
+    assert!(c.system.sched_rr);
+    assert_eq!(c.system.priority, Priority::Max);
+    assert_eq!(c.quorum.provider, None);
+    assert!(c.logging.to_stderr && c.logging.to_syslog && !c.logging.to_logfile);
+    assert_eq!(c.logging.syslog_facility, "daemon");
+    assert_eq!(c.extensions, Extensions::default());
+
+    // Explicit values win over derivation; the coefficient counts nodes above two.
+    let mut text = String::from("totem {\n token: 1000\n token_coefficient: 100\n consensus: 5000\n token_retransmit: 200\n hold: 100\n}\nnodelist {\n");
+    for i in 1..=5 {
+        text.push_str(&format!(" node {{\n  ring0_addr: 10.0.0.{i}\n }}\n"));
+    }
+    text.push_str("}\n");
+    let (c, _) = parse(&text);
+    let t = &c.totem.timings;
+    assert_eq!((t.token_configured, t.token), (1000, 1300));
+    assert_eq!((t.consensus, t.token_retransmit, t.hold), (5000, 200, 100));
+
+    // token_coefficient 0 switches the per-node increase off.
+    let (c, _) = parse(&text.replace("token_coefficient: 100", "token_coefficient: 0"));
+    assert_eq!(c.totem.timings.token, 1000);
+    assert_eq!(c.totem.timings.consensus, 5000);
+}
+
+#[test]
+fn secauth_and_extensions() {
+    let (c, _) =
+        parse("totem {\n secauth: on\n}\nnodelist {\n node {\n  ring0_addr: 10.0.0.1\n }\n}\n");
+    assert_eq!(
+        c.totem.crypto,
+        Crypto {
+            cipher: Cipher::Aes256,
+            hash: Hash::Sha256
+        }
+    );
+    let (c, _) = parse("totem {\n secauth: on\n crypto_hash: sha512\n keyfile: /etc/k\n}\nnodelist {\n node {\n  ring0_addr: 10.0.0.1\n }\n}\n");
+    assert_eq!(c.totem.crypto.hash, Hash::Sha512);
+    assert_eq!(c.totem.keyfile.as_deref(), Some(Path::new("/etc/k")));
+
+    let text = "corosync_rs {\n guarantee: safe\n accelerated_ring: yes\n pin_core: 3\n spin_us: 50\n ipc_socket: /run/c.sock\n}\nnodelist {\n node {\n  ring0_addr: 10.0.0.1\n }\n}\n";
+    let (c, w) = parse(text);
+    assert!(w.is_empty(), "{:?}", warnings(&w));
+    assert_eq!(
+        c.extensions,
+        Extensions {
+            guarantee: Guarantee::Safe,
+            accelerated_ring: true,
+            pin_core: Some(3),
+            spin_us: 50,
+            ipc_socket: Some("/run/c.sock".into()),
+        }
+    );
+}
+
+#[test]
+fn built_in_default_is_one_node_on_loopback() {
+    let (c, w) = Config::from_str(DEFAULT_ONE_NODE_CONF, BUILT_IN_NAME).unwrap();
+    assert!(w.is_empty(), "{:?}", warnings(&w));
+    assert_eq!(c, Config::default_one_node());
+    assert_eq!(c.totem.transport, Transport::Udpu);
+    assert!(!c.totem.crypto.enabled());
+    assert_eq!(c.nodes.len(), 1);
+    assert_eq!(
+        (c.nodes[0].nodeid, c.nodes[0].ring0_addr()),
+        (1, ip("127.0.0.1"))
+    );
+    let local = c.resolve_bind(&[ip("127.0.0.1")]).unwrap();
+    assert_eq!(
+        (local.nodeid, local.bind_addr, local.port),
+        (1, ip("127.0.0.1"), 5405)
+    );
+    // Even when the host's list lacks loopback, totem { nodeid: 1 } finds the node.
+    assert_eq!(c.resolve_bind(&[]).unwrap().bind_addr, ip("127.0.0.1"));
+    let source = ConfigSource {
+        main: MainConfig::BuiltIn,
+        reader: Reader::CorosyncParser,
+        authkey: DEFAULT_AUTHKEY_FILE.into(),
+        authkey_origin: PathOrigin::Default,
+        amf_config_file: None,
+        notes: vec![],
+    };
+    assert_eq!(Config::load_source(&source).unwrap().0, c);
+}
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+fn files(existing: &[&str]) -> impl Fn(&Path) -> bool {
+    let set: Vec<String> = existing.iter().map(|s| s.to_string()).collect();
+    move |p| set.iter().any(|s| Path::new(s) == p)
+}
+
+#[test]
+fn environment_and_file_selection() {
+    // Nothing exists: the built-in one-node configuration.
+    let s = config_path(env_of(&[]), files(&[])).unwrap();
+    assert_eq!(s.main, MainConfig::BuiltIn);
+    assert_eq!(s.reader, Reader::CorosyncParser);
+    assert_eq!(s.authkey, Path::new("/etc/corosync/authkey"));
+    assert_eq!(s.notes.len(), 1);
+
+    // Corosync's file wins over OpenAIS's; OpenAIS's is the fallback, key included.
+    let s = config_path(
+        env_of(&[]),
+        files(&[DEFAULT_CONFIG_FILE, OPENAIS_CONFIG_FILE]),
+    )
+    .unwrap();
+    assert_eq!(
+        s.main,
+        MainConfig::File {
+            path: DEFAULT_CONFIG_FILE.into(),
+            origin: PathOrigin::Default
+        }
+    );
+    let s = config_path(
+        env_of(&[]),
+        files(&[OPENAIS_CONFIG_FILE, OPENAIS_AUTHKEY_FILE]),
+    )
+    .unwrap();
+    assert_eq!(
+        s.main,
+        MainConfig::File {
+            path: OPENAIS_CONFIG_FILE.into(),
+            origin: PathOrigin::OpenAis
+        }
+    );
+    assert_eq!(
+        (s.authkey.as_path(), s.authkey_origin),
+        (Path::new(OPENAIS_AUTHKEY_FILE), PathOrigin::OpenAis)
+    );
+    let s = config_path(
+        env_of(&[]),
+        files(&[DEFAULT_AUTHKEY_FILE, OPENAIS_AUTHKEY_FILE]),
+    )
+    .unwrap();
+    assert_eq!(s.authkey, Path::new(DEFAULT_AUTHKEY_FILE));
+
+    // The variables override, even when the file doesn't exist (reading it then fails).
+    let s = config_path(
+        env_of(&[
+            (MAIN_CONFIG_ENV, "/tmp/c.conf"),
+            (AUTHKEY_ENV, "/tmp/key"),
+            (AMF_CONFIG_ENV, "/etc/ais/amf.conf"),
+        ]),
+        files(&[DEFAULT_CONFIG_FILE]),
+    )
+    .unwrap();
+    assert_eq!(
+        s.main,
+        MainConfig::File {
+            path: "/tmp/c.conf".into(),
+            origin: PathOrigin::Environment
+        }
+    );
+    assert_eq!(
+        (s.authkey.as_path(), s.authkey_origin),
+        (Path::new("/tmp/key"), PathOrigin::Environment)
+    );
+    assert_eq!(
+        s.amf_config_file.as_deref(),
+        Some(Path::new("/etc/ais/amf.conf"))
+    );
+    assert!(s.notes.iter().any(|n| n.contains("AMF")));
+    // An empty variable counts as unset.
+    let s = config_path(
+        env_of(&[(MAIN_CONFIG_ENV, "")]),
+        files(&[DEFAULT_CONFIG_FILE]),
+    )
+    .unwrap();
+    assert!(matches!(
+        s.main,
+        MainConfig::File {
+            origin: PathOrigin::Default,
+            ..
+        }
+    ));
+
+    // totem { keyfile } wins over the variable.
+    let (c, _) = parse(
+        "totem {\n keyfile: /srv/key\n}\nnodelist {\n node {\n  ring0_addr: 10.0.0.1\n }\n}\n",
+    );
+    assert_eq!(s.authkey_path(&c), Path::new("/srv/key"));
+    assert_eq!(
+        s.authkey_path(&Config::default_one_node()),
+        Path::new(DEFAULT_AUTHKEY_FILE)
+    );
+
+    // Readers, by Corosync's and OpenAIS's names.
+    for (value, reader) in [
+        ("corosync_parser", Reader::CorosyncParser),
+        ("aisparser", Reader::CorosyncParser),
+        ("openaisparser", Reader::OpenAisParser),
+        (
+            "openaisserviceenableexperimental:corosync_parser",
+            Reader::CorosyncParser,
+        ),
+        ("openaisserviceenable", Reader::CorosyncParser),
+    ] {
+        let s = config_path(env_of(&[(CONFIG_IFACE_ENV, value)]), files(&[])).unwrap();
+        assert_eq!(s.reader, reader, "{value}");
+    }
+    // openaisparser looks for openais.conf first.
+    let s = config_path(
+        env_of(&[(CONFIG_IFACE_ENV, "openaisparser")]),
+        files(&[DEFAULT_CONFIG_FILE, OPENAIS_CONFIG_FILE]),
+    )
+    .unwrap();
+    assert!(matches!(
+        s.main,
+        MainConfig::File {
+            origin: PathOrigin::OpenAis,
+            ..
+        }
+    ));
+    let e = config_path(
+        env_of(&[(CONFIG_IFACE_ENV, "corosync_parser:xmlconfig")]),
+        files(&[]),
+    )
+    .unwrap_err();
+    assert_eq!(e, SourceError::UnknownReader("xmlconfig".into()));
+    assert!(e
+        .to_string()
+        .starts_with("COROSYNC_DEFAULT_CONFIG_IFACE: unknown configuration reader 'xmlconfig'"));
+}
+
+#[test]
+fn load_reads_files_and_reports_their_path() {
+    let dir = std::env::temp_dir().join(format!("corosync-rs-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("corosync.conf");
+    std::fs::write(&good, PCS_THREE_NODES).unwrap();
+    let (c, w) = Config::load(&good).unwrap();
+    assert_eq!(c.nodes.len(), 3);
+    assert_eq!(c.file, good.display().to_string());
+    assert_eq!(w[0].file, good.display().to_string());
+
+    let bad = dir.join("bad.conf");
+    std::fs::write(&bad, "totem {\n token: x\n}\n").unwrap();
+    let e = Config::load(&bad).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:2: value of 'token' must be an integer, but 'x' was given",
+            bad.display()
+        )
+    );
+
+    let binary = dir.join("binary.conf");
+    std::fs::write(&binary, b"totem {\n\n cluster_name: \xff\xfe\n}\n").unwrap();
+    let e = Config::load(&binary).unwrap_err();
+    assert_eq!(
+        (e.line, e.reason.as_str()),
+        (3, "the file is not valid UTF-8")
+    );
+
+    let e = Config::load(&dir.join("missing.conf")).unwrap_err();
+    assert_eq!(e.line, 0);
+    assert!(e.reason.starts_with("cannot open"), "{e}");
+
+    let source = config_path(
+        env_of(&[(MAIN_CONFIG_ENV, good.to_str().unwrap())]),
+        files(&[]),
+    )
+    .unwrap();
+    assert_eq!(Config::load_source(&source).unwrap().0.nodes.len(), 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// xorshift64*: the fuzz loop's only randomness, from one seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const FRAGMENTS: &[&str] = &[
+    "{",
+    "}",
+    ":",
+    "#",
+    "\n",
+    " ",
+    "\t",
+    "\r",
+    "0",
+    "4294967296",
+    "-1",
+    "fd00::1",
+    "10.0.0.1",
+    "totem {\n",
+    "nodelist {\n node {\n",
+    "ring0_addr: ",
+    "nodeid: ",
+    "token: ",
+    "interface {\n",
+    "bindnetaddr: ",
+    "mcastaddr: ",
+    "transport: udp\n",
+    "transport: udpu\n",
+    "}\n",
+    "\u{e9}",
+    "ring7_addr: 10.9.9.9\n",
+    "ip_version: ipv6\n",
+    "clear_node_high_bit: yes\n",
+    "\"",
+];
+
+fn mutate(rng: &mut Rng, base: &str) -> String {
+    let mut s: Vec<char> = base.chars().collect();
+    for _ in 0..1 + rng.below(6) {
+        let at = rng.below(s.len() + 1);
+        match rng.below(5) {
+            0 if !s.is_empty() => {
+                let end = (at + rng.below(40)).min(s.len());
+                s.drain(at.min(s.len())..end);
+            }
+            1 => {
+                let frag = FRAGMENTS[rng.below(FRAGMENTS.len())];
+                s.splice(at..at, frag.chars());
+            }
+            2 if !s.is_empty() => {
+                let i = at.min(s.len() - 1);
+                s[i] = char::from_u32(rng.below(0x80) as u32).unwrap_or('x');
+            }
+            3 if !s.is_empty() => {
+                let from = rng.below(s.len());
+                let end = (from + rng.below(80)).min(s.len());
+                let copy: Vec<char> = s[from..end].to_vec();
+                s.splice(at..at, copy);
+            }
+            _ => {
+                let len = rng.below(30);
+                let junk: Vec<char> = (0..len)
+                    .map(|_| char::from_u32(rng.below(0x300) as u32).unwrap_or('?'))
+                    .collect();
+                s.splice(at..at, junk);
+            }
+        }
+    }
+    s.into_iter().collect()
+}
+
+#[test]
+fn garbage_and_mutated_files_never_panic() {
+    let seed: u64 = std::env::var("CONFIG_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x00c0_5e4c_0f16);
+    let corpus = [
+        PCS_THREE_NODES,
+        COROSYNC2_TWO_NODE,
+        OPENAIS_MULTICAST,
+        DEFAULT_ONE_NODE_CONF,
+        "",
+    ];
+    let locals = [
+        ip("127.0.0.1"),
+        ip("10.0.0.1"),
+        ip("192.168.1.20"),
+        ip("fd00::1"),
+    ];
+    let mut rng = Rng(seed | 1);
+    let (mut accepted, mut rejected) = (0, 0);
+    for i in 0..20_000 {
+        let text = if i % 10 == 0 {
+            let len = rng.below(400);
+            (0..len)
+                .map(|_| char::from_u32(rng.below(0x180) as u32).unwrap_or('?'))
+                .collect()
+        } else {
+            let base = corpus[rng.below(corpus.len())];
+            mutate(&mut rng, base)
+        };
+        let outcome = std::panic::catch_unwind(|| match Config::from_str(&text, "fuzz.conf") {
+            Ok((c, _)) => {
+                let _ = c.resolve_bind(&locals);
+                let _ = c.resolve_bind(&[]);
+                true
+            }
+            Err(e) => {
+                assert!(e.line >= 1, "error without a line: {e}");
+                assert!(e.to_string().starts_with("fuzz.conf:"));
+                false
+            }
+        });
+        match outcome {
+            Ok(true) => accepted += 1,
+            Ok(false) => rejected += 1,
+            Err(_) => panic!("panicked (CONFIG_FUZZ_SEED={seed}, iteration {i}) on:\n{text:?}"),
+        }
+    }
+    // The mutations must exercise both outcomes, or the loop tests little.
+    assert!(
+        accepted > 500 && rejected > 500,
+        "accepted {accepted}, rejected {rejected}"
+    );
+}
