@@ -1,0 +1,153 @@
+//! The `corosync` binary's flags and its handling of bad configurations:
+//! a broken file stops it before it touches the network, naming file, line
+//! and reason (exit code 8, Corosync's code for an unreadable configuration).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn corosync() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_corosync"));
+    // Never let the host's files or environment decide.
+    for v in [
+        "COROSYNC_MAIN_CONFIG_FILE",
+        "COROSYNC_TOTEM_AUTHKEY_FILE",
+        "COROSYNC_DEFAULT_CONFIG_IFACE",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn conf(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("corosync-rs-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const GOOD: &str = "\
+totem {
+    version: 2
+    cluster_name: cli
+    transport: udpu
+    interface {
+        linknumber: 0
+        mcastport: 25405
+    }
+}
+nodelist {
+    node {
+        nodeid: 1
+        ring0_addr: 127.0.0.1
+    }
+}
+";
+
+#[test]
+fn version_flag() {
+    let o = corosync().arg("-v").output().unwrap();
+    assert!(o.status.success());
+    assert!(text(&o).contains("Corosync Cluster Engine"), "{}", text(&o));
+}
+
+#[test]
+fn test_flag_accepts_a_good_file_and_prints_warnings() {
+    let p = conf(
+        "good.conf",
+        &format!("{GOOD}\nfrobnicate {{\n    x: 1\n}}\n"),
+    );
+    let o = corosync().args(["-t", "-c"]).arg(&p).output().unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("Configuration is valid."), "{t}");
+    assert!(
+        t.contains(&format!("{}:17:", p.display())),
+        "the unknown section is warned about with its line: {t}"
+    );
+}
+
+#[test]
+fn knet_runs_as_udpu_with_a_warning() {
+    let p = conf("knet.conf", &GOOD.replace("udpu", "knet"));
+    let o = corosync().args(["-t", "-c"]).arg(&p).output().unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("knet"), "{t}");
+}
+
+#[test]
+fn bad_value_names_file_line_and_reason_and_stops_before_the_network() {
+    let p = conf(
+        "bad.conf",
+        &GOOD.replace("mcastport: 25405", "mcastport: lots"),
+    );
+    for args in [&["-t"][..], &["-f"][..]] {
+        let o = corosync().args(args).arg("-c").arg(&p).output().unwrap();
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(8), "{args:?}: {t}");
+        assert!(t.contains(&format!("{}:7:", p.display())), "{t}");
+        assert!(t.contains("mcastport"), "{t}");
+        assert!(!t.contains("transport"), "no socket was opened: {t}");
+    }
+}
+
+#[test]
+fn syntax_error_names_its_line() {
+    let p = conf("syntax.conf", "totem {\n    version: 2\n");
+    let o = corosync().args(["-t", "-c"]).arg(&p).output().unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(8), "{t}");
+    assert!(t.contains(&format!("{}:", p.display())), "{t}");
+}
+
+#[test]
+fn no_local_node_in_the_nodelist_is_an_error() {
+    let p = conf("foreign.conf", &GOOD.replace("127.0.0.1", "192.0.2.77"));
+    let o = corosync().args(["-t", "-c"]).arg(&p).output().unwrap();
+    assert_eq!(o.status.code(), Some(8), "{}", text(&o));
+}
+
+#[test]
+fn missing_file_and_unknown_reader_are_errors() {
+    let o = corosync()
+        .args(["-t", "-c", "/nonexistent/corosync.conf"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(8));
+    assert!(
+        text(&o).contains("/nonexistent/corosync.conf"),
+        "{}",
+        text(&o)
+    );
+
+    let o = corosync()
+        .arg("-t")
+        .env("COROSYNC_DEFAULT_CONFIG_IFACE", "nosuchparser")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(8));
+    assert!(text(&o).contains("nosuchparser"), "{}", text(&o));
+
+    let p = conf("env.conf", GOOD);
+    let o = corosync()
+        .arg("-t")
+        .env("COROSYNC_MAIN_CONFIG_FILE", &p)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn bad_priority_is_refused() {
+    let o = corosync().args(["-t", "-P", "250"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(8), "{}", text(&o));
+}
