@@ -25,8 +25,17 @@ fn minus(a: &[NodeId], b: &[NodeId]) -> Vec<NodeId> {
 
 impl Totem {
     /// Starts (or restarts) a gather round believing `procs` alive and
-    /// `fails` failed.
+    /// `fails` failed, announces it, and checks for consensus (a node that
+    /// believes only itself alive forms its ring at once).
     pub(crate) fn enter_gather(&mut self, now: Instant, procs: &[NodeId], fails: &[NodeId]) {
+        self.begin_gather(now, procs, fails);
+        self.send_join();
+        self.check_consensus(now);
+    }
+
+    /// The state change of [`Self::enter_gather`] without its join and its
+    /// consensus check, for a caller that has more to merge first.
+    fn begin_gather(&mut self, now: Instant, procs: &[NodeId], fails: &[NodeId]) {
         if self.state == MemberState::Recovery {
             self.abort_recovery();
         }
@@ -56,10 +65,8 @@ impl Totem {
         ] {
             self.disarm(t);
         }
-        self.send_join();
         self.arm(Timer::Join, now.plus_ms(self.cfg.join));
         self.arm(Timer::Consensus, now.plus_ms(self.cfg.consensus_ms()));
-        self.check_consensus(now);
     }
 
     /// Recovery failed: go back to the previous ring's state, which still
@@ -97,9 +104,19 @@ impl Totem {
                 if j.ring_seq < self.cur.ring.seq {
                     return self.stats.drop(DropReason::StaleMembership);
                 }
+                // Its sender has given up on us and forms a ring without us.
+                // If it is not on our ring, gathering would only give us
+                // another ring without it, which is what we have: one new
+                // ring per such join heard (Corosync's
+                // `ignore_join_under_operational`). Merge detection brings us
+                // together once it hears us again. A member that gives up on
+                // us (one that failed to receive) leaves our ring: go on
+                // without it now rather than at the token loss.
+                if j.fails.contains(&self.id) && !self.ring_members.contains(&j.sender) {
+                    return self.stats.drop(DropReason::StaleMembership);
+                }
                 let procs = self.ring_members.clone();
-                self.enter_gather(now, &procs, &[]);
-                self.gather_join(now, j);
+                self.gather_from_join(now, &procs, j);
             }
             MemberState::Commit | MemberState::Recovery => {
                 let new_seq = self.commit.as_ref().map_or(0, |c| c.ring.seq);
@@ -108,17 +125,42 @@ impl Totem {
                 }
                 let mut procs = self.proc_set.clone();
                 procs.extend_from_slice(&self.ring_members);
-                self.enter_gather(now, &procs, &[]);
-                self.gather_join(now, j);
+                self.gather_from_join(now, &procs, j);
             }
             MemberState::Gather => self.gather_join(now, j),
         }
     }
 
+    /// A join moves us from another state into gather. As Corosync's
+    /// `memb_join_process`, the join's sets are merged into ours *before*
+    /// the round is announced and consensus is looked for. Checking first
+    /// (what `enter_gather` does) was a livelock: a node alone on its ring
+    /// starts the round with proc = {itself}, which is consensus at once, so
+    /// every join it heard made it install yet another ring of one (and send
+    /// a join naming the others, which did the same to them). Nine nodes
+    /// started apart never formed a ring: ~55,000 one-node rings a second.
+    fn gather_from_join(&mut self, now: Instant, procs: &[NodeId], j: wire::Join) {
+        self.begin_gather(now, procs, &[]);
+        self.merge_join(j);
+        self.send_join();
+        self.check_consensus(now);
+    }
+
     fn gather_join(&mut self, now: Instant, j: wire::Join) {
+        if self.merge_join(j) {
+            self.pending_commit = None;
+            self.send_join();
+            self.arm(Timer::Consensus, now.plus_ms(self.cfg.consensus_ms()));
+        }
+        self.check_consensus(now);
+    }
+
+    /// Merges one join into our gather round (its sets, and whether its
+    /// sender agrees with us); true when our sets grew.
+    fn merge_join(&mut self, j: wire::Join) -> bool {
         let s = j.sender;
         if self.fail_set.contains(&s) {
-            return;
+            return false;
         }
         let mut changed = false;
         if j.fails.contains(&self.id) || j.fails.contains(&s) {
@@ -130,10 +172,20 @@ impl Totem {
             for &p in &j.procs {
                 changed |= insert_sorted(&mut self.proc_set, p);
             }
+            // Whom the sender failed is taken on trust only from a member of
+            // our own last ring, as Corosync's `memb_join_process` does.
+            // Taken from anyone, one node's failures spread to all: every
+            // node that adopts them sends them on, the failed nodes see
+            // themselves failed and fail the senders in turn, and a cluster
+            // with lossy links splinters into rings of one that re-merge and
+            // splinter again (membership churn without end).
+            let trusted = self.installed.as_ref().is_some_and(|(_, m)| m.contains(&s));
             for &f in &j.fails {
                 if f != self.id {
                     changed |= insert_sorted(&mut self.proc_set, f);
-                    changed |= insert_sorted(&mut self.fail_set, f);
+                    if trusted {
+                        changed |= insert_sorted(&mut self.fail_set, f);
+                    }
                 }
             }
             match self.joins.iter_mut().find(|x| x.sender == s) {
@@ -141,12 +193,7 @@ impl Totem {
                 None => self.joins.push(j),
             }
         }
-        if changed {
-            self.pending_commit = None;
-            self.send_join();
-            self.arm(Timer::Consensus, now.plus_ms(self.cfg.consensus_ms()));
-        }
-        self.check_consensus(now);
+        changed
     }
 
     fn agreed(&self, p: NodeId) -> bool {

@@ -1146,6 +1146,19 @@ impl Totem {
 
     /// Frames our send queue would need.
     fn backlog_frames(&self) -> u32 {
+        // In recovery a node sends old-ring frames only; its send queue waits
+        // for the new ring. Counting the queue there (Corosync counts the
+        // recovery queue: `backlog_get`) gave the ring a backlog no one
+        // could send, and each re-broadcaster a share of one frame a visit:
+        // a recovery of thousands of frames took seconds.
+        if self.state == MemberState::Recovery {
+            let r = &self.recovery;
+            return if r.pending() {
+                r.high.wrapping_sub(r.next).wrapping_add(1)
+            } else {
+                0
+            };
+        }
         if self.sendq.is_empty() {
             return 0;
         }

@@ -470,3 +470,127 @@ fn a_node_that_cannot_receive_leaves_cleanly_and_returns() {
     assert!(net.run_until(|n| (0..2).all(|i| n.delivered(i).len() == 400), 2_000_000));
     assert_eq!(net.delivered(0), net.delivered(1));
 }
+
+/// One core driven by hand: node `id` alone, brought to its ring of one.
+struct Lone {
+    t: Totem,
+    now: Instant,
+    /// Joins it multicast since the last `take_joins`.
+    joins: Vec<totem_ring::wire::Join>,
+    configs: Vec<(ConfigKind, Vec<NodeId>, RingId)>,
+}
+
+impl Lone {
+    fn new(id: NodeId) -> Lone {
+        let now = Instant(1_000_000_000);
+        let mut l = Lone {
+            t: Totem::new(id, fast(), 0, now).unwrap(),
+            now,
+            joins: Vec::new(),
+            configs: Vec::new(),
+        };
+        l.drain();
+        assert_eq!(l.t.state(), MemberState::Operational, "a lone node forms");
+        assert_eq!(l.t.members(), &[id]);
+        l.joins.clear();
+        l.configs.clear();
+        l
+    }
+
+    /// Takes outputs; disk writes complete at once.
+    fn drain(&mut self) {
+        loop {
+            let mut any = false;
+            while let Some(tx) = self.t.poll_transmit(self.now) {
+                any = true;
+                if let Ok(totem_ring::wire::Packet::Join(j)) = totem_ring::wire::decode(tx.bytes) {
+                    self.joins.push(j);
+                }
+            }
+            let mut persist = Vec::new();
+            while let Some(e) = self.t.poll_event() {
+                any = true;
+                match e {
+                    Event::ConfigChange {
+                        kind,
+                        members,
+                        ring_id,
+                        ..
+                    } => self.configs.push((kind, members.to_vec(), ring_id)),
+                    Event::PersistRingSeq(s) => persist.push(s),
+                    _ => {}
+                }
+            }
+            for s in persist {
+                self.t.handle_persisted(self.now, s);
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    fn hear_join(&mut self, sender: NodeId, procs: &[NodeId], fails: &[NodeId]) {
+        let j = totem_ring::wire::Join {
+            sender,
+            ring_seq: self.t.ring_id().seq,
+            procs: procs.to_vec(),
+            fails: fails.to_vec(),
+        };
+        let mut b = Vec::new();
+        totem_ring::wire::encode_join(&j, &mut b);
+        self.t.handle_datagram(self.now, Some(sender), &b);
+        self.drain();
+    }
+}
+
+/// Regression (sim seed 100374, 9 nodes: ~55,000 rings of one a second, no
+/// ring of two ever formed): a node alone on its ring that hears a join
+/// entered gather with proc = {itself}, found consensus at once, and
+/// installed another ring of one before it looked at the join.
+#[test]
+fn a_lone_node_hearing_a_join_gathers_with_its_sender() {
+    let mut l = Lone::new(1);
+    let ring = l.t.ring_id();
+    l.hear_join(2, &[2], &[]);
+    assert_eq!(l.configs, vec![], "no new ring without node 2");
+    assert_eq!(l.t.state(), MemberState::Gather);
+    assert_eq!(l.t.ring_id(), ring);
+    let last = l.joins.last().expect("it announces the round");
+    assert_eq!(last.procs, vec![1, 2]);
+    assert_eq!(last.fails, Vec::<NodeId>::new());
+    // And the two agree: node 1 (the smaller id) proposes the ring.
+    l.hear_join(2, &[1, 2], &[]);
+    assert_eq!(l.t.state(), MemberState::Commit);
+}
+
+/// Regression: a join whose sender has failed us does not make an operational
+/// node gather (it would only form another ring without the sender, once per
+/// such join it hears).
+#[test]
+fn an_operational_node_ignores_a_join_that_fails_it() {
+    let mut l = Lone::new(1);
+    let ring = l.t.ring_id();
+    l.hear_join(2, &[1, 2, 3], &[1]);
+    assert_eq!(l.configs, vec![]);
+    assert_eq!(l.t.state(), MemberState::Operational);
+    assert_eq!(l.t.ring_id(), ring);
+    assert!(l.joins.is_empty());
+}
+
+/// Regression: the failures a join reports are adopted only from a member of
+/// our last ring. Adopted from anyone, they spread through the whole cluster
+/// and splinter it into rings of one.
+#[test]
+fn failures_are_adopted_only_from_members_of_our_ring() {
+    let mut l = Lone::new(1);
+    l.hear_join(2, &[1, 2, 3], &[3]);
+    assert_eq!(l.t.state(), MemberState::Gather);
+    let last = l.joins.last().expect("it announces the round");
+    assert_eq!(last.procs, vec![1, 2, 3]);
+    assert_eq!(
+        last.fails,
+        Vec::<NodeId>::new(),
+        "3 is not failed on 2's word"
+    );
+}
