@@ -49,6 +49,11 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
+/// Events queued per client beyond its event ring before it is
+/// disconnected as too slow.
+const OVERFLOW_FRAMES: usize = 16_384;
+const OVERFLOW_BYTES: usize = 64 << 20;
+
 /// Room for IP (IPv6: 40) + UDP (8) headers and the transport's frame
 /// header, nonce and tag, so a sealed Totem frame fits `netmtu`.
 const FRAME_OVERHEAD: u32 = 48 + 64;
@@ -207,6 +212,12 @@ pub fn plan(cfg: &Config, src: &ConfigSource, rt: Realtime) -> Result<Plan, Stri
     let ipc = ServerConfig {
         endpoint: Endpoint::resolve(cfg.extensions.ipc_socket.as_ref().and_then(|p| p.to_str())),
         authorization: authorization(cfg)?,
+        // Totem cannot slow the senders of other nodes down for one local
+        // reader, so a client that falls behind for a moment has its
+        // events queued: room for a burst of 1 MiB messages (Corosync's
+        // queue here is unbounded; ours ends in a "too slow" disconnect).
+        overflow_frames: OVERFLOW_FRAMES,
+        overflow_bytes: OVERFLOW_BYTES,
         ..ServerConfig::default()
     };
     let realtime = match rt {

@@ -3,15 +3,17 @@
  * the cluster tests (compiled with the system cc against the installed
  * headers and -lcpg).
  *
- *   cpg_probe GROUP MEMBERS COUNT
+ *   cpg_probe GROUP MEMBERS COUNT [SIZE [agreed|safe]]
  *
  * Joins GROUP, waits until the group has MEMBERS processes, multicasts
- * COUNT messages ("<nodeid>:<k>"), and prints one line per event on
+ * COUNT messages ("<nodeid>:<k>", padded to SIZE bytes with a pattern, in
+ * CPG_TYPE_AGREED or CPG_TYPE_SAFE), and prints one line per event on
  * stdout (flushed):
  *
  *   LOCAL <nodeid> <pid>
  *   CONFCHG <members> LEFT <nodeid>:<pid>:<reason>,... JOINED ...
- *   DELIVER <nodeid> <pid> <message>
+ *   DELIVER <nodeid> <pid> <message up to its first NUL or 64 bytes>
+ *           [<length> <checksum>]   (for messages longer than 64 bytes)
  *   DONE                      (all MEMBERS x COUNT messages delivered)
  *
  * It keeps dispatching until stdin is closed or 60 s pass, so the test
@@ -47,7 +49,18 @@ static void deliver_fn(cpg_handle_t handle, const struct cpg_name *group,
 {
 	(void)handle;
 	(void)group;
-	printf("DELIVER %u %u %.*s\n", nodeid, pid, (int)len, (const char *)msg);
+	if (len <= 64) {
+		printf("DELIVER %u %u %.*s\n", nodeid, pid, (int)len, (const char *)msg);
+	} else {
+		/* FNV-1a over the whole message: the test compares it across nodes. */
+		const unsigned char *b = msg;
+		uint64_t h = 1469598103934665603ULL;
+		size_t i;
+		for (i = 0; i < len; i++)
+			h = (h ^ b[i]) * 1099511628211ULL;
+		printf("DELIVER %u %u %s %zu %016llx\n", nodeid, pid, (const char *)msg, len,
+		       (unsigned long long)h);
+	}
 	fflush(stdout);
 	delivered++;
 }
@@ -102,15 +115,25 @@ int main(int argc, char **argv)
 	cpg_handle_t h;
 	cs_error_t err;
 	unsigned int nodeid = 0, count, k, tries;
+	size_t size = 0;
+	cpg_guarantee_t guarantee = CPG_TYPE_AGREED;
+	char *buf;
 	int fd, stdin_open = 1;
 	time_t start;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: %s GROUP MEMBERS COUNT\n", argv[0]);
+	if (argc < 4 || argc > 6) {
+		fprintf(stderr, "usage: %s GROUP MEMBERS COUNT [SIZE [agreed|safe]]\n", argv[0]);
 		return 2;
 	}
 	want_members = (unsigned int)atoi(argv[2]);
 	count = (unsigned int)atoi(argv[3]);
+	if (argc >= 5)
+		size = (size_t)atol(argv[4]);
+	if (argc == 6 && strcmp(argv[5], "safe") == 0)
+		guarantee = CPG_TYPE_SAFE;
+	buf = malloc(size + 64);
+	if (buf == NULL)
+		return 1;
 	group.length = (uint32_t)strlen(argv[1]);
 	memcpy(group.value, argv[1], group.length);
 
@@ -145,13 +168,19 @@ int main(int argc, char **argv)
 			return 1;
 	}
 	for (k = 0; k < count; k++) {
-		char msg[64];
 		struct iovec iov;
-		int len = snprintf(msg, sizeof(msg), "%u:%u", nodeid, k);
+		size_t len = (size_t)snprintf(buf, 64, "%u:%u", nodeid, k);
 
-		iov.iov_base = msg;
-		iov.iov_len = (size_t)len;
-		while ((err = cpg_mcast_joined(h, CPG_TYPE_AGREED, &iov, 1)) == CS_ERR_TRY_AGAIN)
+		if (size > len) {
+			size_t i;
+			buf[len] = 0;
+			for (i = len + 1; i < size; i++)
+				buf[i] = (char)(i * 31 + k);
+			len = size;
+		}
+		iov.iov_base = buf;
+		iov.iov_len = len;
+		while ((err = cpg_mcast_joined(h, guarantee, &iov, 1)) == CS_ERR_TRY_AGAIN)
 			dispatch_for(h, fd, 1, &stdin_open);
 		if (err != CS_OK) {
 			printf("ERROR mcast %d\n", err);

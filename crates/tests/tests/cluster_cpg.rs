@@ -71,10 +71,22 @@ struct Probe {
 
 impl Probe {
     fn start(c: &Cluster, node: usize, group: &str, members: usize) -> Probe {
+        Probe::start_with(c, node, group, members, COUNT, &[])
+    }
+
+    fn start_with(
+        c: &Cluster,
+        node: usize,
+        group: &str,
+        members: usize,
+        count: usize,
+        extra: &[&str],
+    ) -> Probe {
         let (bin, lib) = probe();
         let mut child = c
             .command_in(node, bin)
-            .args([group, &members.to_string(), &COUNT.to_string()])
+            .args([group, &members.to_string(), &count.to_string()])
+            .args(extra)
             .env("LD_LIBRARY_PATH", lib)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -182,6 +194,58 @@ fn c_program_on_every_node_sees_the_same_sequence() {
             .map(|k| format!("DELIVER {nodeid} {pid} {nodeid}:{k}"))
             .collect();
         assert_eq!(mine, want);
+    }
+    for p in probes {
+        p.stop();
+    }
+}
+
+/// What cpg_probe prints for a message longer than 64 bytes: the header,
+/// the length and an FNV-1a checksum of the whole message.
+fn expected_big(nodeid: u32, k: usize, size: usize) -> String {
+    let head = format!("{nodeid}:{k}");
+    let mut msg = head.clone().into_bytes();
+    msg.push(0);
+    for i in msg.len()..size {
+        msg.push((i * 31 + k) as u8);
+    }
+    let mut h: u64 = 1469598103934665603;
+    for b in &msg {
+        h = (h ^ u64::from(*b)).wrapping_mul(1099511628211);
+    }
+    format!("{head} {size} {h:016x}")
+}
+
+#[test]
+fn one_mebibyte_safe_messages_reach_every_node_intact_and_in_order() {
+    const SIZE: usize = 1 << 20;
+    const N: usize = 4;
+    let c = cluster();
+    let size = SIZE.to_string();
+    let probes: Vec<Probe> = (0..3)
+        .map(|i| Probe::start_with(&c, i, "probe-big", 3, N, &[&size, "safe"]))
+        .collect();
+    for p in &probes {
+        p.wait_line("DONE", |l| l == "DONE", Duration::from_secs(60));
+    }
+    let seqs: Vec<Vec<String>> = probes.iter().map(Probe::deliveries).collect();
+    assert_eq!(seqs[0].len(), 3 * N);
+    for s in &seqs[1..] {
+        assert_eq!(s, &seqs[0], "same order and content everywhere");
+    }
+    for p in &probes {
+        let (nodeid, pid) = p.local();
+        let mine: Vec<&String> = seqs[0]
+            .iter()
+            .filter(|l| l.starts_with(&format!("DELIVER {nodeid} {pid} ")))
+            .collect();
+        for (k, line) in mine.iter().enumerate() {
+            assert_eq!(
+                **line,
+                format!("DELIVER {nodeid} {pid} {}", expected_big(nodeid, k, SIZE))
+            );
+        }
+        assert_eq!(mine.len(), N);
     }
     for p in probes {
         p.stop();
