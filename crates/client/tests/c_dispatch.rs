@@ -1,39 +1,19 @@
-//! A C program using the whole C API against the stand-in daemon
-//! (`common::fake`): callbacks run from `cpg_dispatch`, the fd polls,
-//! finalize works from inside a callback and from another thread.
+//! A C program using the whole C API against the real daemon
+//! (`common::daemon`): callbacks run from `cpg_dispatch`, the fd polls,
+//! every query, iteration, zero-copy buffers, finalize works from inside a
+//! callback and from another thread, EVS.
 
 mod common;
 
 use std::process::Command;
 
-use common::fake::FakeDaemon;
+use common::daemon::Daemon;
 use common::*;
 
 #[test]
-fn c_program_against_the_stand_in_daemon() {
-    let _guard = endpoint_lock();
-    let daemon = FakeDaemon::start("c-dispatch");
-    let dir = scratch("c-dispatch");
-    let exe = dir.join("dispatch_check");
-    let lib = library("so");
-    run_ok(
-        Command::new("cc")
-            .args([
-                "-std=gnu11",
-                "-Wall",
-                "-Wextra",
-                "-Werror",
-                "-pthread",
-                "-o",
-            ])
-            .arg(&exe)
-            .arg(crate_dir().join("tests/c/dispatch_check.c"))
-            .arg("-I")
-            .arg(crate_dir().join("include"))
-            .arg("-L")
-            .arg(lib.parent().unwrap())
-            .arg("-lcorosync_rs"),
-    );
+fn c_program_against_the_daemon() {
+    let daemon = Daemon::start();
+    let exe = compile_c("dispatch_check.c", &scratch("c-dispatch"));
     let out = run_ok(
         Command::new(&exe)
             .env("LD_LIBRARY_PATH", profile_dir())
@@ -73,7 +53,7 @@ fn c_program_against_the_stand_in_daemon() {
             ("local_get", "1"),
             ("nodeid", "1"),
             ("max_atomic", "1"),
-            ("max_atomic_size", "1000000"),
+            ("max_atomic_size", "1048576"),
             ("flow_control", "1"),
             ("flow_control_state", "0"),
             ("iteration_initialize", "1"),

@@ -1,5 +1,5 @@
 /*
- * Run by tests/c_dispatch.rs against the stand-in daemon: the C API end
+ * Run by tests/c_dispatch.rs against the real daemon: the C API end
  * to end (callbacks, pollable fd, queries, iteration, zero-copy buffers,
  * finalize from inside a callback and from another thread, EVS).
  * Prints KEY=VALUE lines the Rust test compares.

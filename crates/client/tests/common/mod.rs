@@ -1,9 +1,9 @@
-//! Helpers shared by the tests that compile C: where the built library
-//! is, and running the system C compiler.
+//! Helpers shared by the tests: where the built library and daemon are,
+//! running the system C compiler, and the real daemon ([`daemon`]).
 
 #![allow(dead_code)]
 
-pub mod fake;
+pub mod daemon;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -85,9 +85,27 @@ pub fn assert_values(got: &[(String, String)], expected: &[(&str, &str)]) {
     );
 }
 
-/// Serializes the tests of one binary that point `COROSYNC_IPC_ENDPOINT`
-/// at their own daemon (the variable is process-wide).
-pub fn endpoint_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+/// Compiles one of `tests/c/*.c` against `libcorosync_rs.so` into `dir`.
+pub fn compile_c(source: &str, dir: &Path) -> PathBuf {
+    let exe = dir.join(source.trim_end_matches(".c"));
+    let lib = library("so");
+    run_ok(
+        Command::new("cc")
+            .args([
+                "-std=gnu11",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pthread",
+                "-o",
+            ])
+            .arg(&exe)
+            .arg(crate_dir().join("tests/c").join(source))
+            .arg("-I")
+            .arg(crate_dir().join("include"))
+            .arg("-L")
+            .arg(lib.parent().unwrap())
+            .arg("-lcorosync_rs"),
+    );
+    exe
 }
