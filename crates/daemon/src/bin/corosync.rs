@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use daemon::config::{config_path, Config, ConfigSource, MainConfig};
+use daemon::config::{config_path_with, Config, ConfigSource, MainConfig};
 use daemon::setup::{self, Realtime};
 
 /// Corosync's exit code for a configuration that cannot be read
@@ -56,17 +56,12 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn source(args: &Args) -> Result<ConfigSource, String> {
-    let mut src = config_path(env, |p: &Path| p.exists()).map_err(|e| e.to_string())?;
     if let Some(path) = &args.config {
         if !path.exists() {
             return Err(format!("{}: no such configuration file", path.display()));
         }
-        src.main = MainConfig::File {
-            path: path.clone(),
-            origin: daemon::config::PathOrigin::Environment,
-        };
     }
-    Ok(src)
+    config_path_with(args.config.as_deref(), env, |p: &Path| p.exists()).map_err(|e| e.to_string())
 }
 
 /// The signals the run loop handles (through its signalfd).

@@ -40,9 +40,9 @@ use std::path::Path;
 pub use bind::LocalBinding;
 pub use build::{derived_mcastaddr, nodeid_from_addr};
 pub use source::{
-    config_path, ConfigSource, MainConfig, PathOrigin, Reader, SourceError, AMF_CONFIG_ENV,
-    AUTHKEY_ENV, CONFIG_IFACE_ENV, DEFAULT_AUTHKEY_FILE, DEFAULT_CONFIG_FILE, MAIN_CONFIG_ENV,
-    OPENAIS_AUTHKEY_FILE, OPENAIS_CONFIG_FILE,
+    config_path, config_path_with, ConfigSource, MainConfig, PathOrigin, Reader, SourceError,
+    AMF_CONFIG_ENV, AUTHKEY_ENV, CONFIG_IFACE_ENV, DEFAULT_AUTHKEY_FILE, DEFAULT_CONFIG_FILE,
+    MAIN_CONFIG_ENV, OPENAIS_AUTHKEY_FILE, OPENAIS_CONFIG_FILE,
 };
 pub use types::*;
 

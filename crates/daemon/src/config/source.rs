@@ -35,6 +35,8 @@ pub enum Reader {
 /// How a path was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathOrigin {
+    /// From the command line (`-c`).
+    CommandLine,
     /// From the environment variable.
     Environment,
     /// The standard Corosync location.
@@ -114,11 +116,26 @@ pub fn config_path(
     env: impl Fn(&str) -> Option<String>,
     exists: impl Fn(&Path) -> bool,
 ) -> Result<ConfigSource, SourceError> {
+    config_path_with(None, env, exists)
+}
+
+/// [`config_path`] with the file named on the command line (`corosync -c
+/// FILE`), which wins over the environment and the default locations.
+pub fn config_path_with(
+    command_line: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+    exists: impl Fn(&Path) -> bool,
+) -> Result<ConfigSource, SourceError> {
     let mut notes = Vec::new();
     let reader = choose_reader(env(CONFIG_IFACE_ENV), &mut notes)?;
     let set = |name: &str| env(name).filter(|v| !v.is_empty());
 
-    let main = if let Some(path) = set(MAIN_CONFIG_ENV) {
+    let main = if let Some(path) = command_line {
+        MainConfig::File {
+            path: path.to_path_buf(),
+            origin: PathOrigin::CommandLine,
+        }
+    } else if let Some(path) = set(MAIN_CONFIG_ENV) {
         MainConfig::File {
             path: PathBuf::from(path),
             origin: PathOrigin::Environment,
