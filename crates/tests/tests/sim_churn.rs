@@ -39,3 +39,29 @@ fn large_recovery_seed_converges() {
         replay_command(r.seed, &opts())
     );
 }
+
+/// 12 and 15 nodes: after seconds of faults without a ring, every send queue
+/// full, eight (ten) nodes formed rings of one at the same instant and each
+/// sent its whole queue at once (a ring of one rotates its token in no
+/// time, as the protocol means it to). The simulated links had no
+/// bandwidth: 29,434 frames, 334,519 deliveries (265,260 for seed 100,495)
+/// arrived at one nanosecond, and the livelock detector (200,000 inputs at
+/// one instant) fired on a finite burst. Links now carry one datagram at a
+/// time (sim/net.rs).
+#[test]
+fn burst_of_rings_of_one_is_spread_over_time() {
+    for seed in [100_525, 100_495] {
+        let r = run_seed(seed, &opts());
+        assert!(
+            r.violation.is_none(),
+            "{:?}\n  replay: {}",
+            r.violation,
+            replay_command(r.seed, &opts())
+        );
+        assert!(
+            r.busiest_instant < 20_000,
+            "seed {seed}: {} inputs at one instant",
+            r.busiest_instant
+        );
+    }
+}

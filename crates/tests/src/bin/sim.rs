@@ -175,7 +175,7 @@ fn main() -> ExitCode {
     }
     let sum = |f: fn(&RunReport) -> u64| results.iter().map(f).sum::<u64>();
     println!(
-        "faults: dups={} clogs={} pauses={} leaves={} persist_lost={} persist_crashes={}; workload: submitted={} sent={} queue_full={}; virtual_s={}",
+        "faults: dups={} clogs={} pauses={} leaves={} persist_lost={} persist_crashes={}; workload: submitted={} sent={} queue_full={}; virtual_s={} busiest_instant={}",
         sum(|r| r.dups),
         sum(|r| r.clogs),
         sum(|r| r.pauses),
@@ -186,6 +186,7 @@ fn main() -> ExitCode {
         sum(|r| r.sent),
         sum(|r| r.queue_full),
         sum(|r| r.virtual_ns) / 1_000_000_000,
+        results.iter().map(|r| r.busiest_instant).max().unwrap_or(0),
     );
     let total = RunReport {
         events: sum(|r| r.events),

@@ -88,6 +88,9 @@ pub struct RunReport {
     pub queue_full: u64,
     /// Virtual time simulated (ns).
     pub virtual_ns: u64,
+    /// The most inputs handled at one virtual instant (the livelock
+    /// detector fails a run past `MAX_STEPS_AT_ONE_INSTANT`).
+    pub busiest_instant: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -412,7 +415,11 @@ impl World {
         if c.window_bytes > 0 {
             rotations = rotations.max(bytes.div_ceil(u64::from(c.window_bytes)));
         }
-        let rotation_ns = self.nodes.len() as u64 * (self.p.net.latency_ns + 50_000);
+        // Each hop: the latency, the token's time on the wire, and slack;
+        // and the sender's frames cross the link before the token does.
+        let wire_ns = (u64::from(c.netmtu) * self.p.net.ps_per_byte).div_ceil(1_000);
+        let hop_ns = self.p.net.latency_ns + wire_ns + 50_000;
+        let rotation_ns = self.nodes.len() as u64 * hop_ns + u64::from(c.max_messages) * wire_ns;
         3 * (rotations + 20) * rotation_ns
     }
 
@@ -424,6 +431,7 @@ impl World {
             self.checker.set_now(at);
         }
         self.steps_at_now += 1;
+        self.r.busiest_instant = self.r.busiest_instant.max(self.steps_at_now);
         if self.steps_at_now > MAX_STEPS_AT_ONE_INSTANT {
             self.checker.fail(
                 "livelock",

@@ -24,12 +24,20 @@ pub struct NetParams {
     pub loss_mcast: f64,
     /// Probability that a datagram is delivered twice.
     pub dup: f64,
+    /// Time a link takes to carry one byte (picoseconds): a link carries
+    /// one datagram at a time, so a burst takes time to cross it.
+    pub ps_per_byte: u64,
 }
 
+/// 1 Gbit/s links: 8,000 ps a byte.
+pub const LINK_PS_PER_BYTE: u64 = 8_000;
+
 impl NetParams {
-    pub fn perfect(latency_ns: u64) -> NetParams {
+    /// No loss, duplication or reordering; the same latency and links.
+    pub fn perfect(latency_ns: u64, ps_per_byte: u64) -> NetParams {
         NetParams {
             latency_ns,
+            ps_per_byte,
             jitter_ns: 0,
             loss: 0.0,
             loss_token: 0.0,
@@ -175,6 +183,7 @@ pub fn generate(rng: &mut ChaCha8Rng, nodes: (u32, u32), fault_ms: Option<u64>) 
         loss_join: rate(rng, 0.3),
         loss_mcast: rate(rng, 0.1),
         dup: rate(rng, 0.1),
+        ps_per_byte: LINK_PS_PER_BYTE,
     };
     let token = config.token * MS;
     let fault_ns = rng.gen_range(5_000 * MS..=10_000 * MS).max(10 * token);
