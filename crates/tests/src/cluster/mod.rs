@@ -779,6 +779,49 @@ impl Cluster {
         })
     }
 
+    /// Sets node i's interface down, as a pulled cable: nothing passes
+    /// either way and the node's own sends fail (no route). Partition,
+    /// blocks and losses are independent of it; [`Cluster::heal`] does not
+    /// bring the link back, [`Cluster::link_up`] does.
+    pub fn link_down(&self, i: usize) -> Result<()> {
+        let (ns, dev) = self.link_of(i)?;
+        net::ip(&["-n", &ns, "link", "set", &dev, "down"]).map(drop)
+    }
+
+    /// Sets node i's interface up again and puts back what the kernel
+    /// removed with the link: the IPv6 address (unless the system keeps
+    /// addresses on down) and the multicast route.
+    pub fn link_up(&self, i: usize) -> Result<()> {
+        let (ns, dev) = self.link_of(i)?;
+        let node = self.node(i);
+        net::ip(&["-n", &ns, "link", "set", &dev, "up"])?;
+        let v4 = format!("{}/24", node.ipv4);
+        net::ip(&["-n", &ns, "addr", "replace", &v4, "dev", &dev])?;
+        if let Some(v6) = node.ipv6 {
+            let v6 = format!("{v6}/64");
+            net::ip(&["-n", &ns, "addr", "replace", &v6, "dev", &dev, "nodad"])?;
+        }
+        net::ip(&["-n", &ns, "route", "replace", "224.0.0.0/4", "dev", &dev]).map(drop)
+    }
+
+    /// True while node i's interface is administratively up.
+    pub fn link_is_up(&self, i: usize) -> Result<bool> {
+        let (ns, dev) = self.link_of(i)?;
+        let out = net::ip(&["-n", &ns, "-o", "link", "show", "dev", &dev])?;
+        let flags = out.split('<').nth(1).and_then(|s| s.split('>').next());
+        Ok(flags.is_some_and(|f| f.split(',').any(|x| x == "UP")))
+    }
+
+    fn link_of(&self, i: usize) -> Result<(String, String)> {
+        let node = self.node(i);
+        match (&node.ns, &node.dev) {
+            (Some(ns), Some(dev)) => Ok((ns.clone(), dev.clone())),
+            _ => Err(Error::Unsupported(
+                "link down/up needs namespaces mode (root and ip)".into(),
+            )),
+        }
+    }
+
     fn change_faults(&self, change: impl FnOnce(&mut Faults, usize) -> Result<()>) -> Result<()> {
         let net = self.net.as_ref().ok_or_else(|| {
             Error::Unsupported("network faults need namespaces mode (root and ip)".into())
