@@ -2,12 +2,13 @@
 # Installs corosync-rs under PREFIX:
 #
 #   PREFIX/sbin/                 corosync and corosync-* tools (those built)
-#   PREFIX/include/corosync/     corotypes.h cpg.h evs.h hdb.h
+#   PREFIX/include/corosync/     corotypes.h cpg.h evs.h hdb.h cmap.h cfg.h
 #   PREFIX/lib/                  libcorosync_rs.so (SONAME libcorosync_rs.so)
 #                                libcorosync_rs.a
 #                                libcpg.so libcpg.so.4 libevs.so libevs.so.4
 #                                libcpg.a libevs.a  (symlinks to the above)
-#   PREFIX/lib/pkgconfig/        libcpg.pc libevs.pc corosync-rs.pc
+#                                libquorum.so{,.5,.a} libvotequorum.so{,.8,.a} (symlinks)
+#   PREFIX/lib/pkgconfig/        libcpg.pc libevs.pc libcmap.pc libcfg.pc corosync-rs.pc
 #
 # Usage: scripts/install.sh PREFIX
 #
@@ -68,6 +69,20 @@ for lib in cpg evs; do
 	ln -sf libcorosync_rs.so "$prefix/lib/lib$lib.so.4"
 	ln -sf libcorosync_rs.a "$prefix/lib/lib$lib.a"
 done
+# libcmap.so.4 and libcfg.so.7 are Corosync 3's sonames.
+for pair in cmap:4 cfg:7; do
+	lib=${pair%%:*}
+	ln -sf libcorosync_rs.so "$prefix/lib/lib$lib.so"
+	ln -sf libcorosync_rs.so "$prefix/lib/lib$lib.so.${pair##*:}"
+	ln -sf libcorosync_rs.a "$prefix/lib/lib$lib.a"
+done
+# libquorum.so.5 and libvotequorum.so.8 are Corosync 3's sonames.
+for pair in quorum:5 votequorum:8; do
+	lib=${pair%%:*}
+	ln -sf libcorosync_rs.so "$prefix/lib/lib$lib.so"
+	ln -sf libcorosync_rs.so "$prefix/lib/lib$lib.so.${pair##*:}"
+	ln -sf libcorosync_rs.a "$prefix/lib/lib$lib.a"
+done
 
 version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)
 # What a Rust static library needs from the system when linked statically.
@@ -92,6 +107,10 @@ PC
 
 write_pc libcpg "corosync-rs closed process group library (libcpg compatible)" cpg
 write_pc libevs "corosync-rs extended virtual synchrony library (libevs compatible)" evs
+write_pc libcmap "corosync-rs configuration map library (libcmap compatible)" cmap
+write_pc libcfg "corosync-rs configuration library (libcfg compatible)" cfg
+write_pc libquorum "corosync-rs quorum library (libquorum compatible)" quorum
+write_pc libvotequorum "corosync-rs vote quorum library (libvotequorum compatible)" votequorum
 write_pc corosync-rs "corosync-rs client libraries (CPG, EVS)" corosync_rs
 
 echo "installed corosync-rs into $prefix"

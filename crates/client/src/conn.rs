@@ -183,6 +183,20 @@ impl Conn {
         split_response(&r.payload).map(<[u8]>::to_vec)
     }
 
+    /// Puts a request that gets no response into the request ring:
+    /// `TryAgain` when the ring is full (the daemon is behind or applies
+    /// back-pressure), `Library` when the daemon is gone.
+    pub(crate) fn send(&self, kind: u16, payload: &[u8]) -> Result<(), CsError> {
+        self.check_open()?;
+        if payload.len() > self.max_request() {
+            return Err(CsError::TooBig);
+        }
+        self.client
+            .send(self.service, kind, payload)
+            .map(drop)
+            .map_err(|e| request_error(&e))
+    }
+
     /// Marks the connection finalized (a second call is `BadHandle`),
     /// sends `request` if given (its answer is not waited on when the
     /// daemon is gone) and wakes a thread blocked in `dispatch`.

@@ -33,6 +33,7 @@
 //! ```
 
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use services::proto::cpg::{self as proto, EventMsg, Request};
@@ -183,6 +184,11 @@ impl CpgCallbacks for CpgHandlers {
 pub struct Cpg {
     conn: Conn,
     callbacks: Arc<dyn CpgCallbacks>,
+    /// A join succeeded and no leave followed: what the daemon checks
+    /// before an mcast, known here so `mcast_joined` needs no answer.
+    joined: AtomicBool,
+    /// `max_atomic_msgsize` as the daemon said (0: not asked yet).
+    max_atomic: AtomicU32,
 }
 
 impl std::fmt::Debug for Cpg {
@@ -232,7 +238,12 @@ impl Cpg {
 
     fn connect(model: u32, flags: u32, callbacks: Arc<dyn CpgCallbacks>) -> Result<Cpg, CsError> {
         let conn = Conn::connect(service::CPG)?;
-        let cpg = Cpg { conn, callbacks };
+        let cpg = Cpg {
+            conn,
+            callbacks,
+            joined: AtomicBool::new(false),
+            max_atomic: AtomicU32::new(0),
+        };
         // A refused INIT drops the connection (Drop does not finalize a
         // session the daemon never accepted).
         if let Err(e) = cpg.request(&Request::Init { model, flags }) {
@@ -257,25 +268,53 @@ impl Cpg {
     /// `cpg_join`. `NameTooLong` past [`MAX_NAME_LENGTH`] bytes.
     pub fn join(&self, group: &[u8]) -> Result<(), CsError> {
         check_name(group)?;
-        self.request(&Request::Join { group }).map(drop)
+        self.request(&Request::Join { group })?;
+        self.joined.store(true, Ordering::Release);
+        // Asked now so the first mcast does not wait for it.
+        let _ = self.atomic_limit();
+        Ok(())
     }
 
     /// `cpg_leave`.
     pub fn leave(&self, group: &[u8]) -> Result<(), CsError> {
         check_name(group)?;
-        self.request(&Request::Leave { group }).map(drop)
+        self.request(&Request::Leave { group })?;
+        self.joined.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// The daemon's `max_atomic_msgsize`, asked once.
+    fn atomic_limit(&self) -> Result<usize, CsError> {
+        match self.max_atomic.load(Ordering::Relaxed) {
+            0 => {
+                let v = self.max_atomic_msgsize()?;
+                self.max_atomic.store(v, Ordering::Relaxed);
+                Ok(v as usize)
+            }
+            v => Ok(v as usize),
+        }
     }
 
     /// `cpg_mcast_joined`: the concatenation of `parts`, to the joined
-    /// group. `TooBig` past what the request ring carries (2 MiB);
-    /// `TryAgain` when the daemon applies flow control.
+    /// group, pipelined: `Ok` once the message is in the request ring (the
+    /// daemon answers nothing; it multicasts it in order). What the daemon
+    /// would refuse is checked here: `NotExist` when not joined, `TooBig`
+    /// past `max_atomic_msgsize`. `TryAgain` when the request ring is full
+    /// (the daemon stops reading requests while it applies flow control);
+    /// `Library` when the daemon is gone.
     pub fn mcast_joined<B: AsRef<[u8]>>(
         &self,
         guarantee: Guarantee,
         parts: &[B],
     ) -> Result<(), CsError> {
+        if self.conn.is_finalized() {
+            return Err(CsError::BadHandle);
+        }
+        if !self.joined.load(Ordering::Acquire) {
+            return Err(CsError::NotExist);
+        }
         let len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
-        if len.saturating_add(4) > self.conn.max_request() {
+        if len > self.atomic_limit()? || len.saturating_add(4) > self.conn.max_request() {
             return Err(CsError::TooBig);
         }
         let mut payload = Vec::with_capacity(4 + len);
@@ -283,7 +322,7 @@ impl Cpg {
         for p in parts {
             payload.extend_from_slice(p.as_ref());
         }
-        self.conn.call(proto::kind::MCAST, &payload).map(drop)
+        self.conn.send(proto::kind::MCAST_ASYNC, &payload)
     }
 
     /// `cpg_membership_get`: the members of `group`.

@@ -32,12 +32,16 @@
 //! # Ok::<(), corosync_rs::CsError>(())
 //! ```
 
+pub mod cfg;
+pub mod cmap;
 mod conn;
 pub mod cpg;
 pub mod evs;
 mod ffi;
 mod handles;
+pub mod quorum;
 mod sys;
+pub mod votequorum;
 
 pub use services::proto::CsError;
 

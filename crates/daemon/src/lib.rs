@@ -10,8 +10,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cmap_keys;
 pub mod config;
 pub mod logging;
 pub mod persist;
 pub mod runtime;
 pub mod setup;
+pub mod stats_map;

@@ -22,13 +22,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipc_shm::{Event as IpcEvent, FrameHeader, PollLoop, Server, ServerConfig, SessionId};
-use services::{ConnId, Engine, EngineConfig, Output, ReplyTo, SendRoom};
+use services::{ConnId, Control, Engine, EngineConfig, Output, ReplyTo, SendRoom};
 use totem_ring::{ConfigKind, Destination, Event, Guarantee, Instant, Totem};
 use transport::{
     Dest, Handler, Received, RunLoop, RunLoopConfig, Source, Transport, TransportConfig,
 };
 
 use crate::persist::{load_ring_seq, Persister};
+use crate::stats_map::{self, Extras};
 
 /// Everything the runtime needs, resolved from the configuration.
 pub struct RuntimeConfig {
@@ -40,6 +41,12 @@ pub struct RuntimeConfig {
     pub state_dir: PathBuf,
     pub ipc: ServerConfig,
     pub run_loop: RunLoopConfig,
+    /// The configuration as cmap keys, and the file a cfg reload re-reads
+    /// (None: the built-in configuration).
+    pub cmap_keys: Vec<(String, services::proto::cmap::Value)>,
+    pub config_file: Option<PathBuf>,
+    /// The quorum provider's settings (`quorum { }`).
+    pub quorum: services::QuorumConfig,
 }
 
 /// Asks a running runtime to leave the ring and return (from any thread).
@@ -85,6 +92,8 @@ struct Pending {
     bytes: usize,
     free: Vec<Vec<u8>>,
     overflowed: u64,
+    /// What services asked of the daemon (cfg), acted on after the turn.
+    controls: Vec<Control>,
 }
 
 impl Pending {
@@ -160,6 +169,10 @@ impl Output for Out<'_> {
         self.server.disconnect(SessionId::from_u64(conn.0), why);
     }
 
+    fn control(&mut self, req: Control) {
+        self.pending.controls.push(req);
+    }
+
     fn send_room(&self) -> SendRoom {
         let mut r = self.room;
         r.queued_msgs = r.queued_msgs.saturating_add(self.pending.q.len() as u32);
@@ -186,6 +199,7 @@ struct State {
     syncs_logged: u64,
     tx_bufs: Vec<(Dest, Vec<u8>)>,
     tx_len: usize,
+    extras: Extras,
 }
 
 impl State {
@@ -204,6 +218,18 @@ impl State {
     }
 
     /// Feeds what Totem has for the application to the engine.
+    /// Moves the engine's clock and fires its due service timers.
+    fn engine_timeout(&mut self, now: Instant) {
+        let room = self.room();
+        let mut out = Out {
+            server: &mut self.server,
+            pending: &mut self.pending,
+            room,
+            scratch: &mut self.scratch,
+        };
+        self.engine.handle_timeout(now, &mut out);
+    }
+
     fn drain_totem(&mut self) {
         let room = self.room();
         let State {
@@ -214,6 +240,7 @@ impl State {
             scratch,
             persister,
             nodes,
+            extras,
             ..
         } = self;
         while let Some(ev) = totem.poll_event() {
@@ -241,7 +268,8 @@ impl State {
                     engine.config_change(kind, members, left, joined, ring_id, &mut out);
                 }
                 Event::PersistRingSeq(seq) => persister.request(seq),
-                Event::Sent { .. } | Event::TokenVisit { .. } => {}
+                Event::TokenVisit { .. } => extras.token_visit(),
+                Event::Sent { .. } => {}
             }
         }
         let done = engine.stats().syncs_completed;
@@ -270,8 +298,23 @@ impl State {
         }
     }
 
+    /// Reads no IPC requests while the engine cannot admit client traffic
+    /// (sync running, or Totem's queue with our pending multicasts ≥ 75%
+    /// full): they wait in the clients' request rings, which fill, so
+    /// pipelined senders (CPG MCAST_ASYNC) get TRY_AGAIN — back-pressure
+    /// end to end, nothing refused then dropped. Connections and
+    /// disconnections are still handled.
+    fn update_ipc_pause(&mut self) {
+        let mut room = self.room();
+        room.queued_msgs = room.queued_msgs.saturating_add(self.pending.q.len() as u32);
+        room.queued_bytes = room.queued_bytes.saturating_add(self.pending.bytes as u32);
+        let congested = self.engine.syncing() || room.congested();
+        self.server.set_requests_paused(congested);
+    }
+
     fn handle_ipc(&mut self) {
         for _ in 0..IPC_BUDGET {
+            self.update_ipc_pause();
             let room = self.room();
             let State {
                 server,
@@ -279,6 +322,8 @@ impl State {
                 pending,
                 scratch,
                 request_copy,
+                extras,
+                totem,
                 ..
             } = self;
             let Some(ev) = server.next_event() else {
@@ -308,12 +353,19 @@ impl State {
                     // through it, so it gets its own copy.
                     request_copy.clear();
                     request_copy.extend_from_slice(payload);
+                    // cmap answers from a fresh statistics snapshot.
+                    let stats = (header.service == services::proto::service::CMAP
+                        && extras.older_than(stats_map::FRESH))
+                    .then(|| extras.snapshot(totem, server, engine));
                     let mut out = Out {
                         server,
                         pending,
                         room,
                         scratch,
                     };
+                    if let Some(keys) = stats {
+                        engine.set_stats(keys, &mut out);
+                    }
                     engine.request(
                         ConnId(session.as_u64()),
                         header.service,
@@ -346,6 +398,61 @@ impl State {
                 Err(e) => {
                     tracing::error!("IPC poll: {e}");
                     break;
+                }
+            }
+        }
+    }
+
+    fn refresh_stats(&mut self) {
+        // Requests refused without an answer to carry the error (e.g. a
+        // CPG MCAST_ASYNC from a connection that is not a member) are
+        // client bugs: logged here, at most once per refresh.
+        static BAD_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let bad = self.engine.stats().bad_requests;
+        let logged = BAD_LOGGED.swap(bad, std::sync::atomic::Ordering::Relaxed);
+        if bad > logged {
+            tracing::warn!(
+                "{} bad IPC requests (malformed, unknown, or a CPG mcast from a connection \
+                 not in a group); {bad} since start",
+                bad - logged
+            );
+        }
+        let room = self.room();
+        let keys = self
+            .extras
+            .snapshot(&self.totem, &self.server, &self.engine);
+        let mut out = Out {
+            server: &mut self.server,
+            pending: &mut self.pending,
+            room,
+            scratch: &mut self.scratch,
+        };
+        self.engine.set_stats(keys, &mut out);
+    }
+
+    /// Acts on what the services asked (cfg): exit, reload, reopen logs.
+    fn act_on_controls(&mut self) {
+        for c in std::mem::take(&mut self.pending.controls) {
+            match c {
+                Control::Exit { reason } => self.begin_leave(&reason),
+                Control::ReloadConfig => {
+                    let keys = stats_map::reload(&mut self.extras);
+                    if let Err(e) = &keys {
+                        tracing::error!("configuration reload failed: {e}");
+                    }
+                    let room = self.room();
+                    let mut out = Out {
+                        server: &mut self.server,
+                        pending: &mut self.pending,
+                        room,
+                        scratch: &mut self.scratch,
+                    };
+                    self.engine.config_reloaded(keys, &mut out);
+                }
+                Control::ReopenLogFiles => {
+                    tracing::info!(
+                        "log files are reopened by the writer thread on its own; nothing to do"
+                    );
                 }
             }
         }
@@ -384,6 +491,7 @@ impl State {
 
 impl Handler for State {
     fn on_frame(&mut self, f: Received<'_>) {
+        self.extras.bytes_rx += f.payload.len() as u64;
         let now = self.now();
         self.totem.handle_datagram(now, Some(f.node.0), f.payload);
         self.drain_totem();
@@ -504,7 +612,11 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
     let mut state = State {
         origin,
         totem,
-        engine: Engine::new(EngineConfig::new(cfg.nodeid)),
+        engine: Engine::new(EngineConfig {
+            initial_keys: cfg.cmap_keys.clone(),
+            quorum: cfg.quorum.clone(),
+            ..EngineConfig::new(cfg.nodeid)
+        }),
         server,
         ipc_poll,
         persister,
@@ -517,6 +629,11 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         syncs_logged: 0,
         tx_bufs: Vec::new(),
         tx_len: 0,
+        extras: Extras::new(
+            cfg.config_file,
+            cfg.cmap_keys,
+            rl.transport().status().clone(),
+        ),
     };
     tracing::info!(
         "node {} started (ring seq {loaded} loaded from {}); IPC at {endpoint}",
@@ -534,6 +651,7 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         if state.totem.poll_timeout().is_some_and(|t| t <= now) {
             state.totem.handle_timeout(now);
         }
+        state.engine_timeout(now);
         state.drain_totem();
         state.submit_pending();
         state.collect_transmits();
@@ -542,10 +660,16 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
                 .iter()
                 .map(|(d, b)| (*d, b.as_slice()))
                 .collect();
+            state.extras.bytes_tx += batch.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
             if let Err(e) = rl.transport().send_batch(&batch) {
                 tracing::warn!("send: {e}");
             }
         }
+        state.extras.transport = rl.transport().stats();
+        if state.extras.older_than(stats_map::REFRESH) {
+            state.refresh_stats();
+        }
+        state.act_on_controls();
         if let Some(since) = state.leaving_since {
             if state.totem.state() == totem_ring::MemberState::Left
                 && since.elapsed() >= LEAVE_GRACE
@@ -557,11 +681,16 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
             }
         }
         let now = state.now();
-        let mut wait = match state.totem.poll_timeout() {
+        let next = match (state.totem.poll_timeout(), state.engine.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut wait = match next {
             Some(t) if t <= now => Duration::ZERO,
             Some(t) => Duration::from_nanos(t.0 - now.0),
             None => Duration::from_secs(1),
         };
+        state.update_ipc_pause();
         if state.server.has_work() || state.ipc_ready {
             wait = Duration::ZERO;
         }

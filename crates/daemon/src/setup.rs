@@ -208,6 +208,7 @@ pub fn plan(cfg: &Config, src: &ConfigSource, rt: Realtime) -> Result<Plan, Stri
         cluster_name: cfg.totem.cluster_name.clone().unwrap_or_default(),
     };
     let engine = services::EngineConfig::new(b.nodeid);
+    let quorum = quorum_config(cfg, b.nodeid, &mut notes)?;
     let totem = totem_config(cfg, engine.max_message + 1024);
     let ipc = ServerConfig {
         endpoint: Endpoint::resolve(cfg.extensions.ipc_socket.as_ref().and_then(|p| p.to_str())),
@@ -264,10 +265,61 @@ pub fn plan(cfg: &Config, src: &ConfigSource, rt: Realtime) -> Result<Plan, Stri
             state_dir: cfg.system.state_dir.clone(),
             ipc,
             run_loop,
+            cmap_keys: crate::cmap_keys::keys(cfg),
+            config_file: match &src.main {
+                config::MainConfig::File { path, .. } => Some(path.clone()),
+                config::MainConfig::BuiltIn => None,
+            },
+            quorum,
         },
         logging: logging(cfg),
         notes,
     })
+}
+
+/// Votequorum's settings from `quorum { }` and the nodelist, as Corosync
+/// reads them: this node's votes from its nodelist entry (default 1);
+/// expected votes from `quorum.expected_votes`, else the nodelist's sum.
+fn quorum_config(
+    cfg: &Config,
+    nodeid: u32,
+    notes: &mut Vec<String>,
+) -> Result<services::QuorumConfig, String> {
+    let q = &cfg.quorum;
+    if q.provider.is_none() {
+        return Ok(services::QuorumConfig::default());
+    }
+    let me = cfg.nodes.iter().find(|n| n.nodeid == nodeid);
+    let nodelist_votes: u32 = cfg.nodes.iter().map(|n| n.quorum_votes).sum();
+    let auto_tie_breaker = if q.auto_tie_breaker {
+        match q.auto_tie_breaker_node.as_deref() {
+            None => Some(services::TieBreaker::Lowest),
+            Some(s) => {
+                let t = services::TieBreaker::parse(s);
+                if t.is_none() {
+                    notes.push("auto_tie_breaker_node is not valid. It must be 'lowest', 'highest' or a space-separated list of node IDs. auto_tie_breaker is disabled".into());
+                }
+                t
+            }
+        }
+    } else {
+        None
+    };
+    let mut qc = services::QuorumConfig {
+        votequorum: true,
+        votes: me.map_or(1, |n| n.quorum_votes),
+        expected_votes: q.expected_votes.unwrap_or(nodelist_votes),
+        two_node: q.two_node,
+        wait_for_all: q.wait_for_all,
+        last_man_standing: q.last_man_standing,
+        last_man_standing_window_ms: q.last_man_standing_window,
+        auto_tie_breaker,
+    };
+    let more = qc
+        .check()
+        .map_err(|e| format!("{}: quorum: {e}", cfg.file))?;
+    notes.extend(more);
+    Ok(qc)
 }
 
 /// Starts `corosync -f` with the same arguments in a new process group,

@@ -41,6 +41,6 @@ pub use poll_loop::PollLoop;
 pub use ring::{FrameHeader, RingSizes, RingViolation};
 pub use server::{
     Credentials, Delivery, DisconnectReason, Event, FdChange, SendError, Server, ServerStats,
-    SessionId, Token, ERROR_KIND, ERROR_UNKNOWN_SERVICE,
+    SessionId, SessionInfo, Token, ERROR_KIND, ERROR_UNKNOWN_SERVICE,
 };
 pub use sys::monotonic_ns;

@@ -182,6 +182,8 @@ struct Out {
     /// Write end of the client's wake-up pipe for this ring.
     wake: OwnedFd,
     name: &'static str,
+    /// Frames accepted (into the ring or the overflow queue).
+    frames: u64,
 }
 
 enum OutError {
@@ -243,6 +245,20 @@ impl Out {
         max_frames: usize,
         max_bytes: usize,
     ) -> Result<Delivery, OutError> {
+        let r = self.send_inner(header, payload, max_frames, max_bytes);
+        if r.is_ok() {
+            self.frames += 1;
+        }
+        r
+    }
+
+    fn send_inner(
+        &mut self,
+        header: &FrameHeader,
+        payload: &[u8],
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> Result<Delivery, OutError> {
         if self.overflow.is_empty() {
             let head = Self::load_head(&self.ring, &mut self.seen_head, self.tail)
                 .map_err(OutError::Violation)?;
@@ -289,6 +305,8 @@ struct Session {
     req_max: u32,
     /// Response and event rings.
     out: [Out; 2],
+    /// Requests read.
+    requests: u64,
 }
 
 impl Session {
@@ -305,6 +323,9 @@ impl Session {
             self.req_max,
             scratch,
         )?;
+        if r.is_some() {
+            self.requests += 1;
+        }
         let unpublished = self.req_head.wrapping_sub(self.req_published);
         if r.is_none() || unpublished >= self.req.cap / 4 {
             self.publish_req_head();
@@ -334,6 +355,8 @@ struct Slot {
     gen: u32,
     state: SlotState,
     queued: bool,
+    /// In `Server::held`.
+    held: bool,
 }
 
 enum Step {
@@ -341,6 +364,23 @@ enum Step {
     Again,
     Idle,
     Closed,
+}
+
+/// One active session as [`Server::session_info`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub creds: Credentials,
+    /// Requests read, responses and events accepted.
+    pub requests: u64,
+    pub responses: u64,
+    pub events: u64,
+    /// Event bytes written to the ring that the client has not consumed
+    /// (as of the last time the server looked).
+    pub event_ring_bytes: u64,
+    /// Events waiting beyond the ring (flow control: the client is behind).
+    pub event_overflow_frames: usize,
+    pub event_overflow_bytes: usize,
 }
 
 /// Counters for the run loop's statistics.
@@ -368,6 +408,10 @@ pub struct Server {
     scratch: Box<[u8]>,
     busy: bool,
     stats: ServerStats,
+    /// See [`Server::set_requests_paused`].
+    requests_paused: bool,
+    /// Sessions stepped while paused: stepped again on resume.
+    held: Vec<u32>,
 }
 
 fn bind(endpoint: &Endpoint) -> io::Result<(UnixListener, Option<PathBuf>)> {
@@ -408,6 +452,7 @@ impl Server {
                 gen: 0,
                 state: SlotState::Free,
                 queued: false,
+                held: false,
             })
             .collect();
         let mut fd_changes = VecDeque::with_capacity(2 * nslots + 1);
@@ -429,6 +474,8 @@ impl Server {
             scratch: vec![0u8; max_payload(max_ring) as usize].into_boxed_slice(),
             busy: false,
             stats: ServerStats::default(),
+            requests_paused: false,
+            held: Vec::new(),
             cfg,
         })
     }
@@ -451,6 +498,26 @@ impl Server {
 
     pub fn stats(&self) -> ServerStats {
         self.stats
+    }
+
+    /// Every active session, for the statistics map.
+    pub fn session_info(&self) -> impl Iterator<Item = SessionInfo> + '_ {
+        self.slots.iter().filter_map(|slot| match &slot.state {
+            SlotState::Active(s) => {
+                let ev = &s.out[1];
+                Some(SessionInfo {
+                    id: s.id,
+                    creds: s.creds,
+                    requests: s.requests,
+                    responses: s.out[0].frames,
+                    events: ev.frames,
+                    event_ring_bytes: ev.tail.wrapping_sub(ev.seen_head),
+                    event_overflow_frames: ev.overflow.len(),
+                    event_overflow_bytes: ev.overflow_bytes,
+                })
+            }
+            _ => None,
+        })
     }
 
     pub fn credentials(&self, session: SessionId) -> Option<Credentials> {
@@ -476,6 +543,31 @@ impl Server {
                 self.enqueue(idx as u32);
             }
         }
+    }
+
+    /// While paused, `next_event` reads no requests (they wait in the
+    /// clients' request rings, which fill, so clients get TRY_AGAIN):
+    /// back-pressure for a consumer that cannot take more for now. It
+    /// still reports connections and disconnections (hang-ups included),
+    /// and still moves queued responses and events into their rings.
+    /// Resuming steps again every session that signalled meanwhile.
+    pub fn set_requests_paused(&mut self, paused: bool) {
+        if self.requests_paused == paused {
+            return;
+        }
+        self.requests_paused = paused;
+        if !paused {
+            for idx in std::mem::take(&mut self.held) {
+                self.slots[idx as usize].held = false;
+                if matches!(self.slots[idx as usize].state, SlotState::Active(_)) {
+                    self.enqueue(idx);
+                }
+            }
+        }
+    }
+
+    pub fn requests_paused(&self) -> bool {
+        self.requests_paused
     }
 
     /// Whether `next_event` has something to do without new readiness.
@@ -880,6 +972,14 @@ impl Server {
             s.publish_req_head();
             return self.settle(idx);
         }
+        if self.requests_paused {
+            s.publish_req_head();
+            if !self.slots[idx].held {
+                self.slots[idx].held = true;
+                self.held.push(idx as u32);
+            }
+            return self.settle(idx);
+        }
         match s.read_request(&mut self.scratch) {
             Ok(Some((header, len))) => {
                 if header.service < 64 && self.cfg.services & (1 << header.service) != 0 {
@@ -968,6 +1068,7 @@ impl SessionParts {
             overflow_bytes: 0,
             wake,
             name,
+            frames: 0,
         };
         Session {
             id,
@@ -985,6 +1086,7 @@ impl SessionParts {
                 out(self.rings[RESPONSE], self.resp_wake, "response"),
                 out(self.rings[EVENT], self.event_wake, "event"),
             ],
+            requests: 0,
         }
     }
 }

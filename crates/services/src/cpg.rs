@@ -59,6 +59,15 @@
 //! than the atomic size: TOO_BIG. JOIN, LEAVE, MCAST: TRY_AGAIN during
 //! sync or when Totem's queue is ≥ 75% full. FINALIZE is always accepted
 //! (it leaves with PROCDOWN, like a disconnect).
+//!
+//! MCAST_ASYNC gets no response: the client checks the errors above itself
+//! (it knows whether it joined, the atomic size and the guarantees) and
+//! the runtime stops reading requests while the engine is congested, so
+//! the request waits in the client's ring instead of being refused. One
+//! that arrives anyway is multicast whenever the connection is a member
+//! (the queue has room above 75%); one from a connection that is not (a
+//! client bug, or a race with its own leave) or that is too big is
+//! counted as a bad request — never dropped silently.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -526,6 +535,7 @@ impl Cpg {
             Request::Join { group } => self.join(ctx, conn, group)?,
             Request::Leave { group } => self.leave(ctx, conn, group)?,
             Request::Mcast { guarantee, msg } => self.mcast(ctx, conn, guarantee, msg)?,
+            Request::McastAsync { .. } => unreachable!("handled in lib_request"),
             Request::Finalize => self.finalize(ctx, conn),
             Request::MembershipGet { group } => {
                 let members: Vec<Address> = self
@@ -654,6 +664,13 @@ impl Cpg {
             return Err(CsError::TooBig);
         }
         ctx.admit()?;
+        self.send_mcast(ctx, conn, g, msg);
+        Ok(())
+    }
+
+    /// Multicasts a member connection's message (checked by the caller).
+    fn send_mcast(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, g: u32, msg: &[u8]) {
+        let c = &self.conns[&conn];
         let totem = if g == guarantee::SAFE {
             Guarantee::Safe
         } else {
@@ -662,7 +679,22 @@ impl Cpg {
         self.scratch.clear();
         Writer(&mut self.scratch).bytes(&c.group).u32(c.pid);
         ctx.multicast(service::CPG, exec_kind::MCAST, totem, &[&self.scratch, msg]);
-        Ok(())
+    }
+
+    /// MCAST_ASYNC: no response. Admission is the runtime's (it reads no
+    /// requests while the engine is congested), so a member's message is
+    /// sent whatever the queue level; anything else is a client bug,
+    /// counted in `bad_requests`, which the daemon logs (rate-limited).
+    fn mcast_async(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, g: u32, msg: &[u8]) {
+        let member = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| matches!(c.state, JoinState::JoinStarted | JoinState::Joined));
+        if member && msg.len() <= ctx.env.max_message - MCAST_OVERHEAD {
+            self.send_mcast(ctx, conn, g, msg);
+        } else {
+            ctx.stats.bad_requests += 1;
+        }
     }
 
     /// Leaves (PROCDOWN) and forgets the connection; used by FINALIZE and
@@ -799,6 +831,10 @@ impl Service for Cpg {
                 return;
             }
         };
+        if let Request::McastAsync { guarantee, msg } = req {
+            self.mcast_async(ctx, conn, guarantee, msg);
+            return;
+        }
         let is_init = matches!(req, Request::Init { .. });
         match self.request(ctx, conn, creds, req) {
             Ok(body) => ctx.respond(conn, to, CsError::Ok, &[&body]),

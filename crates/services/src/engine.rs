@@ -25,12 +25,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::cfg::Cfg;
+use crate::cmap::{Cmap, Keys};
 use crate::cpg::{Cpg, MCAST_OVERHEAD};
 use crate::evs::Evs;
 use crate::proto::CsError;
 use crate::service::{ConfChange, Creds, Ctx, Env, Service, SyncProgress, SyncRound};
+use crate::votequorum;
 use crate::wire::{self, Barrier, SYNC_SERVICE};
-use crate::{ConfigKind, ConnId, Guarantee, NodeId, Output, ReplyTo, RingId};
+use crate::{ConfigKind, ConnId, Guarantee, Instant, NodeId, Output, ReplyTo, RingId};
 
 /// Most `sync_process` calls per engine input (bounded work per call; the
 /// round resumes on the next delivery).
@@ -51,7 +54,15 @@ pub struct EngineConfig {
     pub cpg_max_groups: usize,
     /// Most groups one EVS connection may join.
     pub evs_max_groups: usize,
+    /// The quorum provider (`quorum { }`); the default is none: always
+    /// quorate, as Corosync without a provider.
+    pub quorum: votequorum::QuorumConfig,
+    /// The configuration's keys for cmap's icmap (and cfg's node list).
+    pub initial_keys: Keys,
 }
+
+/// Armed service timers: (service id, timer id) → deadline.
+pub(crate) type Timers = BTreeMap<(u16, u32), Instant>;
 
 impl EngineConfig {
     /// Defaults: `max_message` = 1 MiB + [`MCAST_OVERHEAD`] (140 bytes),
@@ -64,6 +75,8 @@ impl EngineConfig {
             max_connections: 1024,
             cpg_max_groups: 4096,
             evs_max_groups: crate::proto::evs::MAX_GROUPS,
+            quorum: votequorum::QuorumConfig::default(),
+            initial_keys: Vec::new(),
         }
     }
 }
@@ -121,6 +134,7 @@ pub struct Engine {
     /// Members of the transitional configuration since the last regular.
     trans: Option<Vec<NodeId>>,
     round: Option<Round>,
+    timers: Timers,
 }
 
 impl Engine {
@@ -128,7 +142,13 @@ impl Engine {
         let services: Vec<Box<dyn Service>> = vec![
             Box::new(Cpg::new(cfg.local, cfg.cpg_max_groups)),
             Box::new(Evs::new(cfg.evs_max_groups)),
+            Box::new(Cmap::new(&cfg.initial_keys)),
+            Box::new(Cfg::new(cfg.local, &cfg.initial_keys)),
         ];
+        let mut services = services;
+        let (vq, q) = votequorum::services(cfg.local, cfg.quorum.clone());
+        services.push(Box::new(vq));
+        services.push(Box::new(q));
         let participants = (0..services.len())
             .filter(|&i| services[i].syncs())
             .collect();
@@ -145,6 +165,7 @@ impl Engine {
                 synced_once: false,
                 max_message: cfg.max_message,
                 max_connections: cfg.max_connections,
+                now: Instant(0),
             },
             stats: EngineStats::default(),
             dying: BTreeSet::new(),
@@ -154,7 +175,29 @@ impl Engine {
             participants,
             trans: None,
             round: None,
+            timers: Timers::new(),
         }
+    }
+
+    /// The earliest armed service timer, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.values().min().copied()
+    }
+
+    /// Moves the engine's clock to `now` (never backwards) and fires every
+    /// service timer due by then. Call it on every turn of the run loop,
+    /// before feeding other input, so services see the current time.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut impl Output) {
+        self.env.now = self.env.now.max(now);
+        let now = self.env.now;
+        while let Some((&key, _)) = self.timers.iter().find(|(_, &at)| at <= now) {
+            self.timers.remove(&key);
+            let (service, id) = key;
+            if let Some(i) = self.services.iter().position(|s| s.id() == service) {
+                self.with_ctx(out, |svc, ctx| svc.timer(ctx, id), i);
+            }
+        }
+        self.pump(out);
     }
 
     /// True once the first sync after start-up has completed.
@@ -216,6 +259,7 @@ impl Engine {
             stats,
             dying,
             services,
+            timers,
             ..
         } = self;
         let mut ctx = Ctx {
@@ -223,6 +267,7 @@ impl Engine {
             env,
             stats,
             dying,
+            timers,
         };
         if services[i]
             .exec_deliver(&mut ctx, sender, guarantee, kind, body)
@@ -332,6 +377,23 @@ impl Engine {
         self.pump(out);
     }
 
+    /// A statistics snapshot for cmap's stats map (the runtime calls this
+    /// periodically and before cmap requests; trackers of stats keys are
+    /// told what changed since the last one).
+    pub fn set_stats(&mut self, keys: Keys, out: &mut impl Output) {
+        for i in 0..self.services.len() {
+            self.with_ctx(out, |svc, ctx| svc.stats_snapshot(ctx, &keys), i);
+        }
+    }
+
+    /// The runtime re-read the configuration after a cfg reload request:
+    /// its keys, or why it could not be read.
+    pub fn config_reloaded(&mut self, keys: Result<Keys, String>, out: &mut impl Output) {
+        for i in 0..self.services.len() {
+            self.with_ctx(out, |svc, ctx| svc.config_reloaded(ctx, &keys), i);
+        }
+    }
+
     /// The client is gone (exactly once per connect): services emit the
     /// leaves it implies (CPG PROCLEAVE with reason PROCDOWN).
     pub fn disconnect(&mut self, conn: ConnId, out: &mut impl Output) {
@@ -357,6 +419,7 @@ impl Engine {
             stats,
             dying,
             services,
+            timers,
             ..
         } = self;
         let mut ctx = Ctx {
@@ -364,6 +427,7 @@ impl Engine {
             env,
             stats,
             dying,
+            timers,
         };
         f(services[i].as_mut(), &mut ctx);
     }

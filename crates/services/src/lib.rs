@@ -30,16 +30,25 @@
 //! join/leave that node sent before it.
 #![forbid(unsafe_code)]
 
+pub mod cfg;
+pub mod cmap;
 pub mod cpg;
 mod engine;
 pub mod evs;
 pub mod proto;
+pub mod quorum;
 mod service;
+pub mod votequorum;
 pub mod wire;
+
+#[cfg(test)]
+mod test_support;
 
 pub use engine::{Engine, EngineConfig, EngineStats};
 pub use service::{ConfChange, Creds, Ctx, Env, Service, SyncProgress, SyncRound};
+pub use totem_ring::Instant;
 pub use totem_ring::{ConfigKind, Guarantee, NodeId, RingId};
+pub use votequorum::{QuorumConfig, TieBreaker};
 
 /// Opaque id of a client connection, chosen by the runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,6 +102,21 @@ pub trait Output {
     fn disconnect(&mut self, conn: ConnId, why: &'static str);
     /// How full Totem's send queue is right now (for TRY_AGAIN admission).
     fn send_room(&self) -> SendRoom;
+    /// A service asks the daemon itself to act (cfg: kill, shutdown,
+    /// reload, reopen logs). Ignored by default.
+    fn control(&mut self, _req: Control) {}
+}
+
+/// What a service may ask of the daemon (see [`Output::control`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Leave the ring and exit (kill node, shutdown).
+    Exit { reason: String },
+    /// Re-read the configuration file and hand its keys to
+    /// [`Engine::config_reloaded`].
+    ReloadConfig,
+    /// Reopen the log files.
+    ReopenLogFiles,
 }
 
 #[cfg(test)]

@@ -15,10 +15,12 @@
 
 use std::collections::BTreeSet;
 
-use crate::engine::EngineStats;
+use crate::cmap::Keys;
+use crate::engine::{EngineStats, Timers};
+use crate::proto::cmap::Value;
 use crate::proto::{CsError, DecodeError};
 use crate::wire;
-use crate::{ConfigKind, ConnId, Guarantee, NodeId, Output, ReplyTo, RingId};
+use crate::{ConfigKind, ConnId, Guarantee, Instant, NodeId, Output, ReplyTo, RingId};
 
 /// Peer credentials of a connection (from `SO_PEERCRED`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,6 +46,9 @@ pub struct Env {
     pub max_message: usize,
     /// Most client connections per service.
     pub max_connections: usize,
+    /// The runtime's clock as of the current input (see
+    /// [`crate::Engine::handle_timeout`]).
+    pub now: Instant,
 }
 
 /// A configuration change as Totem reported it.
@@ -84,6 +89,7 @@ pub struct Ctx<'a> {
     pub env: &'a Env,
     pub(crate) stats: &'a mut EngineStats,
     pub(crate) dying: &'a mut BTreeSet<ConnId>,
+    pub(crate) timers: &'a mut Timers,
 }
 
 impl Ctx<'_> {
@@ -154,6 +160,24 @@ impl Ctx<'_> {
         } else {
             Ok(())
         }
+    }
+
+    /// The runtime's clock as of the current input.
+    pub fn now(&self) -> Instant {
+        self.env.now
+    }
+
+    /// Arms (or re-arms) timer `id` of `service` to fire at `at`: the
+    /// engine calls that service's [`Service::timer`] once the runtime's
+    /// clock reaches it. Effects on replicated state must be multicast
+    /// from there, so they are ordered like everything else.
+    pub fn set_timer(&mut self, service: u16, id: u32, at: Instant) {
+        self.timers.insert((service, id), at);
+    }
+
+    /// Disarms timer `id` of `service` (harmless when not armed).
+    pub fn cancel_timer(&mut self, service: u16, id: u32) {
+        self.timers.remove(&(service, id));
     }
 
     /// Counts a delivered message some sender had no right to send (e.g.
@@ -227,6 +251,16 @@ pub trait Service {
     /// was collected.
     fn sync_abort(&mut self, _ctx: &mut Ctx<'_>) {}
 
+    /// Timer `id` this service armed with [`Ctx::set_timer`] expired (it is
+    /// disarmed before the call). A late or extra call must be harmless.
+    fn timer(&mut self, _ctx: &mut Ctx<'_>, _id: u32) {}
+
     /// Adds this service's numbers to the statistics.
     fn add_stats(&self, _stats: &mut EngineStats) {}
+
+    /// A fresh statistics snapshot from the runtime (cmap's stats map).
+    fn stats_snapshot(&mut self, _ctx: &mut Ctx<'_>, _keys: &[(String, Value)]) {}
+
+    /// The configuration file was re-read: its keys, or why it could not be.
+    fn config_reloaded(&mut self, _ctx: &mut Ctx<'_>, _keys: &Result<Keys, String>) {}
 }

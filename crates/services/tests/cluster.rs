@@ -646,6 +646,88 @@ fn try_again_and_flow_control_follow_the_queue_and_sync() {
 }
 
 #[test]
+fn mcast_async_gets_no_response_and_is_delivered_in_order() {
+    let mut c = synced_cluster(&[1, 2]);
+    c.cpg_open(1, 1, 5);
+    c.cpg_open(2, 2, 6);
+    assert_eq!(c.join(1, 1, b"g"), CsError::Ok);
+    assert_eq!(c.join(2, 2, b"g"), CsError::Ok);
+    c.run();
+    c.cpg_events(1, 1);
+    c.cpg_events(2, 2);
+    let send = |c: &mut Cluster, conn: u64, msg: &[u8]| {
+        let mut v = Vec::new();
+        let k = pc::Request::McastAsync {
+            guarantee: pc::guarantee::AGREED,
+            msg,
+        }
+        .encode(&mut v);
+        assert_eq!(k, pc::kind::MCAST_ASYNC);
+        let Node { eng, out, .. } = c.nodes.get_mut(&1).unwrap();
+        let before = out.responses.len();
+        eng.request(ConnId(conn), service::CPG, k, 9, &v, out);
+        assert_eq!(out.responses.len(), before, "no response to MCAST_ASYNC");
+    };
+    const N: u32 = 500;
+    for i in 0..N {
+        send(&mut c, 1, &i.to_le_bytes());
+        // Admission is the runtime's: even a congested queue takes a
+        // member's message rather than dropping it.
+        if i == N / 2 {
+            c.out(1).room.queued_msgs = 90;
+        }
+    }
+    c.out(1).room = roomy();
+    c.run();
+    let want: Vec<Ev> = (0..N)
+        .map(|i| Ev::Deliver {
+            group: b"g".to_vec(),
+            from: (1, 5),
+            msg: i.to_le_bytes().to_vec(),
+        })
+        .collect();
+    assert_eq!(c.cpg_events(1, 1), want, "self-delivery, in order");
+    assert_eq!(c.cpg_events(2, 2), want, "in order at the other node");
+    // Interleaved with a call: still in order, and only the call answers.
+    send(&mut c, 1, b"a");
+    let (e, _) = c.cpg(1, 1, pc::Request::LocalGet);
+    assert_eq!(e, CsError::Ok);
+    send(&mut c, 1, b"b");
+    c.run();
+    let got: Vec<Ev> = c.cpg_events(2, 2);
+    assert_eq!(got.len(), 2);
+    // Not a member (after its own leave) or too big: counted, not sent,
+    // no response.
+    assert_eq!(
+        c.cpg(1, 1, pc::Request::Leave { group: b"g" }).0,
+        CsError::Ok
+    );
+    c.run();
+    c.cpg_events(1, 1);
+    c.cpg_events(2, 2);
+    let bad = c.eng(1).stats().bad_requests;
+    let sent = c.out(1).sent.len();
+    send(&mut c, 1, b"late");
+    c.cpg_open(1, 3, 7);
+    send(&mut c, 3, b"never joined");
+    assert_eq!(c.join(1, 3, b"g"), CsError::Ok);
+    let sent = sent + 1;
+    let big = vec![0u8; (1 << 20) + 1];
+    send(&mut c, 3, &big);
+    assert_eq!(c.out(1).sent.len(), sent, "nothing multicast");
+    assert_eq!(
+        c.eng(1).stats().bad_requests,
+        bad + 3,
+        "every refusal counted"
+    );
+    c.run();
+    assert!(c
+        .cpg_events(2, 2)
+        .iter()
+        .all(|e| !matches!(e, Ev::Deliver { .. })));
+}
+
+#[test]
 fn node_loss_reports_nodedown_at_survivors() {
     let mut c = synced_cluster(&[1, 2, 3]);
     for n in [1, 2, 3] {

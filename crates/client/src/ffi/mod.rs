@@ -9,9 +9,13 @@
 //! C code passes in is trusted only as far as the header's contract says
 //! (pointers valid for the sizes it names).
 
+mod cfg;
+mod cmap;
 mod common;
 mod cpg;
 mod evs;
+mod quorum;
+mod votequorum;
 
 use std::os::raw::c_uint;
 

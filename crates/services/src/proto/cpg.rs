@@ -1,9 +1,9 @@
 //! CPG (closed process groups) client protocol, service id
 //! [`service::CPG`](super::service::CPG).
 //!
-//! Requests travel in frames of kind `kind::*` below 100; each gets a
-//! response of the same kind whose payload starts with the `u32`
-//! [`CsError`](super::CsError) code. Events (kind ≥ 100) are pushed on the
+//! Requests travel in frames of kind `kind::*` below 100; each but
+//! `MCAST_ASYNC` gets a response of the same kind whose payload starts with
+//! the `u32` [`CsError`](super::CsError) code. Events (kind ≥ 100) are pushed on the
 //! event ring. A connection is one `cpg_handle_t`: it may have joined at
 //! most one group at a time, as in Corosync. The process id of a member is
 //! the connecting process's, taken from the socket's peer credentials, so
@@ -63,6 +63,11 @@ pub mod kind {
     pub const MAX_ATOMIC_MSGSIZE: u16 = 7;
     pub const FLOW_CONTROL_STATE: u16 = 8;
     pub const FINALIZE: u16 = 9;
+    /// `cpg_mcast_joined` without a response (pipelined): same payload as
+    /// `MCAST`. The client checks locally what the daemon would refuse;
+    /// the daemon stops reading requests while it cannot admit more, so
+    /// back-pressure is a full request ring (TRY_AGAIN at the client).
+    pub const MCAST_ASYNC: u16 = 10;
     /// Events.
     pub const DELIVER: u16 = 100;
     pub const CONFCHG: u16 = 101;
@@ -86,6 +91,11 @@ pub enum Request<'a> {
     },
     /// `cpg_mcast_joined`: to the group this connection joined.
     Mcast {
+        guarantee: u32,
+        msg: &'a [u8],
+    },
+    /// The same, without a response (`kind::MCAST_ASYNC`).
+    McastAsync {
         guarantee: u32,
         msg: &'a [u8],
     },
@@ -117,6 +127,7 @@ impl<'a> Request<'a> {
             Request::Join { .. } => kind::JOIN,
             Request::Leave { .. } => kind::LEAVE,
             Request::Mcast { .. } => kind::MCAST,
+            Request::McastAsync { .. } => kind::MCAST_ASYNC,
             Request::MembershipGet { .. } => kind::MEMBERSHIP_GET,
             Request::LocalGet => kind::LOCAL_GET,
             Request::Iteration { .. } => kind::ITERATION,
@@ -136,7 +147,7 @@ impl<'a> Request<'a> {
             Request::Join { group } | Request::Leave { group } => {
                 w.bytes(group);
             }
-            Request::Mcast { guarantee, msg } => {
+            Request::Mcast { guarantee, msg } | Request::McastAsync { guarantee, msg } => {
                 w.u32(*guarantee).rest(msg);
             }
             Request::MembershipGet { group } => {
@@ -166,14 +177,16 @@ impl<'a> Request<'a> {
             kind::LEAVE => Request::Leave {
                 group: name(&mut r)?,
             },
-            kind::MCAST => {
+            kind::MCAST | kind::MCAST_ASYNC => {
                 let guarantee = r.u32("guarantee")?;
                 if guarantee > guarantee::SAFE {
                     return Err(DecodeError::Invalid("guarantee"));
                 }
-                Request::Mcast {
-                    guarantee,
-                    msg: r.rest(),
+                let msg = r.rest();
+                if kind == kind::MCAST {
+                    Request::Mcast { guarantee, msg }
+                } else {
+                    Request::McastAsync { guarantee, msg }
                 }
             }
             kind::MEMBERSHIP_GET => Request::MembershipGet {
@@ -393,6 +406,10 @@ mod tests {
                 guarantee: guarantee::SAFE,
                 msg: b"hello",
             },
+            Request::McastAsync {
+                guarantee: guarantee::FIFO,
+                msg: b"pipelined",
+            },
             Request::MembershipGet { group: b"g" },
             Request::LocalGet,
             Request::Iteration {
@@ -450,6 +467,7 @@ mod tests {
         Request::Join { group: &long }.encode(&mut v);
         assert!(Request::decode(kind::JOIN, &v).is_err());
         assert!(Request::decode(kind::MCAST, &[9, 0, 0, 0]).is_err());
+        assert!(Request::decode(kind::MCAST_ASYNC, &[9, 0, 0, 0]).is_err());
         assert!(Request::decode(kind::INIT, &[1]).is_err());
         assert_eq!(Request::decode(77, &[]), Err(DecodeError::UnknownKind(77)));
         assert!(EventMsg::decode(kind::CONFCHG, &[0, 0, 0, 0, 255, 255, 255, 255]).is_err());

@@ -9,8 +9,12 @@
 //! Decoding never panics: a short or malformed payload is a
 //! [`DecodeError`], which the daemon answers with `CS_ERR_INVALID_PARAM`.
 
+pub mod cfg;
+pub mod cmap;
 pub mod cpg;
 pub mod evs;
+pub mod quorum;
+pub mod votequorum;
 
 use std::fmt;
 

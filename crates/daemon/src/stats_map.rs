@@ -1,0 +1,238 @@
+//! What the runtime adds to the service engine for cmap and cfg: the
+//! `stats.*` snapshot (Totem, transport, IPC), token rotation timing, the
+//! byte counters, and the configuration reload.
+//!
+//! Key names follow Corosync's where a counterpart exists
+//! (`stats.srp.mcast_tx`, `stats.srp.orf_token_rx`, `stats.srp.mtt_rx_token`,
+//! `stats.ipcs.global.active`…); the rest are ours (`stats.transport.*`,
+//! `stats.srp.dropped.<reason>`, `stats.ipcs.conn.<id>.*`).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ipc_shm::Server;
+use services::proto::cmap::Value;
+use services::Engine;
+use totem_ring::Totem;
+use transport::{Status, TransportStats};
+
+use crate::config::Config;
+
+/// How often the stats map is refreshed at most while nobody asks.
+pub const REFRESH: Duration = Duration::from_secs(1);
+/// A cmap request refreshes the snapshot when it is older than this.
+pub const FRESH: Duration = Duration::from_millis(100);
+
+const DROP_NAMES: [&str; totem_ring::DROP_REASONS] = [
+    "truncated",
+    "bad_magic",
+    "bad_version",
+    "bad_type",
+    "malformed",
+    "oversized",
+    "forged",
+    "foreign_ring",
+    "stale_token",
+    "stale_membership",
+    "out_of_window",
+];
+
+/// The runtime's extra state for cmap/cfg.
+pub struct Extras {
+    /// The file a reload re-reads (None: the built-in configuration).
+    pub config_file: Option<PathBuf>,
+    /// The icmap keys the configuration gave, as last loaded.
+    pub keys: Vec<(String, Value)>,
+    pub status: Status,
+    pub transport: TransportStats,
+    pub bytes_tx: u64,
+    pub bytes_rx: u64,
+    last_refresh: Option<Instant>,
+    last_visit: Option<Instant>,
+    rotation_last_us: u64,
+    rotation_avg_us: u64,
+    rotations: u64,
+}
+
+impl Extras {
+    pub fn new(config_file: Option<PathBuf>, keys: Vec<(String, Value)>, status: Status) -> Extras {
+        Extras {
+            config_file,
+            keys,
+            status,
+            transport: TransportStats::default(),
+            bytes_tx: 0,
+            bytes_rx: 0,
+            last_refresh: None,
+            last_visit: None,
+            rotation_last_us: 0,
+            rotation_avg_us: 0,
+            rotations: 0,
+        }
+    }
+
+    /// This node forwarded the token: the time since the previous visit
+    /// is one rotation.
+    pub fn token_visit(&mut self) {
+        let now = Instant::now();
+        if let Some(prev) = self.last_visit.replace(now) {
+            let us = now.duration_since(prev).as_micros() as u64;
+            self.rotation_last_us = us;
+            self.rotation_avg_us = if self.rotations == 0 {
+                us
+            } else {
+                (self.rotation_avg_us * 7 + us) / 8
+            };
+            self.rotations += 1;
+        }
+    }
+
+    /// Whether the snapshot is older than `age`.
+    pub fn older_than(&self, age: Duration) -> bool {
+        self.last_refresh.is_none_or(|t| t.elapsed() >= age)
+    }
+
+    /// The stats map as of now (for [`Engine::set_stats`]).
+    pub fn snapshot(
+        &mut self,
+        totem: &Totem,
+        server: &Server,
+        engine: &Engine,
+    ) -> Vec<(String, Value)> {
+        self.last_refresh = Some(Instant::now());
+        let mut k: Vec<(String, Value)> = Vec::with_capacity(96);
+        let mut u64k = |name: &str, v: u64| k.push((format!("stats.{name}"), Value::U64(v)));
+        let t = totem.stats();
+        u64k("srp.orf_token_rx", t.tokens_received);
+        u64k("srp.orf_token_tx", self.rotations);
+        u64k("srp.token_retransmits", t.token_retransmits);
+        u64k("srp.mcast_tx", t.frames_sent);
+        u64k("srp.mcast_retx", t.frames_retransmitted);
+        u64k("srp.mcast_rx", t.frames_received);
+        u64k("srp.duplicate_frames", t.duplicate_frames);
+        u64k("srp.msgs_delivered", t.messages_delivered);
+        u64k("srp.bytes_delivered", t.bytes_delivered);
+        u64k("srp.datagrams_rx", t.datagrams_received);
+        u64k("srp.membership_changes", t.config_changes);
+        u64k("srp.operational_token_lost", t.token_lost);
+        u64k("srp.failed_to_receive", t.failed_to_receive);
+        u64k("srp.trans_discarded", t.trans_discarded);
+        u64k("srp.rx_msg_dropped", t.drops_total);
+        for (name, n) in DROP_NAMES.iter().zip(t.drops.iter()) {
+            u64k(&format!("srp.dropped.{name}"), *n);
+        }
+        u64k("srp.mtt_rx_token", self.rotation_avg_us / 1000);
+        u64k("srp.token_rotation_us", self.rotation_last_us);
+        u64k("srp.token_rotation_avg_us", self.rotation_avg_us);
+        let x = &self.transport;
+        u64k("transport.bytes_tx", self.bytes_tx);
+        u64k("transport.bytes_rx", self.bytes_rx);
+        u64k("transport.frames_tx", x.frames_sent);
+        u64k("transport.frames_rx", x.frames_received);
+        u64k("transport.datagrams_tx", x.datagrams_sent);
+        u64k("transport.datagrams_rx", x.datagrams_received);
+        u64k("transport.gso_sends", x.gso_sends);
+        u64k("transport.gro_datagrams", x.gro_datagrams);
+        u64k("transport.send_errors", x.send_errors);
+        u64k("transport.recv_errors", x.recv_errors);
+        u64k("transport.no_buffers", x.no_buffers);
+        let f = &x.frames;
+        u64k(
+            "transport.dropped.total",
+            f.dropped() + x.unknown_source + x.unknown_dest,
+        );
+        u64k("transport.dropped.auth_failed", f.auth_failed);
+        u64k("transport.dropped.replayed", f.replayed);
+        u64k("transport.dropped.bad_magic", f.bad_magic);
+        u64k("transport.dropped.bad_version", f.bad_version);
+        u64k("transport.dropped.cipher_mismatch", f.cipher_mismatch);
+        u64k("transport.dropped.unknown_cipher", f.unknown_cipher);
+        u64k("transport.dropped.too_short", f.too_short + f.truncated);
+        u64k("transport.dropped.oversize", f.oversize);
+        u64k("transport.dropped.unknown_source", x.unknown_source);
+        u64k("transport.dropped.unknown_dest", x.unknown_dest);
+        let ss = server.stats();
+        u64k("ipcs.global.accepted", ss.accepted);
+        u64k("ipcs.global.refused", ss.refused);
+        u64k("ipcs.global.requests", ss.requests);
+        u64k("ipcs.global.closed", ss.disconnected);
+        let es = engine.stats();
+        u64k("ipcs.global.try_again", es.try_again);
+        u64k("service.syncs_completed", es.syncs_completed);
+        u64k("service.events_refused", es.events_refused);
+        let st = &self.status;
+        let engine_name = match st.engine {
+            transport::EngineKind::IoUring => "io_uring",
+            transport::EngineKind::Fallback => "fallback",
+        };
+        k.push((
+            "stats.transport.engine".into(),
+            Value::Str(engine_name.into()),
+        ));
+        k.push(("stats.transport.gso".into(), Value::U8(st.gso as u8)));
+        k.push(("stats.transport.gro".into(), Value::U8(st.gro as u8)));
+        k.push(("stats.transport.sqpoll".into(), Value::U8(st.sqpoll as u8)));
+        k.push((
+            "stats.transport.send_zc".into(),
+            Value::U8(st.send_zc as u8),
+        ));
+        let cipher = format!("{:?}", st.cipher).to_lowercase();
+        k.push(("stats.transport.cipher".into(), Value::Str(cipher)));
+        if let Some(r) = &st.fallback_reason {
+            k.push((
+                "stats.transport.fallback_reason".into(),
+                Value::Str(r.clone()),
+            ));
+        }
+        let mut active = 0u64;
+        for s in server.session_info() {
+            active += 1;
+            let p = format!("stats.ipcs.conn.{}", s.id.as_u64());
+            let flow = u32::from(s.event_overflow_frames > 0);
+            k.push((format!("{p}.pid"), Value::U32(s.creds.pid as u32)));
+            k.push((format!("{p}.uid"), Value::U32(s.creds.uid)));
+            k.push((format!("{p}.requests"), Value::U64(s.requests)));
+            k.push((format!("{p}.responses"), Value::U64(s.responses)));
+            k.push((format!("{p}.dispatched"), Value::U64(s.events)));
+            k.push((format!("{p}.queue_size"), Value::U64(s.event_ring_bytes)));
+            k.push((
+                format!("{p}.overflow_frames"),
+                Value::U64(s.event_overflow_frames as u64),
+            ));
+            k.push((format!("{p}.flow_control"), Value::U32(flow)));
+        }
+        k.push(("stats.ipcs.global.active".into(), Value::U64(active)));
+        k
+    }
+}
+
+/// Re-reads the configuration after a cfg reload request: the new keys
+/// (logged: which changes need a restart), or why it failed.
+pub fn reload(extras: &mut Extras) -> Result<Vec<(String, Value)>, String> {
+    let cfg = match &extras.config_file {
+        Some(path) => Config::load(path)
+            .map(|(c, _)| c)
+            .map_err(|e| e.to_string())?,
+        None => Config::default_one_node(),
+    };
+    let keys = crate::cmap_keys::keys(&cfg);
+    let restart = crate::cmap_keys::needing_restart(&extras.keys, &keys);
+    if restart.is_empty() {
+        tracing::info!("configuration reloaded");
+    } else {
+        tracing::warn!(
+            "configuration reloaded; these changes take effect at the next restart: {}",
+            restart.join(", ")
+        );
+    }
+    let logging_changed = extras
+        .keys
+        .iter()
+        .filter(|(k, _)| k.starts_with("logging."))
+        .ne(keys.iter().filter(|(k, _)| k.starts_with("logging.")));
+    if logging_changed {
+        tracing::warn!("logging {{}} changed: the new targets apply at the next restart");
+    }
+    extras.keys = keys.clone();
+    Ok(keys)
+}

@@ -1,0 +1,409 @@
+//! The operator tools and the cmap/cfg APIs against a real three-node
+//! cluster: corosync-keygen's key runs the cluster, cfgtool -s/-n/-a/-R/-k/-H,
+//! cmapctl dump/get/set/delete/track and the stats map (-m stats) with
+//! numbers that grow, cpgtool listing a group a C client joined, and a C
+//! program written for Corosync's libcmap/libcfg compiled against the
+//! installed headers.
+//!
+//! The tool binaries come from `cargo build --release -p daemon --bins`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tests::cluster::{Cluster, Transport};
+
+const FORM: Duration = Duration::from_secs(30);
+const TOKEN: u32 = 1000;
+
+fn artifacts() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+fn tool(name: &str) -> String {
+    let p = artifacts().join(name);
+    assert!(
+        p.exists(),
+        "{} missing: cargo build --release -p daemon --bins",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+fn cluster_with(key: Option<&[u8]>) -> Cluster {
+    let mut b = Cluster::builder()
+        .nodes(3)
+        .transport(Transport::Udpu)
+        .token(TOKEN);
+    if let Some(k) = key {
+        b = b.authkey(k);
+    }
+    let c = b.start().expect("cluster start");
+    c.wait_membership(&[0, 1, 2], FORM)
+        .expect("three nodes form one ring");
+    for i in 0..3 {
+        c.wait_ready(i, FORM).expect("sync completes");
+    }
+    c
+}
+
+fn run(c: &Cluster, i: usize, argv: &[&str]) -> Output {
+    let t = tool(argv[0]);
+    let mut v = vec![t.as_str()];
+    v.extend_from_slice(&argv[1..]);
+    c.exec_in(i, &v).expect("exec tool")
+}
+
+fn ok(c: &Cluster, i: usize, argv: &[&str]) -> String {
+    let out = run(c, i, argv);
+    assert!(
+        out.status.success(),
+        "{argv:?} on node {i} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stat(c: &Cluster, i: usize, key: &str) -> u64 {
+    let out = ok(c, i, &["corosync-cmapctl", "-m", "stats", "-g", key]);
+    out.trim()
+        .rsplit(" = ")
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no number in {out:?}"))
+}
+
+#[test]
+fn keygen_key_runs_a_cluster_and_cfgtool_shows_links_and_nodes() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("keygen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keyfile = dir.join("authkey");
+    let out = Command::new(tool("corosync-keygen"))
+        .args(["-l", "-k"])
+        .arg(&keyfile)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Gathering 2048 bits"));
+    let key = std::fs::read(&keyfile).unwrap();
+    assert_eq!(key.len(), 256);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&keyfile).unwrap().permissions().mode() & 0o777,
+        0o400
+    );
+    let bad = Command::new(tool("corosync-keygen"))
+        .args(["-s", "5", "-k"])
+        .arg(dir.join("x"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
+
+    let c = cluster_with(Some(&key));
+    let ids = c.node_ids();
+    let s = ok(&c, 0, &["corosync-cfgtool", "-s"]);
+    assert!(
+        s.starts_with(&format!("Local node ID {}, transport udpu", ids[0])),
+        "{s}"
+    );
+    assert!(s.contains("LINK ID 0"), "{s}");
+    assert!(
+        s.contains("localhost") && s.matches("\tconnected").count() == 2,
+        "{s}"
+    );
+    let b = ok(&c, 0, &["corosync-cfgtool", "-s", "-b"]);
+    assert!(b.contains("status\t= n33"), "{b}");
+    let n = ok(&c, 1, &["corosync-cfgtool", "-n"]);
+    assert!(n.contains(&format!("nodeid: {} reachable", ids[0])), "{n}");
+    assert!(n.contains("enabled connected"), "{n}");
+    let a = ok(&c, 0, &["corosync-cfgtool", "-a", &ids[2].to_string()]);
+    assert_eq!(a.trim(), c.addr(2).to_string());
+    let bad = run(&c, 0, &["corosync-cfgtool", "-a", "9999"]);
+    assert!(!bad.status.success());
+    // Traffic is authenticated with the generated key: no auth failures.
+    assert_eq!(stat(&c, 0, "stats.transport.dropped.auth_failed"), 0);
+}
+
+#[test]
+fn cmapctl_dump_get_set_delete_track_and_stats() {
+    let c = cluster_with(None);
+    let dump = ok(&c, 0, &["corosync-cmapctl"]);
+    assert!(
+        dump.contains(&format!("totem.token (u32) = {TOKEN}")),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("nodelist.node.0.ring0_addr (str) = "),
+        "{dump}"
+    );
+    assert!(
+        dump.contains(&format!(
+            "runtime.members.{}.status (str) = joined",
+            c.node_id(2)
+        )),
+        "{dump}"
+    );
+    let pre = ok(&c, 0, &["corosync-cmapctl", "nodelist."]);
+    assert!(
+        pre.lines().all(|l| l.starts_with("nodelist.")) && pre.lines().count() >= 6,
+        "{pre}"
+    );
+
+    // Track on node 0 while node 0's map changes (cmap writes are local).
+    let t = tool("corosync-cmapctl");
+    let mut tracker = c
+        .command_in(0, &t)
+        .args(["-T", "app."])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tracker.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "Type \"q\" to finish");
+    ok(&c, 0, &["corosync-cmapctl", "-s", "app.x", "u32", "5"]);
+    assert_eq!(
+        ok(&c, 0, &["corosync-cmapctl", "-g", "app.x"]).trim(),
+        "app.x (u32) = 5"
+    );
+    ok(
+        &c,
+        0,
+        &["corosync-cmapctl", "-s", "app.x", "str", "hello world"],
+    );
+    ok(&c, 0, &["corosync-cmapctl", "-d", "app.x"]);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(lines.next().unwrap().unwrap());
+    }
+    assert_eq!(
+        seen,
+        vec![
+            "create> app.x (u32) = 5",
+            "modify> app.x (str) = hello world",
+            "delete> app.x (str) = hello world"
+        ]
+    );
+    writeln!(tracker.stdin.as_mut().unwrap(), "q").unwrap();
+    assert!(tracker.wait().unwrap().success());
+    // Local: node 1 never saw app.x.
+    let miss = run(&c, 1, &["corosync-cmapctl", "-g", "app.x"]);
+    assert!(!miss.status.success());
+    let err = String::from_utf8_lossy(&miss.stderr);
+    assert_eq!(err.trim(), "Can't get key app.x. Error CS_ERR_NOT_EXIST");
+
+    // Bad input: one line, non-zero exit.
+    for argv in [
+        vec!["corosync-cmapctl", "-s", "app.y", "u8", "300"],
+        vec!["corosync-cmapctl", "-s", "app.y", "nosuch", "1"],
+        vec!["corosync-cmapctl", "-s", "ab", "u8", "1"],
+        vec![
+            "corosync-cmapctl",
+            "-m",
+            "stats",
+            "-s",
+            "stats.srp.mcast_tx",
+            "u64",
+            "1",
+        ],
+        vec!["corosync-cmapctl", "-d", "no.such.key"],
+    ] {
+        let out = run(&c, 0, &argv);
+        assert!(!out.status.success(), "{argv:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).lines().count(),
+            1,
+            "{argv:?}"
+        );
+    }
+
+    // The stats map: real numbers that grow.
+    let stats = ok(&c, 0, &["corosync-cmapctl", "-m", "stats"]);
+    for k in [
+        "stats.srp.orf_token_rx (u64) = ",
+        "stats.srp.mcast_tx (u64) = ",
+        "stats.srp.mtt_rx_token (u64) = ",
+        "stats.srp.membership_changes (u64) = ",
+        "stats.transport.engine (str) = ",
+        "stats.transport.bytes_tx (u64) = ",
+        "stats.transport.dropped.auth_failed (u64) = ",
+        "stats.ipcs.global.active (u64) = ",
+        ".pid (u32) = ",
+        ".flow_control (u32) = ",
+    ] {
+        assert!(stats.contains(k), "{k} missing from\n{stats}");
+    }
+    let t1 = stat(&c, 0, "stats.srp.orf_token_rx");
+    let b1 = stat(&c, 0, "stats.transport.bytes_rx");
+    std::thread::sleep(Duration::from_millis(1500));
+    let t2 = stat(&c, 0, "stats.srp.orf_token_rx");
+    let b2 = stat(&c, 0, "stats.transport.bytes_rx");
+    assert!(t1 > 0 && t2 > t1, "tokens {t1} → {t2}");
+    assert!(b2 > b1, "bytes {b1} → {b2}");
+}
+
+/// Installs with scripts/install.sh and compiles the C probe (-lcmap -lcfg -lcpg).
+fn c_probe() -> &'static PathBuf {
+    static PROBE: OnceLock<PathBuf> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let prefix = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("install-tools-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&prefix);
+        let st = Command::new("sh")
+            .arg(root.join("scripts/install.sh"))
+            .arg(&prefix)
+            .env("COROSYNC_RS_SKIP_BUILD", "1")
+            .env("COROSYNC_RS_ARTIFACTS", artifacts())
+            .status()
+            .expect("run install.sh");
+        assert!(st.success(), "install.sh failed");
+        assert!(
+            prefix.join("lib/libcmap.so.4").exists()
+                && prefix.join("lib/pkgconfig/libcfg.pc").exists()
+        );
+        let bin = prefix.join("cmap_cfg_probe");
+        let out = Command::new("cc")
+            .args(["-Wall", "-Werror", "-o"])
+            .arg(&bin)
+            .arg(root.join("crates/tests/c/cmap_cfg_probe.c"))
+            .arg(format!("-I{}", prefix.join("include").display()))
+            .arg(format!("-L{}", prefix.join("lib").display()))
+            .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()))
+            .args(["-lcmap", "-lcfg", "-lcpg"])
+            .output()
+            .expect("run cc");
+        assert!(
+            out.status.success(),
+            "cc failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bin
+    })
+}
+
+#[test]
+fn c_program_and_cpgtool_and_reload() {
+    let probe = c_probe();
+    let c = cluster_with(None);
+    for i in 0..3 {
+        let out = c
+            .exec_in(i, &[probe.to_str().unwrap(), &c.node_id(i).to_string()])
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.ends_with("done\n"),
+            "node {i}:\n{text}"
+        );
+    }
+
+    // A C client holds a CPG group; cpgtool on another node lists it.
+    let mut holder = c
+        .command_in(1, probe)
+        .args([&c.node_id(1).to_string(), "toolgroup"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    loop {
+        let l = lines.next().expect("probe output").unwrap();
+        assert!(!l.starts_with("FAIL"), "{l}");
+        if l == "ok cpg_join" {
+            break;
+        }
+    }
+    let pid = holder.id();
+    let end = Instant::now() + Duration::from_secs(10);
+    let listing = loop {
+        let out = ok(&c, 0, &["corosync-cpgtool"]);
+        if out.contains("toolgroup") || Instant::now() > end {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        listing.starts_with("Group Name\t       PID\t   Node ID\n"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(&format!(
+            "toolgroup\n\t\t{pid:>10}\t{:>10} ({})",
+            c.node_id(1),
+            c.addr(1)
+        )),
+        "{listing}"
+    );
+    let names = ok(&c, 2, &["corosync-cpgtool", "-n"]);
+    assert!(names.lines().any(|l| l == "toolgroup"), "{names}");
+    let delim = ok(&c, 2, &["corosync-cpgtool", "-d", ";"]);
+    assert!(
+        delim.contains(&format!("toolgroup;{pid};{}", c.node_id(1))),
+        "{delim}"
+    );
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+
+    // Reload: node 2's file changes; -R on node 0 makes every node re-read.
+    let path = c.config_path(2).to_path_buf();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = if text.contains("logging {") {
+        text.replacen("logging {", "logging {\n    fileline: on", 1)
+    } else {
+        format!("{text}\nlogging {{\n    fileline: on\n}}\n")
+    };
+    std::fs::write(&path, edited).unwrap();
+    assert_eq!(
+        ok(&c, 2, &["corosync-cmapctl", "-g", "logging.fileline"]).trim(),
+        "logging.fileline (str) = no"
+    );
+    let r = ok(&c, 0, &["corosync-cfgtool", "-R"]);
+    assert!(r.contains("Reloading corosync.conf...\nDone"), "{r}");
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = ok(&c, 2, &["corosync-cmapctl", "-g", "logging.fileline"]);
+        if v.trim() == "logging.fileline (str) = yes" {
+            break;
+        }
+        assert!(Instant::now() < end, "reload not applied on node 2: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let v0 = ok(&c, 0, &["corosync-cmapctl", "-g", "logging.fileline"]);
+    assert_eq!(v0.trim(), "logging.fileline (str) = no");
+}
+
+#[test]
+fn cfgtool_kill_and_shutdown() {
+    let c = cluster_with(None);
+    let victim = c.node_id(2);
+    let out = ok(&c, 0, &["corosync-cfgtool", "-k", &victim.to_string()]);
+    assert_eq!(out.trim(), format!("Killing node {victim}"));
+    let st = c
+        .wait_exit(2, Duration::from_secs(10))
+        .expect("killed node exits");
+    assert!(st.success(), "{st:?}");
+    c.wait_membership(&[0, 1], FORM).expect("survivors reform");
+    assert!(c.log(2).contains("killed by node"), "{}", c.log_tail(2, 20));
+
+    let out = ok(&c, 1, &["corosync-cfgtool", "-H"]);
+    assert_eq!(out.trim(), "Shutting down corosync");
+    let st = c
+        .wait_exit(1, Duration::from_secs(10))
+        .expect("shut down node exits");
+    assert!(st.success(), "{st:?}");
+    c.wait_membership(&[0], FORM).expect("last node alone");
+    let bad = run(&c, 0, &["corosync-cfgtool", "-k", "abc"]);
+    assert!(!bad.status.success());
+    assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
+}
