@@ -412,6 +412,10 @@ pub struct Server {
     requests_paused: bool,
     /// Sessions stepped while paused: stepped again on resume.
     held: Vec<u32>,
+    /// Runs in `step` between the flush of the overflow queues and the
+    /// rest (tests place a client's reads there).
+    #[cfg(test)]
+    after_flush: Option<Box<dyn FnMut()>>,
 }
 
 fn bind(endpoint: &Endpoint) -> io::Result<(UnixListener, Option<PathBuf>)> {
@@ -476,6 +480,8 @@ impl Server {
             stats: ServerStats::default(),
             requests_paused: false,
             held: Vec::new(),
+            #[cfg(test)]
+            after_flush: None,
             cfg,
         })
     }
@@ -966,6 +972,10 @@ impl Server {
                 return Step::Closed;
             }
         }
+        #[cfg(test)]
+        if let Some(f) = self.after_flush.as_mut() {
+            f();
+        }
         // Back-pressure: while responses wait for room, read no more
         // requests; the request ring fills and the client gets TRY_AGAIN.
         if !s.out[0].overflow.is_empty() {
@@ -1026,7 +1036,8 @@ impl Server {
     /// Before a session goes idle: empties its doorbell pipe and socket if
     /// they signalled (wake-up bytes, or the client's hang-up, which ends
     /// the session). Returns `Idle` (bytes left over keep the fd readable,
-    /// so the run loop reports it again) or `Closed`.
+    /// so the run loop reports it again), `Again` (frames still queued for
+    /// room the drained bytes may have announced) or `Closed`.
     fn settle(&mut self, idx: usize) -> Step {
         let SlotState::Active(s) = &mut self.slots[idx].state else {
             return Step::Closed;
@@ -1042,6 +1053,13 @@ impl Server {
             Drain::Closed => {
                 self.close(id, DisconnectReason::PeerClosed);
                 Step::Closed
+            }
+            // `flush` armed `producer_waiting` before this drain, so the
+            // doorbell a client rang after freeing room may be among the
+            // bytes just read: look at the room again (the next step
+            // flushes and re-arms after the drain, so no wake-up is lost).
+            Drain::Empty | Drain::More if s.out.iter().any(|o| !o.overflow.is_empty()) => {
+                Step::Again
             }
             Drain::Empty | Drain::More => Step::Idle,
         }
@@ -1135,5 +1153,90 @@ impl Drop for Server {
         if let Some(p) = &self.unlink {
             let _ = std::fs::remove_file(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::client::{Client, ClientConfig, DispatchMode};
+    use crate::poll_loop::PollLoop;
+
+    /// The client frees room and rings the doorbell (answering the
+    /// `producer_waiting` the flush just armed) after the daemon's flush
+    /// and before it drains the doorbell pipe: the drain swallows that
+    /// wake-up, and the frames still queued must reach the client anyway.
+    #[test]
+    fn doorbell_rung_between_flush_and_drain_is_not_lost() {
+        let endpoint = Endpoint::Abstract(format!("ipc-shm-unit-{}-flush", std::process::id()));
+        let mut server = Server::new(ServerConfig {
+            endpoint: endpoint.clone(),
+            ..ServerConfig::default()
+        })
+        .unwrap();
+        let mut pl = PollLoop::new().unwrap();
+        let mut ccfg = ClientConfig {
+            endpoint,
+            ..ClientConfig::default()
+        };
+        ccfg.sizes.event = 4096;
+        let t = std::thread::spawn(move || Client::connect(&ccfg));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let id = loop {
+            assert!(Instant::now() < deadline, "no session");
+            pl.turn(&mut server, Some(Duration::from_millis(10)))
+                .unwrap();
+            if let Some(Event::Connected { session, .. }) = server.next_event() {
+                break session;
+            }
+        };
+        let client = Arc::new(t.join().unwrap().unwrap());
+        while server.next_event().is_some() {}
+
+        // 4096 / (16 + 112) = 32 frames fill the ring; 64 more queue, and
+        // the daemon asks for a doorbell once room is freed.
+        const N: u64 = 96;
+        for i in 0..N {
+            let h = FrameHeader {
+                service: 1,
+                kind: 9,
+                request_id: i,
+            };
+            server.send_event(id, h, &[7u8; 100]).unwrap();
+        }
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let read = {
+            let (client, got) = (Arc::clone(&client), Arc::clone(&got));
+            move || {
+                client
+                    .dispatch(DispatchMode::All, None, |h, _| {
+                        got.lock().unwrap().push(h.request_id)
+                    })
+                    .unwrap();
+            }
+        };
+        // The client reads the ring and rings the doorbell.
+        read();
+        assert_eq!(got.lock().unwrap().len(), 32);
+        // The daemon refills the ring from its queue and asks again; the
+        // client reads and rings before the daemon drains the doorbell.
+        let mut once = Some(read.clone());
+        server.after_flush = Some(Box::new(move || {
+            if let Some(f) = once.take() {
+                f();
+            }
+        }));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while (got.lock().unwrap().len() as u64) < N && Instant::now() < deadline {
+            pl.turn(&mut server, Some(Duration::from_millis(10)))
+                .unwrap();
+            while server.next_event().is_some() {}
+            read();
+        }
+        let got = got.lock().unwrap().clone();
+        assert_eq!(got, (0..N).collect::<Vec<_>>(), "events stuck in the queue");
     }
 }
