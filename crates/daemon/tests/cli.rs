@@ -151,3 +151,60 @@ fn bad_priority_is_refused() {
     let o = corosync().args(["-t", "-P", "250"]).output().unwrap();
     assert_eq!(o.status.code(), Some(8), "{}", text(&o));
 }
+
+#[test]
+fn logs_to_the_configured_file_with_timestamps_and_leaves_on_sigterm() {
+    let dir = std::env::temp_dir().join(format!("corosync-rs-cli-log-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let logfile = dir.join("corosync.log");
+    let text = GOOD.replace("25405", "25407")
+        + &format!(
+            "logging {{\n    to_stderr: no\n    to_syslog: no\n    to_logfile: yes\n    logfile: {}\n    timestamp: on\n}}\nsystem {{\n    state_dir: {}\n    sched_rr: no\n}}\n",
+            logfile.display(),
+            dir.join("state").display()
+        );
+    let p = conf("logfile.conf", &text);
+    let mut child = corosync()
+        .args(["-f", "-c"])
+        .arg(&p)
+        .env(
+            "COROSYNC_IPC_ENDPOINT",
+            format!("corosync-rs-cli-log-{}", std::process::id()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let read = || std::fs::read_to_string(&logfile).unwrap_or_default();
+    while !read().contains("ready to provide service") {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "{}",
+            read()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Ask it to leave, as an init system would.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let log = read();
+    assert!(log.contains("Members[1]: 1"), "{log}");
+    assert!(log.contains("SIGTERM: leaving the ring"), "{log}");
+    // Every line starts with an RFC 3339 timestamp (2026-11-26T…Z).
+    for line in log.lines() {
+        let b = line.as_bytes();
+        assert!(
+            b.len() > 20 && b[4] == b'-' && b[10] == b'T',
+            "no timestamp: {line}"
+        );
+    }
+    assert!(
+        std::fs::metadata(dir.join("state/ringid_1")).is_ok(),
+        "the ring seq was stored in state_dir"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
