@@ -22,7 +22,8 @@ pub fn library(ext: &str) -> PathBuf {
     let p = profile_dir().join(format!("libcorosync_rs.{ext}"));
     assert!(
         p.exists(),
-        "{} is missing: cargo builds it with the crate",
+        "{} is missing: build it first with `cargo build --release -p client` \
+         (the README's test command does)",
         p.display()
     );
     p
