@@ -5,62 +5,23 @@
 //! token + consensus; a killed client gives PROCDOWN.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use tests::cluster::cprog;
 use tests::cluster::{Cluster, Transport};
 
 const FORM: Duration = Duration::from_secs(30);
 const TOKEN: u32 = 1000;
 const COUNT: usize = 50;
 
-/// target/<profile>, from the test executable (target/<profile>/deps/x).
-fn artifacts() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
-}
-
-/// Installs with scripts/install.sh into a fresh prefix and compiles the
-/// probe against it, once per test process.
+/// The probe, compiled once per test process against the installed
+/// headers and `-lcpg`.
 fn probe() -> &'static (PathBuf, PathBuf) {
     static PROBE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    PROBE.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let prefix =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("install-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&prefix);
-        let st = Command::new("sh")
-            .arg(root.join("scripts/install.sh"))
-            .arg(&prefix)
-            .env("COROSYNC_RS_SKIP_BUILD", "1")
-            .env("COROSYNC_RS_ARTIFACTS", artifacts())
-            .status()
-            .expect("run install.sh");
-        assert!(st.success(), "install.sh failed");
-        let bin = prefix.join("cpg_probe");
-        let out = Command::new("cc")
-            .arg("-Wall")
-            .arg("-Werror")
-            .arg("-o")
-            .arg(&bin)
-            .arg(root.join("crates/tests/c/cpg_probe.c"))
-            .arg(format!("-I{}", prefix.join("include").display()))
-            .arg(format!("-L{}", prefix.join("lib").display()))
-            .arg("-lcpg")
-            .output()
-            .expect("run cc");
-        assert!(
-            out.status.success(),
-            "cc failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (bin, prefix.join("lib"))
-    })
+    PROBE.get_or_init(|| cprog::compile("cpg_probe.c", &["-lcpg"]))
 }
 
 /// One running probe and the lines it printed so far.

@@ -6,25 +6,17 @@
 //! installed headers, `-lquorum -lvotequorum`) sees loss and regain.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use tests::cluster::cprog::{self, artifacts};
 use tests::cluster::{Cluster, Transport};
 
 const FORM: Duration = Duration::from_secs(30);
 const TOKEN: u32 = 1000;
 const QUORUM: &str = "quorum {\n\tprovider: corosync_votequorum\n}";
-
-/// target/<profile>, from the test executable (target/<profile>/deps/x).
-fn artifacts() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
-}
 
 fn quorumtool_bin() -> PathBuf {
     let p = artifacts().join("corosync-quorumtool");
@@ -98,39 +90,10 @@ fn cluster(n: usize, quorum: &str) -> Cluster {
     c
 }
 
-/// Installs with scripts/install.sh and compiles the C probe, once.
+/// The C probe, compiled once against the installed headers.
 fn probe_bin() -> &'static (PathBuf, PathBuf) {
     static PROBE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    PROBE.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let prefix = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("install-quorum-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&prefix);
-        let st = Command::new("sh")
-            .arg(root.join("scripts/install.sh"))
-            .arg(&prefix)
-            .env("COROSYNC_RS_SKIP_BUILD", "1")
-            .env("COROSYNC_RS_ARTIFACTS", artifacts())
-            .status()
-            .expect("run install.sh");
-        assert!(st.success(), "install.sh failed");
-        let bin = prefix.join("quorum_probe");
-        let out = Command::new("cc")
-            .args(["-Wall", "-Werror", "-o"])
-            .arg(&bin)
-            .arg(root.join("crates/tests/c/quorum_probe.c"))
-            .arg(format!("-I{}", prefix.join("include").display()))
-            .arg(format!("-L{}", prefix.join("lib").display()))
-            .args(["-lquorum", "-lvotequorum"])
-            .output()
-            .expect("run cc");
-        assert!(
-            out.status.success(),
-            "cc failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (bin, prefix.join("lib"))
-    })
+    PROBE.get_or_init(|| cprog::compile("quorum_probe.c", &["-lquorum", "-lvotequorum"]))
 }
 
 struct Probe {

@@ -13,18 +13,11 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use tests::cluster::cprog::{self, artifacts};
 use tests::cluster::{Cluster, Transport};
 
 const FORM: Duration = Duration::from_secs(30);
 const TOKEN: u32 = 1000;
-
-fn artifacts() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
-}
 
 fn tool(name: &str) -> String {
     let p = artifacts().join(name);
@@ -253,43 +246,17 @@ fn cmapctl_dump_get_set_delete_track_and_stats() {
     assert!(b2 > b1, "bytes {b1} → {b2}");
 }
 
-/// Installs with scripts/install.sh and compiles the C probe (-lcmap -lcfg -lcpg).
+/// The C probe (-lcmap -lcfg -lcpg), compiled once against the installed
+/// headers; the install must carry the cmap and cfg names.
 fn c_probe() -> &'static PathBuf {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let prefix = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("install-tools-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&prefix);
-        let st = Command::new("sh")
-            .arg(root.join("scripts/install.sh"))
-            .arg(&prefix)
-            .env("COROSYNC_RS_SKIP_BUILD", "1")
-            .env("COROSYNC_RS_ARTIFACTS", artifacts())
-            .status()
-            .expect("run install.sh");
-        assert!(st.success(), "install.sh failed");
+        let prefix = cprog::install_prefix();
         assert!(
             prefix.join("lib/libcmap.so.4").exists()
                 && prefix.join("lib/pkgconfig/libcfg.pc").exists()
         );
-        let bin = prefix.join("cmap_cfg_probe");
-        let out = Command::new("cc")
-            .args(["-Wall", "-Werror", "-o"])
-            .arg(&bin)
-            .arg(root.join("crates/tests/c/cmap_cfg_probe.c"))
-            .arg(format!("-I{}", prefix.join("include").display()))
-            .arg(format!("-L{}", prefix.join("lib").display()))
-            .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()))
-            .args(["-lcmap", "-lcfg", "-lcpg"])
-            .output()
-            .expect("run cc");
-        assert!(
-            out.status.success(),
-            "cc failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        bin
+        cprog::compile("cmap_cfg_probe.c", &["-lcmap", "-lcfg", "-lcpg"]).0
     })
 }
 

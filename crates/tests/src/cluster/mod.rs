@@ -40,6 +40,7 @@
 //! `CORO_HARNESS_KEEP=1`.
 
 pub mod config;
+pub mod cprog;
 pub mod fault;
 pub mod names;
 pub mod net;
