@@ -337,6 +337,7 @@ impl State {
                         creds.uid,
                         creds.gid
                     );
+                    extras.sessions_changed();
                     engine.connect(
                         ConnId(session.as_u64()),
                         creds.pid as u32,
@@ -355,7 +356,7 @@ impl State {
                     request_copy.extend_from_slice(payload);
                     // cmap answers from a fresh statistics snapshot.
                     let stats = (header.service == services::proto::service::CMAP
-                        && extras.older_than(stats_map::FRESH))
+                        && extras.stale_for_request())
                     .then(|| extras.snapshot(totem, server, engine));
                     let mut out = Out {
                         server,
@@ -383,6 +384,7 @@ impl State {
                         room,
                         scratch,
                     };
+                    extras.sessions_changed();
                     engine.disconnect(ConnId(session.as_u64()), &mut out);
                 }
             }

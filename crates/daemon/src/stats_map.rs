@@ -48,6 +48,9 @@ pub struct Extras {
     pub bytes_tx: u64,
     pub bytes_rx: u64,
     last_refresh: Option<Instant>,
+    /// A connection opened or closed since the snapshot (its
+    /// `stats.ipcs.conn.*` keys are out of date).
+    sessions_changed: bool,
     last_visit: Option<Instant>,
     rotation_last_us: u64,
     rotation_avg_us: u64,
@@ -64,6 +67,7 @@ impl Extras {
             bytes_tx: 0,
             bytes_rx: 0,
             last_refresh: None,
+            sessions_changed: false,
             last_visit: None,
             rotation_last_us: 0,
             rotation_avg_us: 0,
@@ -92,6 +96,18 @@ impl Extras {
         self.last_refresh.is_none_or(|t| t.elapsed() >= age)
     }
 
+    /// Whether a cmap request must see a new snapshot: the old one is
+    /// older than [`FRESH`] or misses a connection opened or closed since
+    /// (a client listing the stats map finds its own connection there).
+    pub fn stale_for_request(&self) -> bool {
+        self.sessions_changed || self.older_than(FRESH)
+    }
+
+    /// A connection opened or closed.
+    pub fn sessions_changed(&mut self) {
+        self.sessions_changed = true;
+    }
+
     /// The stats map as of now (for [`Engine::set_stats`]).
     pub fn snapshot(
         &mut self,
@@ -100,6 +116,7 @@ impl Extras {
         engine: &Engine,
     ) -> Vec<(String, Value)> {
         self.last_refresh = Some(Instant::now());
+        self.sessions_changed = false;
         let mut k: Vec<(String, Value)> = Vec::with_capacity(96);
         let mut u64k = |name: &str, v: u64| k.push((format!("stats.{name}"), Value::U64(v)));
         let t = totem.stats();
