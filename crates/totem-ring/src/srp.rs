@@ -754,8 +754,10 @@ impl Totem {
         match t {
             Timer::Loopback => {}
             Timer::TokenRetransmit => {
-                if matches!(self.state, MemberState::Operational | MemberState::Recovery)
-                    && !self.last_token.is_empty()
+                if matches!(
+                    self.state,
+                    MemberState::Operational | MemberState::Recovery | MemberState::Commit
+                ) && !self.last_token.is_empty()
                     && self.last_token_target != self.id
                 {
                     self.stats.token_retransmits += 1;
