@@ -127,7 +127,22 @@ impl Totem {
                 procs.extend_from_slice(&self.ring_members);
                 self.gather_from_join(now, &procs, j);
             }
-            MemberState::Gather => self.gather_join(now, j),
+            MemberState::Gather => {
+                // A join from before our last ring was formed is stale too:
+                // its sender had not heard of that ring. Its sets (above
+                // all a fail set that names us, from the round that left us
+                // out) describe a round that is over; acting on them failed
+                // its sender, formed another ring of one at once, and, with
+                // every such ring's traffic pulling the others into gather,
+                // fed a storm of ~120,000 rings of one a second (sim seed
+                // 105588). The sender learns our seq from our joins and its
+                // next join counts.
+                let installed = self.installed.as_ref().map_or(0, |(r, _)| r.seq);
+                if j.ring_seq < installed {
+                    return self.stats.drop(DropReason::StaleMembership);
+                }
+                self.gather_join(now, j)
+            }
         }
     }
 
