@@ -177,12 +177,34 @@ fn timings(cfg: &Config) -> Vec<(&'static str, u32)> {
 /// that only inform (the icmap gets every new key either way).
 const APPLIED_AT_RELOAD: [&str; 2] = ["logging.", "totem.config_version"];
 
+/// The `totem.*` keys a running Totem takes (`Totem::set_timings`):
+/// Corosync's runtime-changeable ("volatile") totem keys.
+pub const TOTEM_AT_RELOAD: [&str; 14] = [
+    "totem.token",
+    "totem.token_coefficient",
+    "totem.token_retransmit",
+    "totem.hold",
+    "totem.token_retransmits_before_loss_const",
+    "totem.join",
+    "totem.consensus",
+    "totem.merge",
+    "totem.downcheck",
+    "totem.fail_recv_const",
+    "totem.seqno_unchanged_const",
+    "totem.miss_count_const",
+    "totem.window_size",
+    "totem.max_messages",
+];
+
 /// The keys whose value changed between `old` and `new` but which the
-/// running daemon cannot take without a restart (Totem timings, network,
-/// crypto, the node list, system): for the reload's log line. Totem's
-/// timers are fixed when the core starts (`totem_ring::Totem` has no way to
-/// change its `Config`), so `totem.*` changes wait for a restart.
-pub fn needing_restart(old: &[(String, Value)], new: &[(String, Value)]) -> Vec<String> {
+/// running daemon cannot take without a restart (network, crypto, the node
+/// list, frame sizes, system): for the reload's log line. The Totem
+/// timings of [`TOTEM_AT_RELOAD`] are taken at once when `totem_applied`.
+pub fn needing_restart(
+    old: &[(String, Value)],
+    new: &[(String, Value)],
+    totem_applied: bool,
+) -> Vec<String> {
     let mut changed: Vec<String> = Vec::new();
     let get = |list: &[(String, Value)], k: &str| {
         list.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
@@ -198,9 +220,11 @@ pub fn needing_restart(old: &[(String, Value)], new: &[(String, Value)]) -> Vec<
         }
     }
     changed.retain(|k| {
-        !APPLIED_AT_RELOAD.iter().any(|p| k.starts_with(p))
-            && !k.starts_with("runtime.")
-            && !k.starts_with("quorum.")
+        let applied = APPLIED_AT_RELOAD.iter().any(|p| k.starts_with(p))
+            || (totem_applied && TOTEM_AT_RELOAD.contains(&k.as_str()))
+            || k.starts_with("runtime.")
+            || k.starts_with("quorum.");
+        !applied
     });
     changed.sort();
     changed
@@ -228,10 +252,16 @@ mod tests {
         assert_eq!(get("logging.to_stderr"), Some(Value::Str("yes".into())));
         assert!(get("runtime.config.totem.consensus").is_some());
         let (cfg2, _) = Config::from_str(&CONF.replace("token: 2000", "token: 3000"), "t").unwrap();
-        let diff = needing_restart(&k, &keys(&cfg2));
+        let diff = needing_restart(&k, &keys(&cfg2), false);
         assert!(diff.contains(&"totem.token".to_string()), "{diff:?}");
+        assert!(needing_restart(&k, &keys(&cfg2), true).is_empty());
+        let (cfg4, _) = Config::from_str(&CONF.replace("5405", "5407"), "t").unwrap();
+        assert_eq!(
+            needing_restart(&k, &keys(&cfg4), true),
+            vec!["totem.interface.0.mcastport".to_string()]
+        );
         let (cfg3, _) =
             Config::from_str(&CONF.replace("to_stderr: yes", "to_stderr: no"), "t").unwrap();
-        assert!(needing_restart(&k, &keys(&cfg3)).is_empty());
+        assert!(needing_restart(&k, &keys(&cfg3), true).is_empty());
     }
 }

@@ -438,7 +438,7 @@ impl State {
             match c {
                 Control::Exit { reason } => self.begin_leave(&reason),
                 Control::ReloadConfig => {
-                    let keys = stats_map::reload(&mut self.extras);
+                    let keys = stats_map::reload(&mut self.extras, &mut self.totem);
                     if let Err(e) = &keys {
                         tracing::error!("configuration reload failed: {e}");
                     }

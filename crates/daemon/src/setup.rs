@@ -58,7 +58,7 @@ const OVERFLOW_BYTES: usize = 64 << 20;
 /// header, nonce and tag, so a sealed Totem frame fits `netmtu`.
 const FRAME_OVERHEAD: u32 = 48 + 64;
 
-fn totem_config(cfg: &Config, max_message: usize) -> totem_ring::Config {
+pub(crate) fn totem_config(cfg: &Config, max_message: usize) -> totem_ring::Config {
     let t = &cfg.totem.timings;
     let mut c = totem_ring::Config::default();
     c.token = u64::from(t.token);

@@ -225,7 +225,7 @@ impl Extras {
 
 /// Re-reads the configuration after a cfg reload request: the new keys
 /// (logged: which changes need a restart), or why it failed.
-pub fn reload(extras: &mut Extras) -> Result<Vec<(String, Value)>, String> {
+pub fn reload(extras: &mut Extras, totem: &mut Totem) -> Result<Vec<(String, Value)>, String> {
     let cfg = match &extras.config_file {
         Some(path) => Config::load(path)
             .map(|(c, _)| c)
@@ -233,7 +233,46 @@ pub fn reload(extras: &mut Extras) -> Result<Vec<(String, Value)>, String> {
         None => Config::default_one_node(),
     };
     let keys = crate::cmap_keys::keys(&cfg);
-    let restart = crate::cmap_keys::needing_restart(&extras.keys, &keys);
+    // Totem's runtime-changeable timings; the message size limit is not
+    // one of them (set_timings ignores it).
+    let timings = crate::setup::totem_config(&cfg, 0);
+    let before = totem.config().clone();
+    let totem_applied = match totem.set_timings(&timings) {
+        Ok(()) => {
+            if *totem.config() != before {
+                let c = totem.config();
+                tracing::info!(
+                    "totem timings now: token {} ms, token_retransmit {} ms, hold {} ms, \
+                     join {} ms, consensus {} ms, merge {} ms, window_size {}, max_messages {}",
+                    c.token,
+                    c.token_retransmit_ms(),
+                    c.hold_ms(),
+                    c.join,
+                    c.consensus_ms(),
+                    c.merge,
+                    c.window_size,
+                    c.max_messages
+                );
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!("configuration reload: totem timings not changed: {e}");
+            false
+        }
+    };
+    let mut keys = keys;
+    if !totem_applied {
+        // runtime.config.totem.* are the values Totem runs with: still the old ones.
+        for (k, v) in keys.iter_mut() {
+            if k.starts_with("runtime.config.totem.") {
+                if let Some((_, old)) = extras.keys.iter().find(|(o, _)| o == k) {
+                    *v = old.clone();
+                }
+            }
+        }
+    }
+    let restart = crate::cmap_keys::needing_restart(&extras.keys, &keys, totem_applied);
     if restart.is_empty() {
         tracing::info!("configuration reloaded");
     } else {

@@ -330,10 +330,23 @@ fn c_program_and_cpgtool_and_reload() {
     } else {
         format!("{text}\nlogging {{\n    fileline: on\n}}\n")
     };
+    // A Totem timing too (Corosync lets token change at runtime): 1000 ms
+    // + 650 ms coefficient for 3 nodes → 1200 + 650.
+    assert!(edited.contains("\ttoken: 1000\n"), "{edited}");
+    let edited = edited.replacen("\ttoken: 1000\n", "\ttoken: 1200\n", 1);
     std::fs::write(&path, edited).unwrap();
     assert_eq!(
         ok(&c, 2, &["corosync-cmapctl", "-g", "logging.fileline"]).trim(),
         "logging.fileline (str) = no"
+    );
+    assert_eq!(
+        ok(
+            &c,
+            2,
+            &["corosync-cmapctl", "-g", "runtime.config.totem.token"]
+        )
+        .trim(),
+        "runtime.config.totem.token (u32) = 1650"
     );
     let r = ok(&c, 0, &["corosync-cfgtool", "-R"]);
     assert!(r.contains("Reloading corosync.conf...\nDone"), "{r}");
@@ -348,6 +361,27 @@ fn c_program_and_cpgtool_and_reload() {
     }
     let v0 = ok(&c, 0, &["corosync-cmapctl", "-g", "logging.fileline"]);
     assert_eq!(v0.trim(), "logging.fileline (str) = no");
+    assert_eq!(
+        ok(
+            &c,
+            2,
+            &["corosync-cmapctl", "-g", "runtime.config.totem.token"]
+        )
+        .trim(),
+        "runtime.config.totem.token (u32) = 1850"
+    );
+    // Totem itself took it, not only the key.
+    c.wait_log(
+        2,
+        "totem timings now: token 1850 ms",
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(
+        !c.log(2).contains("take effect at the next restart"),
+        "{}",
+        c.log(2)
+    );
 }
 
 #[test]

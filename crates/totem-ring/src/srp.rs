@@ -412,6 +412,36 @@ impl Totem {
         &self.cfg
     }
 
+    /// Takes from `new` the values Corosync lets an operator change on a
+    /// running node (its "volatile" totem keys): token, token_retransmit,
+    /// hold, token_retransmits_before_loss_const, join, consensus, merge,
+    /// downcheck, fail_recv_const, seqno_unchanged_const, miss_count_const,
+    /// window_size and max_messages. The rest of `new` (frame and queue
+    /// sizes, which size buffers; netmtu; the ring options) is ignored.
+    /// Timers already armed keep their deadlines; each takes the new value
+    /// the next time it is armed. Nothing changes when the result fails
+    /// validation.
+    pub fn set_timings(&mut self, new: &Config) -> Result<(), ConfigError> {
+        let mut c = self.cfg.clone();
+        c.token = new.token;
+        c.token_coefficient = new.token_coefficient;
+        c.token_retransmits_before_loss_const = new.token_retransmits_before_loss_const;
+        c.token_retransmit = new.token_retransmit;
+        c.hold = new.hold;
+        c.join = new.join;
+        c.consensus = new.consensus;
+        c.merge = new.merge;
+        c.downcheck = new.downcheck;
+        c.fail_recv_const = new.fail_recv_const;
+        c.seqno_unchanged_const = new.seqno_unchanged_const;
+        c.miss_count_const = new.miss_count_const;
+        c.window_size = new.window_size;
+        c.max_messages = new.max_messages;
+        c.validate()?;
+        self.cfg = c;
+        Ok(())
+    }
+
     pub fn state(&self) -> MemberState {
         self.state
     }

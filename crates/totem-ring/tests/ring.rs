@@ -483,6 +483,51 @@ fn low_latency_profile_fails_over_within_token_plus_consensus() {
     );
 }
 
+/// Corosync's runtime-changeable timings: a running ring takes a shorter
+/// token and consensus (a reload), fails over within the new bound, and a
+/// set that does not validate changes nothing.
+#[test]
+fn timings_change_on_a_running_ring() {
+    let slow = Config {
+        token: 3000,
+        join: 50,
+        ..Config::default()
+    };
+    let mut net = Net::new(3, slow.clone());
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000));
+    let bad = Config {
+        consensus: Some(10),
+        ..slow.clone()
+    };
+    let t = net.nodes[0].as_mut().unwrap();
+    let err = t.set_timings(&bad).unwrap_err();
+    assert_eq!(err.key, "consensus");
+    assert_eq!(t.config(), &slow);
+    let fast = Config {
+        token: 100,
+        join: 20,
+        consensus: Some(150),
+        max_messages: 7,
+        netmtu: 9000,
+        ..slow.clone()
+    };
+    for t in net.nodes.iter_mut().flatten() {
+        t.set_timings(&fast).unwrap();
+        assert_eq!(t.config().token, 100);
+        assert_eq!(t.config().max_messages, 7);
+        assert_eq!(t.config().netmtu, slow.netmtu, "sizes are not timings");
+    }
+    // Let every timer armed with the old values fire or be re-armed.
+    let settle = net.now.plus_ms(4000);
+    net.run_until(|n| n.now >= settle, 2_000_000);
+    assert!(net.all_operational_with(&[1, 2, 3]));
+    net.nodes[2] = None;
+    let crashed_at = net.now;
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2]), 1_000_000));
+    let took_ms = (net.now.0 - crashed_at.0) / 1_000_000;
+    assert!(took_ms <= 100 + 150 + 20, "failover took {took_ms} ms");
+}
+
 #[test]
 fn a_node_that_cannot_receive_leaves_cleanly_and_returns() {
     let mut net = Net::new(
