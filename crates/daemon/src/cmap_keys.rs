@@ -173,8 +173,9 @@ fn timings(cfg: &Config) -> Vec<(&'static str, u32)> {
     ]
 }
 
-/// Key prefixes whose new values a reload applies at once (logging) or
-/// that only inform (the icmap gets every new key either way).
+/// Key prefixes whose new values a reload applies at once (logging, but
+/// for its timestamp setting) or that only inform (the icmap gets every
+/// new key either way).
 const APPLIED_AT_RELOAD: [&str; 2] = ["logging.", "totem.config_version"];
 
 /// The `totem.*` keys a running Totem takes (`Totem::set_timings`):
@@ -220,7 +221,9 @@ pub fn needing_restart(
         }
     }
     changed.retain(|k| {
-        let applied = APPLIED_AT_RELOAD.iter().any(|p| k.starts_with(p))
+        // The timestamp setting is fixed in the formatter at start.
+        let applied = (APPLIED_AT_RELOAD.iter().any(|p| k.starts_with(p))
+            && k != "logging.timestamp")
             || (totem_applied && TOTEM_AT_RELOAD.contains(&k.as_str()))
             || k.starts_with("runtime.")
             || k.starts_with("quorum.");

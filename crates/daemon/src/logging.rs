@@ -2,7 +2,9 @@
 //! says, with timestamps. The protocol thread never waits on a log sink:
 //! formatted lines go through a bounded queue to a writer thread; when the
 //! queue is full a line is dropped and counted, and the count is reported
-//! with the next line that gets through.
+//! with the next line that gets through. A reload changes the targets and
+//! the debug level ([`reconfigure`]); `corosync-cfgtool -L` reopens the log
+//! file ([`reopen`], for logrotate).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -10,7 +12,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use tracing::Level;
@@ -49,11 +51,32 @@ struct Line {
     text: Vec<u8>,
 }
 
+/// What the writer thread receives: lines, and new sinks to write to.
+enum Msg {
+    Line(Line),
+    Sinks(Sinks),
+}
+
 #[derive(Clone)]
 struct Queue {
-    tx: SyncSender<Line>,
+    tx: SyncSender<Msg>,
     dropped: Arc<AtomicU64>,
 }
+
+type LevelHandle = tracing_subscriber::reload::Handle<
+    tracing_subscriber::filter::LevelFilter,
+    tracing_subscriber::Registry,
+>;
+
+/// What [`reconfigure`] and [`reopen`] need: the queue to the writer, the
+/// targets in force, and the level filter's handle.
+struct Control {
+    tx: SyncSender<Msg>,
+    targets: Mutex<LogTargets>,
+    level: Option<LevelHandle>,
+}
+
+static CONTROL: OnceLock<Control> = OnceLock::new();
 
 /// One formatted line, sent to the queue when the formatter is done.
 pub struct LineWriter {
@@ -81,7 +104,7 @@ impl Drop for LineWriter {
             level: self.level,
             text: std::mem::take(&mut self.buf),
         };
-        match self.q.tx.try_send(line) {
+        match self.q.tx.try_send(Msg::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.q.dropped.fetch_add(1, Ordering::Relaxed);
@@ -163,8 +186,15 @@ impl Sinks {
     }
 }
 
-fn writer(rx: Receiver<Line>, mut sinks: Sinks, dropped: Arc<AtomicU64>) {
-    while let Ok(line) = rx.recv() {
+fn writer(rx: Receiver<Msg>, mut sinks: Sinks, dropped: Arc<AtomicU64>) {
+    while let Ok(msg) = rx.recv() {
+        let line = match msg {
+            Msg::Line(l) => l,
+            Msg::Sinks(new) => {
+                sinks = new;
+                continue;
+            }
+        };
         QUEUE_EMPTY.store(false, Ordering::Relaxed);
         let lost = dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
@@ -178,9 +208,8 @@ fn writer(rx: Receiver<Line>, mut sinks: Sinks, dropped: Arc<AtomicU64>) {
     }
 }
 
-/// Installs the global subscriber. Errors name the log file that cannot be
-/// opened. Calling it twice keeps the first subscriber (tests).
-pub fn init(t: &LogTargets) -> Result<LogGuard, String> {
+/// Opens what `t` names. Errors name the log file that cannot be opened.
+fn open_sinks(t: &LogTargets) -> Result<Sinks, String> {
     let file = match &t.logfile {
         Some(p) => Some(
             OpenOptions::new()
@@ -205,36 +234,94 @@ pub fn init(t: &LogTargets) -> Result<LogGuard, String> {
     } else {
         None
     };
-    let (tx, rx) = sync_channel(QUEUE_LINES);
-    let dropped = Arc::new(AtomicU64::new(0));
-    let sinks = Sinks {
+    Ok(Sinks {
         stderr: t.to_stderr,
         file,
         syslog,
         facility: t.syslog_facility,
         pid: std::process::id(),
+    })
+}
+
+fn level_of(t: &LogTargets) -> tracing_subscriber::filter::LevelFilter {
+    if t.debug {
+        tracing_subscriber::filter::LevelFilter::DEBUG
+    } else {
+        tracing_subscriber::filter::LevelFilter::INFO
+    }
+}
+
+/// Applies new targets (a configuration reload): the log file, stderr,
+/// syslog and its facility, and the debug level change at once; lines
+/// queued before go to the old sinks. The timestamp setting keeps its
+/// value until a restart. On an error (a log file that cannot be opened)
+/// nothing changes.
+pub fn reconfigure(t: &LogTargets) -> Result<(), String> {
+    let Some(c) = CONTROL.get() else {
+        return Err("logging is not initialised".into());
     };
+    let mut cur = c.targets.lock().unwrap_or_else(|e| e.into_inner());
+    if *cur == *t {
+        return Ok(());
+    }
+    let sinks = open_sinks(t)?;
+    c.tx.send(Msg::Sinks(sinks))
+        .map_err(|_| "log writer thread has stopped".to_string())?;
+    if let Some(h) = &c.level {
+        h.reload(level_of(t))
+            .map_err(|e| format!("log level: {e}"))?;
+    }
+    *cur = t.clone();
+    Ok(())
+}
+
+/// Reopens the log file (after logrotate moved it): later lines go to a
+/// file of the configured name again.
+pub fn reopen() -> Result<(), String> {
+    let Some(c) = CONTROL.get() else {
+        return Err("logging is not initialised".into());
+    };
+    let cur = c.targets.lock().unwrap_or_else(|e| e.into_inner());
+    let sinks = open_sinks(&cur)?;
+    c.tx.send(Msg::Sinks(sinks))
+        .map_err(|_| "log writer thread has stopped".to_string())
+}
+
+/// Installs the global subscriber. Errors name the log file that cannot be
+/// opened. Calling it twice keeps the first subscriber (tests).
+pub fn init(t: &LogTargets) -> Result<LogGuard, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let sinks = open_sinks(t)?;
+    let (tx, rx) = sync_channel(QUEUE_LINES);
+    let dropped = Arc::new(AtomicU64::new(0));
     let d2 = dropped.clone();
     let thread = std::thread::Builder::new()
         .name("log-writer".into())
         .spawn(move || writer(rx, sinks, d2))
         .map_err(|e| format!("log writer thread: {e}"))?;
-    let q = Queue { tx, dropped };
-    let level = if t.debug { Level::DEBUG } else { Level::INFO };
-    let builder = tracing_subscriber::fmt()
+    let q = Queue {
+        tx: tx.clone(),
+        dropped,
+    };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(level_of(t));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(q)
         .with_ansi(false)
-        .with_max_level(level)
         .with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
     let res = if t.timestamp {
-        builder.try_init()
+        registry.with(fmt).try_init()
     } else {
-        builder.without_time().try_init()
+        registry.with(fmt.without_time()).try_init()
     };
-    if res.is_err() {
-        // A subscriber exists already (several runtimes in one test
-        // process); lines go there.
-    }
+    // A subscriber may exist already (several runtimes in one test
+    // process); lines go there, and the first runtime keeps the control.
+    let _ = CONTROL.set(Control {
+        tx,
+        targets: Mutex::new(t.clone()),
+        level: res.is_ok().then_some(handle),
+    });
     Ok(LogGuard {
         thread: Some(thread),
     })

@@ -451,11 +451,10 @@ impl State {
                     };
                     self.engine.config_reloaded(keys, &mut out);
                 }
-                Control::ReopenLogFiles => {
-                    tracing::info!(
-                        "log files are reopened by the writer thread on its own; nothing to do"
-                    );
-                }
+                Control::ReopenLogFiles => match crate::logging::reopen() {
+                    Ok(()) => tracing::info!("log files reopened"),
+                    Err(e) => tracing::error!("reopening log files: {e}"),
+                },
             }
         }
     }

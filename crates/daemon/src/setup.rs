@@ -122,7 +122,7 @@ fn authorization(cfg: &Config) -> Result<Authorization, String> {
     Ok(a)
 }
 
-fn logging(cfg: &Config) -> LogTargets {
+pub(crate) fn logging(cfg: &Config) -> LogTargets {
     let l = &cfg.logging;
     LogTargets {
         to_stderr: l.to_stderr,

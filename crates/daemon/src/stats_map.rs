@@ -232,6 +232,10 @@ pub fn reload(extras: &mut Extras, totem: &mut Totem) -> Result<Vec<(String, Val
             .map_err(|e| e.to_string())?,
         None => Config::default_one_node(),
     };
+    // Logging first, so that what the reload says goes to the new targets.
+    if let Err(e) = crate::logging::reconfigure(&crate::setup::logging(&cfg)) {
+        tracing::error!("configuration reload: logging not changed: {e}");
+    }
     let keys = crate::cmap_keys::keys(&cfg);
     // Totem's runtime-changeable timings; the message size limit is not
     // one of them (set_timings ignores it).
@@ -280,14 +284,6 @@ pub fn reload(extras: &mut Extras, totem: &mut Totem) -> Result<Vec<(String, Val
             "configuration reloaded; these changes take effect at the next restart: {}",
             restart.join(", ")
         );
-    }
-    let logging_changed = extras
-        .keys
-        .iter()
-        .filter(|(k, _)| k.starts_with("logging."))
-        .ne(keys.iter().filter(|(k, _)| k.starts_with("logging.")));
-    if logging_changed {
-        tracing::warn!("logging {{}} changed: the new targets apply at the next restart");
     }
     extras.keys = keys.clone();
     Ok(keys)

@@ -325,10 +325,16 @@ fn c_program_and_cpgtool_and_reload() {
     // Reload: node 2's file changes; -R on node 0 makes every node re-read.
     let path = c.config_path(2).to_path_buf();
     let text = std::fs::read_to_string(&path).unwrap();
+    // Logging targets change at runtime too: a log file is added.
+    let logfile = path.with_file_name("reloaded.log");
+    let logging = format!(
+        "logging {{\n    fileline: on\n    to_logfile: yes\n    logfile: {}",
+        logfile.display()
+    );
     let edited = if text.contains("logging {") {
-        text.replacen("logging {", "logging {\n    fileline: on", 1)
+        text.replacen("logging {", &logging, 1)
     } else {
-        format!("{text}\nlogging {{\n    fileline: on\n}}\n")
+        format!("{text}\n{logging}\n}}\n")
     };
     // A Totem timing too (Corosync lets token change at runtime): 1000 ms
     // + 650 ms coefficient for 3 nodes → 1200 + 650.
@@ -382,6 +388,23 @@ fn c_program_and_cpgtool_and_reload() {
         "{}",
         c.log(2)
     );
+    let file_log = std::fs::read_to_string(&logfile).unwrap_or_default();
+    assert!(
+        file_log.contains("totem timings now: token 1850 ms"),
+        "{file_log}"
+    );
+    // -L reopens it (logrotate moved it away).
+    let rotated = logfile.with_extension("log.1");
+    std::fs::rename(&logfile, &rotated).unwrap();
+    ok(&c, 2, &["corosync-cfgtool", "-L"]);
+    let end = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&logfile)
+        .unwrap_or_default()
+        .contains("log files reopened")
+    {
+        assert!(Instant::now() < end, "{} not reopened", logfile.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
