@@ -753,6 +753,37 @@ impl Core {
     }
 }
 
+/// This node's votes and the cluster's expected votes as a reloaded
+/// configuration gives them (the icmap keys): `quorum.expected_votes`,
+/// else the sum of the nodelist's `quorum_votes`; our votes from our
+/// nodelist entry (1 without one). `None` without a provider.
+fn reload_values(keys: &crate::cmap::Keys, local: NodeId) -> Option<(u32, u32)> {
+    use crate::proto::cmap::Value;
+    let get = |k: &str| keys.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+    let u32_of = |v: Option<&Value>| match v {
+        Some(Value::U32(n)) => Some(*n),
+        _ => None,
+    };
+    get("quorum.provider")?;
+    let mut sum = 0u32;
+    let mut mine = None;
+    for (k, v) in keys {
+        let Some(idx) = k
+            .strip_prefix("nodelist.node.")
+            .and_then(|r| r.strip_suffix(".nodeid"))
+        else {
+            continue;
+        };
+        let votes = u32_of(get(&format!("nodelist.node.{idx}.quorum_votes"))).unwrap_or(1);
+        sum = sum.saturating_add(votes);
+        if matches!(v, Value::U32(n) if *n == local) {
+            mine = Some(votes);
+        }
+    }
+    let expected = u32_of(get("quorum.expected_votes")).unwrap_or(sum);
+    (expected > 0).then_some((mine.unwrap_or(1), expected))
+}
+
 fn send_reconfig(ctx: &mut Ctx<'_>, param: u32, nodeid: NodeId, value: u32) {
     let mut buf = Vec::with_capacity(12);
     Writer(&mut buf).u32(param).u32(nodeid).u32(value);
@@ -816,6 +847,30 @@ impl Service for Votequorum {
 
     fn lib_disconnect(&mut self, _ctx: &mut Ctx<'_>, conn: ConnId) {
         lock(&self.core).vq_conns.remove(&conn);
+    }
+
+    /// A reload changes expected votes and our votes as Corosync's
+    /// `votequorum_refresh_config` does: each change is multicast and
+    /// applied by every member in total order (a cluster-wide reload makes
+    /// every node send the same values). The other quorum options keep
+    /// their values until a restart.
+    fn config_reloaded(&mut self, ctx: &mut Ctx<'_>, keys: &Result<crate::cmap::Keys, String>) {
+        let Ok(keys) = keys else { return };
+        let mut core = lock(&self.core);
+        if !core.provider() {
+            return;
+        }
+        let Some((votes, expected)) = reload_values(keys, core.local) else {
+            return;
+        };
+        if votes != core.cfg.votes {
+            core.cfg.votes = votes;
+            send_reconfig(ctx, RECONFIG_VOTES, core.local, votes);
+        }
+        if expected != core.cfg.expected_votes {
+            core.cfg.expected_votes = expected;
+            send_reconfig(ctx, RECONFIG_EXPECTED, core.local, expected);
+        }
     }
 
     fn exec_deliver(
@@ -1084,6 +1139,25 @@ mod tests {
         assert_eq!(c.check_quorum(4, 3), Ok(()));
         assert_eq!(c.check_quorum(1, 3), Ok(()));
         assert_eq!(c.check_quorum(3, 0), Err(CsError::InvalidParam));
+    }
+
+    #[test]
+    fn reload_reads_expected_and_own_votes() {
+        use crate::proto::cmap::Value;
+        let k = |n: &str, v: Value| (n.to_string(), v);
+        let mut keys = vec![
+            k("quorum.provider", Value::Str("corosync_votequorum".into())),
+            k("nodelist.node.0.nodeid", Value::U32(1)),
+            k("nodelist.node.0.quorum_votes", Value::U32(1)),
+            k("nodelist.node.1.nodeid", Value::U32(2)),
+            k("nodelist.node.1.quorum_votes", Value::U32(3)),
+        ];
+        assert_eq!(reload_values(&keys, 2), Some((3, 4)));
+        assert_eq!(reload_values(&keys, 9), Some((1, 4)));
+        keys.push(k("quorum.expected_votes", Value::U32(7)));
+        assert_eq!(reload_values(&keys, 1), Some((1, 7)));
+        keys.remove(0);
+        assert_eq!(reload_values(&keys, 1), None);
     }
 
     #[test]

@@ -360,3 +360,48 @@ fn last_man_standing_lowers_expected_votes() {
         });
     }
 }
+
+/// A cluster-wide reload (`corosync-cfgtool -R`) changes expected votes on
+/// every member, as Corosync's does: 7 expected votes need 4 present, so
+/// the three nodes lose quorum; back to the nodelist's 3 they regain it.
+#[test]
+fn reload_changes_expected_votes_cluster_wide() {
+    let c = cluster(3, QUORUM);
+    for i in 0..3 {
+        wait_status(&c, i, "quorum", quorate);
+    }
+    let cfgtool = artifacts().join("corosync-cfgtool");
+    let originals: Vec<String> = (0..3)
+        .map(|i| std::fs::read_to_string(c.config_path(i)).unwrap())
+        .collect();
+    let reload = |files: &dyn Fn(usize) -> String| {
+        for i in 0..3 {
+            std::fs::write(c.config_path(i), files(i)).unwrap();
+        }
+        let out = c
+            .command_in(0, &cfgtool)
+            .arg("-R")
+            .output()
+            .expect("run corosync-cfgtool -R");
+        assert!(out.status.success(), "{out:?}");
+    };
+    reload(&|i| {
+        let t = &originals[i];
+        assert!(t.contains(QUORUM), "{t}");
+        t.replacen(
+            QUORUM,
+            "quorum {\n\tprovider: corosync_votequorum\n\texpected_votes: 7\n}",
+            1,
+        )
+    });
+    for i in 0..3 {
+        let out = wait_status(&c, i, "quorum lost to expected votes 7", not_quorate);
+        assert_eq!(field(&out, "Expected votes:"), "7");
+        assert_eq!(field(&out, "Quorum:"), "4 Activity blocked");
+    }
+    reload(&|i| originals[i].clone());
+    for i in 0..3 {
+        let out = wait_status(&c, i, "quorum back at 3 expected votes", quorate);
+        assert_eq!(field(&out, "Expected votes:"), "3");
+    }
+}
