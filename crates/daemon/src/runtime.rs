@@ -148,8 +148,24 @@ impl Output for Out<'_> {
             request_id: to.request_id,
         };
         let payload = gather(self.scratch, parts);
-        if let Err(e) = self.server.respond(SessionId::from_u64(conn.0), h, payload) {
-            tracing::debug!("response to connection {}: {e}", conn.0);
+        let session = SessionId::from_u64(conn.0);
+        match self.server.respond(session, h, payload) {
+            Ok(_) => {}
+            // Larger than the client's response ring can ever hold: the
+            // client gets CS_ERR_TOO_BIG (every response starts with its
+            // error code) instead of waiting for an answer that cannot come.
+            Err(ipc_shm::SendError::TooLarge) => {
+                tracing::debug!(
+                    "response of {} bytes to connection {} is larger than its ring",
+                    payload.len(),
+                    conn.0
+                );
+                let code = services::proto::CsError::TooBig.code().to_le_bytes();
+                if let Err(e) = self.server.respond(session, h, &code) {
+                    tracing::debug!("response to connection {}: {e}", conn.0);
+                }
+            }
+            Err(e) => tracing::debug!("response to connection {}: {e}", conn.0),
         }
     }
 

@@ -205,3 +205,53 @@ fn random_requests_never_crash_the_daemon() {
     assert_eq!(cpg::decode_u32(&r.payload[4..]), Ok(1));
     assert!(d.alive());
 }
+
+/// An answer larger than the client's response ring can ever hold (a
+/// client that asked for the smallest ring, then a cmap get of a 64 KiB
+/// value) comes back as CS_ERR_TOO_BIG instead of never.
+#[test]
+fn a_response_too_large_for_the_ring_is_an_error_not_a_hang() {
+    use services::proto::cmap;
+    let d = Daemon::start();
+    let cfg = ClientConfig {
+        endpoint: Endpoint::parse(&d.endpoint),
+        sizes: RingSizes {
+            request: 1 << 20,
+            response: 4096,
+            event: 4096,
+        },
+        ..ClientConfig::default()
+    };
+    let c = Client::connect(&cfg).expect("connect");
+    let call = |kind: u16, p: &[u8]| {
+        c.call(
+            service::CMAP,
+            kind,
+            p,
+            Wait::Park,
+            Some(Duration::from_secs(5)),
+        )
+        .expect("answered")
+    };
+    let mut p = Vec::new();
+    let k = cmap::Request::Init { map: 0 }.encode(&mut p);
+    assert_eq!(call(k, &p).payload[..4], CsError::Ok.code().to_le_bytes());
+    p.clear();
+    let k = cmap::Request::Set {
+        key: b"test.big",
+        value: cmap::Value::Str("x".repeat(64 << 10)),
+    }
+    .encode(&mut p);
+    assert_eq!(call(k, &p).payload[..4], CsError::Ok.code().to_le_bytes());
+    p.clear();
+    let k = cmap::Request::Get { key: b"test.big" }.encode(&mut p);
+    let r = call(k, &p);
+    assert_eq!(r.payload, CsError::TooBig.code().to_le_bytes());
+    // The session goes on: a small answer still comes.
+    p.clear();
+    let k = cmap::Request::Get {
+        key: b"totem.cluster_name",
+    }
+    .encode(&mut p);
+    assert_eq!(call(k, &p).payload[..4], CsError::Ok.code().to_le_bytes());
+}
