@@ -21,10 +21,14 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
-        let pid = std::process::id();
-        let dir = std::env::temp_dir().join(format!("corosync-rs-hostile-{pid}"));
+        // Tests run in parallel in one process: each daemon gets its own
+        // directory, endpoint and port.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = std::process::id() * 4 + n;
+        let dir = std::env::temp_dir().join(format!("corosync-rs-hostile-{id}"));
         std::fs::create_dir_all(dir.join("state")).unwrap();
-        let port = 30_000 + (pid % 20_000) as u16;
+        let port = 30_000 + (id % 20_000) as u16;
         let conf = format!(
             "totem {{\n version: 2\n cluster_name: hostile\n transport: udpu\n token: 1000\n \
              interface {{\n linknumber: 0\n mcastport: {port}\n }}\n}}\n\
@@ -34,7 +38,7 @@ impl Daemon {
             dir.join("state").display()
         );
         std::fs::write(dir.join("corosync.conf"), conf).unwrap();
-        let endpoint = format!("corosync-rs-hostile-{pid}");
+        let endpoint = format!("corosync-rs-hostile-{id}");
         let log = std::fs::File::create(dir.join("log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_corosync"))
             .args(["-f", "-c"])
