@@ -1,7 +1,7 @@
 //! Seeds of the long 2–16-node run that once livelocked or failed to
 //! converge, replayed whole (see crates/totem-ring/DESIGN.md, "Membership").
 
-use tests::sim::{replay_command, run_seed, Options};
+use tests::sim::{replay_command, run_seed, Options, RunReport};
 
 fn opts() -> Options {
     Options {
@@ -10,19 +10,25 @@ fn opts() -> Options {
     }
 }
 
-/// 9 nodes, 27% commit-token loss, duplicates: the cluster splintered into
-/// rings of one that re-formed on every join heard (~486,000 regular
-/// configurations in 8.8 s before the simulator's input budget ran out).
-/// A normal run of this size installs a few hundred to a thousand.
-#[test]
-fn membership_churn_seed_converges() {
-    let r = run_seed(100_374, &opts());
+/// Replays `seed` whole and asserts it ended without a violation.
+fn converges(seed: u64) -> RunReport {
+    let r = run_seed(seed, &opts());
     assert!(
         r.violation.is_none(),
         "{:?}\n  replay: {}",
         r.violation,
         replay_command(r.seed, &opts())
     );
+    r
+}
+
+/// 9 nodes, 27% commit-token loss, duplicates: the cluster splintered into
+/// rings of one that re-formed on every join heard (~486,000 regular
+/// configurations in 8.8 s before the simulator's input budget ran out).
+/// A normal run of this size installs a few hundred to a thousand.
+#[test]
+fn membership_churn_seed_converges() {
+    let r = converges(100_374);
     assert!(r.configs < 5_000, "{} regular configurations", r.configs);
 }
 
@@ -31,13 +37,7 @@ fn membership_churn_seed_converges() {
 /// as backlog; the ring was still in recovery at the end of the healed phase.
 #[test]
 fn large_recovery_seed_converges() {
-    let r = run_seed(100_027, &opts());
-    assert!(
-        r.violation.is_none(),
-        "{:?}\n  replay: {}",
-        r.violation,
-        replay_command(r.seed, &opts())
-    );
+    converges(100_027);
 }
 
 /// 12 and 15 nodes: after seconds of faults without a ring, every send queue
@@ -51,13 +51,7 @@ fn large_recovery_seed_converges() {
 #[test]
 fn burst_of_rings_of_one_is_spread_over_time() {
     for seed in [100_525, 100_495] {
-        let r = run_seed(seed, &opts());
-        assert!(
-            r.violation.is_none(),
-            "{:?}\n  replay: {}",
-            r.violation,
-            replay_command(r.seed, &opts())
-        );
+        let r = converges(seed);
         assert!(
             r.busiest_instant < 20_000,
             "seed {seed}: {} inputs at one instant",
@@ -74,13 +68,7 @@ fn burst_of_rings_of_one_is_spread_over_time() {
 /// ~240 rings.
 #[test]
 fn lossy_commit_tokens_seed_converges() {
-    let r = run_seed(108_023, &opts());
-    assert!(
-        r.violation.is_none(),
-        "{:?}\n  replay: {}",
-        r.violation,
-        replay_command(r.seed, &opts())
-    );
+    let r = converges(108_023);
     assert!(r.configs < 5_000, "{} regular configurations", r.configs);
 }
 
@@ -92,12 +80,6 @@ fn lossy_commit_tokens_seed_converges() {
 /// ignored in gather as in operational; the seed installs ~230 rings.
 #[test]
 fn stale_joins_seed_converges() {
-    let r = run_seed(105_588, &opts());
-    assert!(
-        r.violation.is_none(),
-        "{:?}\n  replay: {}",
-        r.violation,
-        replay_command(r.seed, &opts())
-    );
+    let r = converges(105_588);
     assert!(r.configs < 5_000, "{} regular configurations", r.configs);
 }
