@@ -513,16 +513,25 @@ fn main() {
         return;
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("usage: ipc-bench [--quick]");
+        println!("usage: ipc-bench [--quick] [--throughput-only]");
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let plan = plan(quick);
+    let mut plan = plan(quick);
+    // For profiling the throughput path alone (`perf record ipc-bench
+    // --throughput-only`): no baselines, a token number of pings.
+    let tp_only = args.iter().any(|a| a == "--throughput-only");
+    if tp_only {
+        plan.pings_busy = 1000;
+        plan.pings_parked = 100;
+    }
     let endpoint = Endpoint::Abstract(format!("ipc-bench-{}", std::process::id()));
     let start = std::time::Instant::now();
     let mut m = BTreeMap::new();
-    m.extend(eventfd_parent(plan.pings_parked));
-    m.extend(socket_parent(&plan));
+    if !tp_only {
+        m.extend(eventfd_parent(plan.pings_parked));
+        m.extend(socket_parent(&plan));
+    }
     m.extend(ipc_parent(&plan, &endpoint));
     for (k, v) in &m {
         println!("{k} = {v}");
