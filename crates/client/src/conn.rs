@@ -2,6 +2,7 @@
 //! answers, the event loop behind every `dispatch`, finalization, and the
 //! mapping of IPC errors to the `cs_error_t` values Corosync returns.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -47,6 +48,11 @@ pub(crate) struct Conn {
     /// Written once by `finalize`, so a thread blocked in `dispatch` wakes.
     wake_tx: Mutex<UnixStream>,
     wake_rx: UnixStream,
+    /// Events taken off the ring in one batch and not yet handed out
+    /// (`dispatch` with `All` or `Blocking` takes what the ring holds at
+    /// once: one pass over the ring's wake-up state instead of one per
+    /// event).
+    backlog: Mutex<VecDeque<OwnedEvent>>,
 }
 
 /// The `cs_error_t` for an errno, as Corosync's `qb_to_cs_error` maps it.
@@ -137,6 +143,7 @@ impl Conn {
             finalized: AtomicBool::new(false),
             wake_tx: Mutex::new(wake_tx),
             wake_rx,
+            backlog: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -213,20 +220,26 @@ impl Conn {
         Ok(())
     }
 
-    /// Takes one event if one waits.
-    fn take_one(&self) -> Result<Option<OwnedEvent>, CsError> {
-        let mut got = None;
-        let n = self
-            .client
-            .dispatch(DispatchMode::One, None, |h: FrameHeader, p: &[u8]| {
-                got = Some(OwnedEvent {
+    /// Takes one event if one waits: from the backlog, else from the ring
+    /// (all it holds for `All` and `Blocking`, one for the `One` flags).
+    fn take_one(&self, flags: DispatchFlags) -> Result<Option<OwnedEvent>, CsError> {
+        let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ev) = backlog.pop_front() {
+            return Ok(Some(ev));
+        }
+        let mode = match flags {
+            DispatchFlags::One | DispatchFlags::OneNonblocking => DispatchMode::One,
+            DispatchFlags::All | DispatchFlags::Blocking => DispatchMode::All,
+        };
+        self.client
+            .dispatch(mode, None, |h: FrameHeader, p: &[u8]| {
+                backlog.push_back(OwnedEvent {
                     kind: h.kind,
                     payload: p.to_vec(),
                 })
             })
             .map_err(|e| request_error(&e))?;
-        debug_assert!(n <= 1 && (n == 1) == got.is_some());
-        Ok(got)
+        Ok(backlog.pop_front())
     }
 
     /// Waits until an event may wait, the daemon went away, or another
@@ -249,11 +262,30 @@ impl Conn {
     pub(crate) fn dispatch(
         &self,
         flags: DispatchFlags,
+        handle: impl FnMut(OwnedEvent) -> Result<(), CsError>,
+    ) -> Result<(), CsError> {
+        let r = self.dispatch_events(flags, handle);
+        // Events taken but not handed out (a handler failed, or `One`
+        // after a batch): the pollable fd must say so.
+        if !self
+            .backlog
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+        {
+            self.client.nudge();
+        }
+        r
+    }
+
+    fn dispatch_events(
+        &self,
+        flags: DispatchFlags,
         mut handle: impl FnMut(OwnedEvent) -> Result<(), CsError>,
     ) -> Result<(), CsError> {
         loop {
             self.check_open()?;
-            match self.take_one()? {
+            match self.take_one(flags)? {
                 Some(ev) => {
                     handle(ev)?;
                     self.check_open()?;

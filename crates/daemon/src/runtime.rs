@@ -84,6 +84,19 @@ const LEAVE_GRACE: Duration = Duration::from_millis(200);
 const PENDING_MAX: usize = 65_536;
 /// IPC events handled per turn at most (then Totem gets its turn).
 const IPC_BUDGET: usize = 256;
+/// How long after this node last saw the token it counts on seeing it
+/// again soon: meanwhile clients' request rings are read on every turn
+/// of the run loop (and before the first frame a turn receives, so a
+/// token finds them) instead of each request waking the daemon. A
+/// multicast cannot leave before the token comes anyway; an idle ring
+/// (the representative holds the token) gets doorbells back after this.
+const IPC_LAZY_WINDOW: Duration = Duration::from_millis(5);
+/// The longest a local client that cannot keep up with its events holds
+/// the senders back (local ones through paused requests, the other nodes'
+/// through Totem's flow control); past that it is fed until its queue
+/// overflows and it is disconnected as too slow, so a stuck client cannot
+/// stop the cluster's traffic for good.
+const BACKPRESSURE_MAX: Duration = Duration::from_secs(2);
 
 /// Engine multicasts waiting for room in Totem's send queue.
 #[derive(Default)]
@@ -176,8 +189,10 @@ impl Output for Out<'_> {
             request_id: 0,
         };
         let payload = gather(self.scratch, parts);
+        // Published once per turn of the run loop (before it waits): a
+        // token visit that delivers many messages wakes each client once.
         self.server
-            .send_event(SessionId::from_u64(conn.0), h, payload)
+            .send_event_deferred(SessionId::from_u64(conn.0), h, payload)
             .is_ok()
     }
 
@@ -211,6 +226,16 @@ struct State {
     request_copy: Vec<u8>,
     nodes: Vec<(u32, SocketAddr, String)>,
     ipc_ready: bool,
+    /// Receive back-pressure is on: a local client's events spill past its
+    /// ring (`Server::events_backlogged`), for at most `BACKPRESSURE_MAX`.
+    events_backlogged: bool,
+    backlogged_since: Option<std::time::Instant>,
+    /// Request doorbells off: the token is moving (`IPC_LAZY_WINDOW`).
+    ipc_lazy: bool,
+    /// The request rings were read during this turn's frames.
+    ipc_polled: bool,
+    tokens_seen: u64,
+    token_seen_at: std::time::Instant,
     leaving_since: Option<std::time::Instant>,
     syncs_logged: u64,
     tx_bufs: Vec<(Dest, Vec<u8>)>,
@@ -324,11 +349,59 @@ impl State {
         let mut room = self.room();
         room.queued_msgs = room.queued_msgs.saturating_add(self.pending.q.len() as u32);
         room.queued_bytes = room.queued_bytes.saturating_add(self.pending.bytes as u32);
-        let congested = self.engine.syncing() || room.congested();
+        // A local client whose events spill past its ring slows the local
+        // senders down (as Corosync's IPC rate limiting does) rather than
+        // being fed until it is disconnected as too slow.
+        let congested = self.engine.syncing() || room.congested() || self.events_backlogged;
         self.server.set_requests_paused(congested);
     }
 
+    /// Receive back-pressure from local clients whose events spill: on
+    /// while it lasts, for at most `BACKPRESSURE_MAX` per episode.
+    fn refresh_backpressure(&mut self) {
+        let backlogged = self.server.events_backlogged();
+        let since = match (backlogged, self.backlogged_since) {
+            (false, _) => None,
+            (true, None) => Some(std::time::Instant::now()),
+            (true, s) => s,
+        };
+        self.backlogged_since = since;
+        let on = since.is_some_and(|t| t.elapsed() < BACKPRESSURE_MAX);
+        if on != self.events_backlogged {
+            tracing::debug!("receive back-pressure {}", if on { "on" } else { "off" });
+        }
+        self.events_backlogged = on;
+        self.totem.set_receive_congested(on);
+    }
+
+    /// Turns request doorbells off while the token circulates and back on
+    /// once it has not been seen for `IPC_LAZY_WINDOW`; returns how long
+    /// the run loop may wait before that changes.
+    fn update_ipc_lazy(&mut self) -> Option<Duration> {
+        let tokens = self.totem.stats().tokens_received;
+        if tokens != self.tokens_seen {
+            self.tokens_seen = tokens;
+            self.token_seen_at = std::time::Instant::now();
+        }
+        let since = self.token_seen_at.elapsed();
+        let lazy = self.totem.state() == totem_ring::MemberState::Operational
+            && self.totem.members().len() > 1
+            && self.leaving_since.is_none()
+            && since < IPC_LAZY_WINDOW;
+        if lazy != self.ipc_lazy {
+            self.ipc_lazy = lazy;
+            self.server.set_busy_poll(lazy);
+        }
+        if lazy {
+            self.server.poll_busy();
+            Some(IPC_LAZY_WINDOW - since)
+        } else {
+            None
+        }
+    }
+
     fn handle_ipc(&mut self) {
+        self.refresh_backpressure();
         for _ in 0..IPC_BUDGET {
             self.update_ipc_pause();
             let room = self.room();
@@ -509,6 +582,14 @@ impl State {
 impl Handler for State {
     fn on_frame(&mut self, f: Received<'_>) {
         self.extras.bytes_rx += f.payload.len() as u64;
+        if self.ipc_lazy && !self.ipc_polled {
+            // No doorbell announced what clients queued since the last
+            // turn: read it before this frame (perhaps the token) is
+            // handled.
+            self.ipc_polled = true;
+            self.server.poll_busy();
+            self.handle_ipc();
+        }
         let now = self.now();
         self.totem.handle_datagram(now, Some(f.node.0), f.payload);
         self.drain_totem();
@@ -642,6 +723,12 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         request_copy: Vec::new(),
         nodes: cfg.nodes,
         ipc_ready: true,
+        ipc_lazy: false,
+        events_backlogged: false,
+        backlogged_since: None,
+        ipc_polled: false,
+        tokens_seen: 0,
+        token_seen_at: std::time::Instant::now(),
         leaving_since: None,
         syncs_logged: 0,
         tx_bufs: Vec::new(),
@@ -663,6 +750,7 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
             state.ipc_ready = false;
             state.poll_ipc_fds();
         }
+        let lazy_for = state.update_ipc_lazy();
         state.handle_ipc();
         let now = state.now();
         if state.totem.poll_timeout().is_some_and(|t| t <= now) {
@@ -707,6 +795,7 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
             Some(t) => Duration::from_nanos(t.0 - now.0),
             None => Duration::from_secs(1),
         };
+        state.refresh_backpressure();
         state.update_ipc_pause();
         if state.server.has_work() || state.ipc_ready {
             wait = Duration::ZERO;
@@ -714,8 +803,14 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         if state.leaving_since.is_some() {
             wait = wait.min(Duration::from_millis(10));
         }
+        if let Some(d) = lazy_for {
+            wait = wait.min(d);
+        }
+        state.server.publish_events();
+        state.ipc_polled = false;
         rl.turn(Some(wait), &mut state)?;
     }
+    state.server.publish_events();
     tracing::info!("node {} left the ring; exiting", state.totem.id());
     Ok(())
 }

@@ -108,6 +108,19 @@ pub struct Response {
     pub payload: Vec<u8>,
 }
 
+/// The event ring's reader side, and what the wake-up fds hold: `dispatch`
+/// makes system calls only where a wake-up byte may actually wait, so a
+/// dispatch that finds events in the ring costs none.
+struct EventReader {
+    /// Consumer index of the event ring.
+    head: u64,
+    /// We asked the daemon for a wake-up and have not seen it taken: while
+    /// the ring's flag is still set, no wake-up byte was written since.
+    armed: bool,
+    /// We wrote the self wake-up (events remained) and have not read it.
+    self_signalled: bool,
+}
+
 struct Responses {
     /// A thread is reading the response ring (the others wait on the condvar).
     reader: bool,
@@ -140,7 +153,7 @@ pub struct Client {
     req: Mutex<(u64, u64)>,
     resp: Mutex<Responses>,
     resp_cv: Condvar,
-    event_head: Mutex<u64>,
+    events: Mutex<EventReader>,
     next_id: AtomicU64,
     gone: AtomicBool,
 }
@@ -278,7 +291,11 @@ impl Client {
                 dead: false,
             }),
             resp_cv: Condvar::new(),
-            event_head: Mutex::new(0),
+            events: Mutex::new(EventReader {
+                head: 0,
+                armed: true,
+                self_signalled: false,
+            }),
             next_id: AtomicU64::new(1),
             gone: AtomicBool::new(false),
         })
@@ -601,37 +618,49 @@ impl Client {
     /// Delivers events to `f`. Resets the pollable fd; with `Blocking`,
     /// waits up to `timeout` (forever with `None`) for the first event.
     /// `Disconnected` once the ring is empty and the session is over.
+    ///
+    /// System calls: none when events wait and no wake-up byte does; one
+    /// read when the call finds nothing (a stale wake-up byte or a hang-up
+    /// may be what made the fd readable; the read tells); one write and one
+    /// read per run of `One` calls that leave events behind.
     pub fn dispatch(
         &self,
         mode: DispatchMode,
         timeout: Option<Duration>,
         mut f: impl FnMut(FrameHeader, &[u8]),
     ) -> Result<usize, ClientError> {
-        let mut head = lock(&self.event_head);
+        let mut st = lock(&self.events);
+        let st = &mut *st;
         let ring = &self.rings[EVENT];
+        let wake = self.event_wake.as_raw_fd();
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut hangup = sys::drain(self.event_wake.as_raw_fd(), 4, false) == Drain::Closed;
-        sys::drain(self.self_wake.as_raw_fd(), 1, false);
+        let mut hangup = false;
         let max = if mode == DispatchMode::One {
             1
         } else {
             usize::MAX
         };
         let n = loop {
-            let n = self.consume(EVENT, &mut head, max, &mut f)?;
-            if n > 0 || mode != DispatchMode::Blocking || hangup {
+            // The daemon clears the flag and then writes one byte: read it
+            // so the pollable fd does not stay readable.
+            if st.armed && !ring.consumer_armed() {
+                st.armed = false;
+                hangup |= sys::drain(wake, 4, false) == Drain::Closed;
+            }
+            let n = self.consume(EVENT, &mut st.head, max, &mut f)?;
+            if n > 0 || hangup {
                 break n;
             }
-            if ring.arm_consumer(*head) {
+            hangup |= sys::drain(wake, 4, false) == Drain::Closed;
+            if mode != DispatchMode::Blocking || hangup {
+                break 0;
+            }
+            st.armed = true;
+            if ring.arm_consumer(st.head) {
                 continue;
             }
-            let r = sys::poll_one(
-                self.event_wake.as_raw_fd(),
-                libc::POLLIN,
-                millis(deadline, 1000),
-            )?;
-            hangup |= r & libc::POLLHUP != 0
-                || sys::drain(self.event_wake.as_raw_fd(), 4, false) == Drain::Closed;
+            let r = sys::poll_one(wake, libc::POLLIN, millis(deadline, 1000))?;
+            hangup |= r & libc::POLLHUP != 0;
             if r == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
                 break 0;
             }
@@ -639,16 +668,42 @@ impl Client {
                 hangup = true;
             }
         };
-        // Stay armed so the pollable fd reports the next event; if events
-        // remain, make it readable now.
-        if ring.arm_consumer(*head) {
-            sys::eventfd_signal(self.self_wake.as_raw_fd());
+        // Leave the pollable fd readable exactly when events remain: the
+        // self wake-up while the ring holds more, else the daemon's
+        // wake-up, asked for now.
+        if ring.hdr().tail.load(Ordering::Acquire) != st.head {
+            if !st.self_signalled {
+                sys::eventfd_signal(self.self_wake.as_raw_fd());
+                st.self_signalled = true;
+            }
+        } else {
+            if st.self_signalled {
+                sys::drain(self.self_wake.as_raw_fd(), 1, false);
+                st.self_signalled = false;
+            }
+            if !st.armed {
+                st.armed = true;
+                if ring.arm_consumer(st.head) {
+                    sys::eventfd_signal(self.self_wake.as_raw_fd());
+                    st.self_signalled = true;
+                }
+            }
         }
         if n == 0 && (hangup || self.closed_flag()) {
             self.gone.store(true, Ordering::Relaxed);
             return Err(ClientError::Disconnected);
         }
         Ok(n)
+    }
+
+    /// Makes the pollable fd readable (a caller that holds events taken
+    /// from the ring but not yet handed out); the next `dispatch` resets it.
+    pub fn nudge(&self) {
+        let mut st = lock(&self.events);
+        if !st.self_signalled {
+            sys::eventfd_signal(self.self_wake.as_raw_fd());
+            st.self_signalled = true;
+        }
     }
 
     /// Raw access to the shared segment, for tests that play a hostile

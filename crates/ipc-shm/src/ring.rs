@@ -368,6 +368,12 @@ impl RingPtrs {
             && h.producer_waiting.swap(0, Ordering::AcqRel) != 0
     }
 
+    /// Whether the consumer's wake-up request is still pending (the
+    /// producer has not taken it).
+    pub(crate) fn consumer_armed(&self) -> bool {
+        self.hdr().consumer_waiting.load(Ordering::Acquire) != 0
+    }
+
     /// Asks the producer for a wake-up, then says whether data arrived
     /// meanwhile (in which case the caller must not park).
     pub(crate) fn arm_consumer(&self, head: u64) -> bool {

@@ -184,6 +184,9 @@ struct Out {
     name: &'static str,
     /// Frames accepted (into the ring or the overflow queue).
     frames: u64,
+    /// Frames written into the ring whose tail is not published yet
+    /// (`Server::send_event_deferred`).
+    unpublished: bool,
 }
 
 enum OutError {
@@ -199,7 +202,8 @@ impl Out {
         Ok(h)
     }
 
-    fn commit(&self) {
+    fn commit(&mut self) {
+        self.unpublished = false;
         if self.ring.publish_tail(self.tail) {
             sys::poke(self.wake.as_raw_fd());
         }
@@ -244,8 +248,9 @@ impl Out {
         payload: &[u8],
         max_frames: usize,
         max_bytes: usize,
+        defer: bool,
     ) -> Result<Delivery, OutError> {
-        let r = self.send_inner(header, payload, max_frames, max_bytes);
+        let r = self.send_inner(header, payload, max_frames, max_bytes, defer);
         if r.is_ok() {
             self.frames += 1;
         }
@@ -258,12 +263,17 @@ impl Out {
         payload: &[u8],
         max_frames: usize,
         max_bytes: usize,
+        defer: bool,
     ) -> Result<Delivery, OutError> {
         if self.overflow.is_empty() {
             let head = Self::load_head(&self.ring, &mut self.seen_head, self.tail)
                 .map_err(OutError::Violation)?;
             if self.ring.write_frame(&mut self.tail, head, header, payload) {
-                self.commit();
+                if defer {
+                    self.unpublished = true;
+                } else {
+                    self.commit();
+                }
                 return Ok(Delivery::Ring);
             }
         }
@@ -412,6 +422,9 @@ pub struct Server {
     requests_paused: bool,
     /// Sessions stepped while paused: stepped again on resume.
     held: Vec<u32>,
+    /// Sessions with events written but not published
+    /// (`send_event_deferred`), for `publish_events`.
+    unpublished: Vec<SessionId>,
     /// Runs in `step` between the flush of the overflow queues and the
     /// rest (tests place a client's reads there).
     #[cfg(test)]
@@ -480,6 +493,7 @@ impl Server {
             stats: ServerStats::default(),
             requests_paused: false,
             held: Vec::new(),
+            unpublished: Vec::new(),
             #[cfg(test)]
             after_flush: None,
             cfg,
@@ -540,6 +554,16 @@ impl Server {
         if !busy {
             self.poll_busy();
         }
+    }
+
+    /// Whether some client's events wait in its overflow queue (its event
+    /// ring is full). The client rings the doorbell once it frees room, so
+    /// a caller that stops producing meanwhile is woken when this changes.
+    pub fn events_backlogged(&self) -> bool {
+        self.slots.iter().any(|slot| match &slot.state {
+            SlotState::Active(s) => !s.out[1].overflow.is_empty(),
+            _ => false,
+        })
     }
 
     /// Marks every session as having work (busy polling, no syscalls).
@@ -887,7 +911,7 @@ impl Server {
         header: FrameHeader,
         payload: &[u8],
     ) -> Result<Delivery, SendError> {
-        self.send_on(session, 0, header, payload)
+        self.send_on(session, 0, header, payload, false)
     }
 
     /// Queues an event (a delivered message, a callback) for a client.
@@ -897,7 +921,37 @@ impl Server {
         header: FrameHeader,
         payload: &[u8],
     ) -> Result<Delivery, SendError> {
-        self.send_on(session, 1, header, payload)
+        self.send_on(session, 1, header, payload, false)
+    }
+
+    /// Like `send_event`, but the client sees the event (and is woken, if
+    /// it asked) only at the next `publish_events`: a run loop that
+    /// delivers many events in one turn wakes each client once, not once
+    /// per event. The caller must call `publish_events` before it waits.
+    pub fn send_event_deferred(
+        &mut self,
+        session: SessionId,
+        header: FrameHeader,
+        payload: &[u8],
+    ) -> Result<Delivery, SendError> {
+        self.send_on(session, 1, header, payload, true)
+    }
+
+    /// Publishes the events `send_event_deferred` wrote, waking each
+    /// client that asked for it once.
+    pub fn publish_events(&mut self) {
+        for id in std::mem::take(&mut self.unpublished) {
+            if let Some(SlotState::Active(s)) = self
+                .slots
+                .get_mut(id.idx())
+                .filter(|s| s.gen == id.gen())
+                .map(|s| &mut s.state)
+            {
+                if s.out[1].unpublished {
+                    s.out[1].commit();
+                }
+            }
+        }
     }
 
     fn send_on(
@@ -906,6 +960,7 @@ impl Server {
         which: usize,
         header: FrameHeader,
         payload: &[u8],
+        defer: bool,
     ) -> Result<Delivery, SendError> {
         let (frames, bytes) = (self.cfg.overflow_frames, self.cfg.overflow_bytes);
         let Some(SlotState::Active(s)) = self
@@ -921,8 +976,14 @@ impl Server {
             return Err(SendError::TooLarge);
         }
         let name = out.name;
-        let reason = match out.send(&header, payload, frames, bytes) {
-            Ok(d) => return Ok(d),
+        let was_unpublished = out.unpublished;
+        let reason = match out.send(&header, payload, frames, bytes, defer) {
+            Ok(d) => {
+                if out.unpublished && !was_unpublished {
+                    self.unpublished.push(id);
+                }
+                return Ok(d);
+            }
             Err(OutError::Violation(violation)) => DisconnectReason::RingViolation {
                 ring: name,
                 violation,
@@ -1087,6 +1148,7 @@ impl SessionParts {
             wake,
             name,
             frames: 0,
+            unpublished: false,
         };
         Session {
             id,

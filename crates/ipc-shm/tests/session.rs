@@ -493,3 +493,59 @@ fn client_closing_is_noticed() {
     });
     assert_eq!(r, DisconnectReason::PeerClosed);
 }
+
+fn readable(fd: std::os::fd::RawFd, ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, ms) == 1 }
+}
+
+#[test]
+fn deferred_events_appear_at_publish_and_wake_the_client_once() {
+    let mut server = Server::new(server_config("deferred")).unwrap();
+    let mut pl = PollLoop::new().unwrap();
+    let ccfg = client_config(server.endpoint());
+    let (c, id) = connect(&mut server, &mut pl, ccfg);
+    let h = |i: u64| FrameHeader {
+        service: 1,
+        kind: 7,
+        request_id: i,
+    };
+    for i in 0..3 {
+        assert_eq!(
+            server
+                .send_event_deferred(id, h(i), &[i as u8; 32])
+                .unwrap(),
+            Delivery::Ring
+        );
+    }
+    // Written, not published: the client neither sees nor is woken.
+    assert!(!readable(c.fd(), 50));
+    assert_eq!(c.dispatch(DispatchMode::All, None, |_, _| {}).unwrap(), 0);
+    server.publish_events();
+    assert!(readable(c.fd(), 20_000), "one wake-up for the batch");
+    let mut seen = Vec::new();
+    let n = c
+        .dispatch(DispatchMode::All, None, |h, p| {
+            seen.push((h.request_id, p[0]))
+        })
+        .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(seen, vec![(0, 0), (1, 1), (2, 2)]);
+    // Drained: the fd is reset, and a blind dispatch leaves it so.
+    assert!(!readable(c.fd(), 0));
+    assert_eq!(c.dispatch(DispatchMode::All, None, |_, _| {}).unwrap(), 0);
+    assert!(!readable(c.fd(), 0));
+    // A session that ended before the publish is skipped.
+    server.send_event_deferred(id, h(9), &[9; 8]).unwrap();
+    drop(c);
+    pump(&mut server, &mut pl, LONG, |_, ev| match ev {
+        Ev::Disconnected(s, _) if s == id => Some(()),
+        _ => None,
+    });
+    server.publish_events();
+}

@@ -290,6 +290,8 @@ pub struct Totem {
     pub(crate) last_fwd_seq: u32,
     pub(crate) holding: bool,
     pub(crate) my_last_fcc: u32,
+    /// See [`Totem::set_receive_congested`].
+    pub(crate) receive_congested: bool,
     pub(crate) my_last_fcc_bytes: u32,
     pub(crate) my_last_backlog: u32,
     pub(crate) seq_unchanged: u32,
@@ -376,6 +378,7 @@ impl Totem {
             last_fwd_seq: 0,
             holding: false,
             my_last_fcc: 0,
+            receive_congested: false,
             my_last_fcc_bytes: 0,
             my_last_backlog: 0,
             seq_unchanged: 0,
@@ -421,6 +424,17 @@ impl Totem {
     /// Timers already armed keep their deadlines; each takes the new value
     /// the next time it is armed. Nothing changes when the result fails
     /// validation.
+    /// Receive back-pressure: while set, this node claims the whole window
+    /// in the token's flow-control count, so on their next visits the
+    /// other members broadcast nothing (neither new frames nor
+    /// retransmissions); the token keeps circulating and nothing times
+    /// out. The driver sets it while a local reader cannot keep up with
+    /// deliveries and clears it when it has caught up (bounding how long,
+    /// so one stuck reader cannot stop the ring for good).
+    pub fn set_receive_congested(&mut self, congested: bool) {
+        self.receive_congested = congested;
+    }
+
     pub fn set_timings(&mut self, new: &Config) -> Result<(), ConfigError> {
         let mut c = self.cfg.clone();
         c.token = new.token;
@@ -984,10 +998,17 @@ impl Totem {
             sent <= self.cfg.max_messages || crate::mutant!(self, IgnoreWindow),
             "flow control: {sent} frames in one visit"
         );
-        tok.fcc = fcc_others + sent;
+        // Receive back-pressure (`set_receive_congested`): report a full
+        // window as ours so the others' window is spent until our next visit.
+        let counted = if self.receive_congested && self.state == MemberState::Operational {
+            sent.max(self.cfg.window_size)
+        } else {
+            sent
+        };
+        tok.fcc = fcc_others + counted;
         tok.fcc_bytes = bytes_others.saturating_add(new_bytes);
         tok.backlog = total_backlog.saturating_sub(new_frames.min(my_backlog));
-        self.my_last_fcc = sent;
+        self.my_last_fcc = counted;
         self.my_last_fcc_bytes = new_bytes;
         self.my_last_backlog = my_backlog.saturating_sub(new_frames.min(my_backlog));
 

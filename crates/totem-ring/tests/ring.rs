@@ -687,3 +687,52 @@ fn failures_are_adopted_only_from_members_of_our_ring() {
         "3 is not failed on 2's word"
     );
 }
+
+#[test]
+fn a_receive_congested_node_holds_the_other_senders_back_without_a_ring_change() {
+    let mut net = Net::new(3, fast());
+    assert!(
+        net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000),
+        "ring of 3 forms"
+    );
+    let ring = net.nodes[0].as_ref().unwrap().ring_id();
+    net.nodes[2].as_mut().unwrap().set_receive_congested(true);
+    // Let node 3 visit the token at least once with its claim.
+    net.run_until(|_| false, 2_000);
+    for i in 0..2 {
+        for k in 0..20u32 {
+            let msg = format!("{i}:{k}").into_bytes();
+            net.nodes[i]
+                .as_mut()
+                .unwrap()
+                .submit(&msg, Guarantee::Agreed)
+                .unwrap();
+        }
+    }
+    let tokens_before = net.nodes[0].as_ref().unwrap().stats().tokens_received;
+    net.run_until(|_| false, 20_000);
+    let tokens_after = net.nodes[0].as_ref().unwrap().stats().tokens_received;
+    assert!(
+        tokens_after >= tokens_before + 10,
+        "the token keeps circulating ({tokens_before} -> {tokens_after})"
+    );
+    for i in 0..3 {
+        assert!(
+            net.delivered(i).is_empty(),
+            "node {} delivered while node 3 was congested",
+            i + 1
+        );
+        let t = net.nodes[i].as_ref().unwrap();
+        assert_eq!(t.state(), MemberState::Operational);
+        assert_eq!(t.ring_id(), ring, "no ring change");
+    }
+    net.nodes[2].as_mut().unwrap().set_receive_congested(false);
+    assert!(
+        net.run_until(|n| (0..3).all(|i| n.delivered(i).len() == 40), 200_000),
+        "everything is delivered once node 3 has caught up"
+    );
+    let d0 = net.delivered(0);
+    assert_eq!(d0, net.delivered(1));
+    assert_eq!(d0, net.delivered(2));
+    assert_eq!(net.nodes[0].as_ref().unwrap().ring_id(), ring);
+}
