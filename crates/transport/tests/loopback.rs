@@ -6,7 +6,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use common::*;
-use transport::{Cipher, ClusterKey, Dest, EngineChoice, EngineKind, NodeId, Transport};
+use transport::{
+    Cipher, ClusterKey, Dest, EngineChoice, EngineKind, Mode, NodeId, Transport, TransportConfig,
+};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -435,5 +437,32 @@ fn io_uring_sendmsg_zc_round_trip() {
         let got = collect(&mut b, 50, WAIT);
         let want: Vec<(NodeId, Vec<u8>)> = frames.iter().map(|f| (NodeId(1), f.clone())).collect();
         assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn multicast_ttl_and_loop_control_are_applied() {
+    for (ttl, looped) in [(3u32, false), (1, true)] {
+        let bind = unique_lo(5405);
+        let mut c = TransportConfig::new(NodeId(1), bind);
+        c.mode = Mode::Multicast {
+            group: SocketAddr::from(([239, 192, 77, 1], bind.port())),
+            ttl,
+        };
+        c.loop_to_self = looped;
+        c.engine = EngineChoice::Fallback;
+        let t = match Transport::new(c) {
+            Ok(t) => t,
+            Err(e) => panic!("multicast on {bind}: {e}"),
+        };
+        let fd = t.socket_fds()[0];
+        assert_eq!(
+            getsockopt_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL) as u32,
+            ttl
+        );
+        assert_eq!(
+            getsockopt_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP) != 0,
+            looped
+        );
     }
 }

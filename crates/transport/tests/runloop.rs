@@ -102,3 +102,61 @@ fn never_spins_under_realtime_priority() {
     let many = RunLoopConfig::for_host(1024);
     assert!(many.pin_core.is_none() && many.spin_us == 0);
 }
+
+/// The CPUs the calling thread may run on.
+fn own_affinity() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set; the call fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is live and sized as passed.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(rc, 0);
+    // SAFETY: CPU_ISSET reads the live set.
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+#[test]
+fn pinning_and_realtime_priority_apply_to_the_protocol_thread() {
+    // On a thread of its own: the settings stick to the calling thread.
+    std::thread::spawn(|| {
+        let m = [(NodeId(1), unique_lo(5405))];
+        let t =
+            Transport::new(config(1, &m, &Opts::new(transport::EngineChoice::Fallback))).unwrap();
+        let core = *own_affinity().last().expect("some CPU");
+        let cfg = RunLoopConfig {
+            pin_core: Some(core),
+            realtime: Some(RealtimePolicy::RoundRobin(5)),
+            spin_us: 0,
+        };
+        let _l = RunLoop::new(t, &cfg).unwrap();
+        assert_eq!(own_affinity(), vec![core], "pinned to CPU {core}");
+        // SAFETY: plain queries of the calling thread.
+        let (policy, prio) = unsafe {
+            let mut p: libc::sched_param = std::mem::zeroed();
+            (libc::sched_getscheduler(0), {
+                libc::sched_getparam(0, &mut p);
+                p.sched_priority
+            })
+        };
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!((policy, prio), (libc::SCHED_RR, 5));
+        } else {
+            eprintln!("not root: realtime priority not checked (policy {policy})");
+        }
+        // A CPU that does not exist is a clear error, not a panic.
+        let m = [(NodeId(1), unique_lo(5405))];
+        let t =
+            Transport::new(config(1, &m, &Opts::new(transport::EngineChoice::Fallback))).unwrap();
+        let bad = RunLoopConfig {
+            pin_core: Some(100_000),
+            ..Default::default()
+        };
+        let err = RunLoop::new(t, &bad).err().expect("no such CPU");
+        assert!(err.to_string().contains("no such CPU"), "{err}");
+    })
+    .join()
+    .unwrap();
+}

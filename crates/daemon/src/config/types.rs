@@ -33,10 +33,13 @@ pub const DEFAULT_MAX_MESSAGES: u32 = 17;
 pub const DEFAULT_NETMTU: u32 = 1500;
 /// The first link's UDP port; link `n` uses `5405 + n` (`5405 + 2n` with broadcast).
 pub const DEFAULT_PORT: u16 = 5405;
-/// Corosync's smallest timeout: three 10 ms kernel ticks.
-pub const MINIMUM_TIMEOUT: u32 = 30;
-/// Corosync's smallest hold timeout: `MINIMUM_TIMEOUT * 0.8 - 10`.
-pub const MINIMUM_HOLD: u32 = 14;
+/// The smallest timeout. Corosync's is 30 ms (three 10 ms kernel ticks);
+/// our timers are timerfds with microsecond precision, so the bound only
+/// keeps a timeout from being shorter than a scheduling hiccup (the
+/// low-latency profile runs token 20 ms).
+pub const MINIMUM_TIMEOUT: u32 = 10;
+/// The smallest hold timeout (Corosync's: 14 ms, `30 * 0.8 - 10`).
+pub const MINIMUM_HOLD: u32 = 1;
 /// Default `last_man_standing_window` (ms).
 pub const DEFAULT_LAST_MAN_STANDING_WINDOW: u32 = 10_000;
 /// Default state directory (the ring id file lives there).

@@ -56,13 +56,13 @@ pub struct ClientBuild {
     pub lib_dir: Option<PathBuf>,
 }
 
-/// The low-latency profile of `totem_ring::Config::low_latency` (token 40,
-/// consensus 48, join 5, merge 50, 6 retransmits before loss) as
-/// corosync.conf keys. The config's lower bounds (Corosync's: every timeout
-/// ≥ 30 ms, so join ≥ 30 and token / (retransmits + 0.2) ≥ 30) do not admit
-/// join 5 or 6 retransmits at token 40: the nearest values they allow.
-pub const OURS_FAILOVER_TOTEM: &str = "token: 40\ntoken_coefficient: 0\n\
-token_retransmits_before_loss_const: 1\nconsensus: 48\njoin: 30\nmerge: 50";
+/// Our low-latency profile as corosync.conf keys: token 20 ms with one
+/// retransmit before loss (a retransmit after 16 ms), consensus 24, join
+/// 10, merge 50. Failover takes about token + consensus. The config's
+/// lower bound (10 ms for every timeout, Corosync's 30 ms being three
+/// kernel ticks) admits it.
+pub const OURS_FAILOVER_TOTEM: &str = "token: 20\ntoken_coefficient: 0\n\
+token_retransmits_before_loss_const: 1\nconsensus: 24\njoin: 10\nmerge: 50";
 pub const COROSYNC_FAILOVER_TOTEM: &str = "token: 200\ntoken_coefficient: 0";
 
 /// The text the anchor's setup.sh writes (../shared/anchors/corosync/),
