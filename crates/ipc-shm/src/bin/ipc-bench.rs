@@ -99,6 +99,8 @@ fn ipc_parent(plan: &Plan, endpoint: &Endpoint) -> BTreeMap<String, u64> {
     cfg.max_sessions = plan.idle_sessions + 4;
     let mut server = Server::new(cfg).expect("server");
     let mut pl = PollLoop::new().expect("poll loop");
+    // First, while the heap holds nothing freed that sessions could reuse.
+    let idle = idle_memory(&mut server, &mut pl, plan.idle_sessions, endpoint);
     let ep = endpoint_arg(endpoint);
     let child = spawn_child(&[
         "ipc".into(),
@@ -185,12 +187,7 @@ fn ipc_parent(plan: &Plan, endpoint: &Endpoint) -> BTreeMap<String, u64> {
     m.insert("parked_one_way_p50_ns".into(), p50);
     m.insert("parked_one_way_p99_ns".into(), p99);
     m.insert("parked_one_way_p999_ns".into(), p999);
-    m.extend(idle_memory(
-        &mut server,
-        &mut pl,
-        plan.idle_sessions,
-        endpoint,
-    ));
+    m.extend(idle);
     m
 }
 
@@ -324,10 +321,12 @@ fn idle_memory(
     m
 }
 
+/// Resident KiB of this process: private memory and the shared pages it
+/// touched (the session segments are shared memory).
 fn rss_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let s = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
     s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix("Rss:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
