@@ -198,8 +198,8 @@ pub const TOTEM_AT_RELOAD: [&str; 14] = [
 ];
 
 /// The keys whose value changed between `old` and `new` but which the
-/// running daemon cannot take without a restart (network, crypto, the node
-/// list, frame sizes, system): for the reload's log line. The Totem
+/// running daemon cannot take without a restart (network, crypto, frame
+/// sizes, system): for the reload's log line. The Totem
 /// timings of [`TOTEM_AT_RELOAD`] are taken at once when `totem_applied`.
 pub fn needing_restart(
     old: &[(String, Value)],
@@ -226,7 +226,9 @@ pub fn needing_restart(
             && k != "logging.timestamp")
             || (totem_applied && TOTEM_AT_RELOAD.contains(&k.as_str()))
             || k.starts_with("runtime.")
-            || k.starts_with("quorum.");
+            || k.starts_with("quorum.")
+            // Members added or removed (the transport's peer list).
+            || k.starts_with("nodelist.");
         !applied
     });
     changed.sort();

@@ -548,6 +548,45 @@ impl State {
         }
     }
 
+    /// A reloaded node list: members added or removed (udpu: whom frames
+    /// go to and whose are heard; the addresses keep the current port).
+    /// Totem notices a removed node as a failed one and an added one as a
+    /// joining one, as for any membership change.
+    fn apply_node_list(
+        &mut self,
+        transport: &mut transport::Transport,
+        list: Vec<(u32, std::net::IpAddr, String)>,
+    ) {
+        let Some(port) = transport.local_addr().map(|a| a.port()) else {
+            return;
+        };
+        if list.is_empty() {
+            return; // multicast without a node list: addresses are learned
+        }
+        let me = self.totem.id();
+        if !list.iter().any(|n| n.0 == me) {
+            tracing::error!(
+                "configuration reload: node {me} is not in the new node list; node list not changed"
+            );
+            return;
+        }
+        let nodes: Vec<(u32, SocketAddr, String)> = list
+            .into_iter()
+            .map(|(id, ip, name)| (id, SocketAddr::new(ip, port), name))
+            .collect();
+        if nodes == self.nodes {
+            return;
+        }
+        let members: Vec<(transport::NodeId, SocketAddr)> = nodes
+            .iter()
+            .map(|(id, a, _)| (transport::NodeId(*id), *a))
+            .collect();
+        transport.set_members(&members);
+        let ids: Vec<String> = nodes.iter().map(|n| n.0.to_string()).collect();
+        tracing::info!("node list now: {}", ids.join(" "));
+        self.nodes = nodes;
+    }
+
     fn begin_leave(&mut self, why: &str) {
         if self.leaving_since.is_none() {
             tracing::info!("{why}: leaving the ring");
@@ -775,6 +814,9 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
             state.refresh_stats();
         }
         state.act_on_controls();
+        if let Some(list) = state.extras.reloaded_nodes.take() {
+            state.apply_node_list(rl.transport(), list);
+        }
         if let Some(since) = state.leaving_since {
             if state.totem.state() == totem_ring::MemberState::Left
                 && since.elapsed() >= LEAVE_GRACE

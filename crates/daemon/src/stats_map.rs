@@ -47,6 +47,9 @@ pub struct Extras {
     pub transport: TransportStats,
     pub bytes_tx: u64,
     pub bytes_rx: u64,
+    /// The node list a reload read (node id, ring0 address, name), for the
+    /// run loop to hand to the transport (it owns it).
+    pub reloaded_nodes: Option<Vec<(u32, std::net::IpAddr, String)>>,
     last_refresh: Option<Instant>,
     /// A connection opened or closed since the snapshot (its
     /// `stats.ipcs.conn.*` keys are out of date).
@@ -66,6 +69,7 @@ impl Extras {
             transport: TransportStats::default(),
             bytes_tx: 0,
             bytes_rx: 0,
+            reloaded_nodes: None,
             last_refresh: None,
             sessions_changed: false,
             last_visit: None,
@@ -237,6 +241,12 @@ pub fn reload(extras: &mut Extras, totem: &mut Totem) -> Result<Vec<(String, Val
         tracing::error!("configuration reload: logging not changed: {e}");
     }
     let keys = crate::cmap_keys::keys(&cfg);
+    extras.reloaded_nodes = Some(
+        cfg.nodes
+            .iter()
+            .map(|n| (n.nodeid, n.ring0_addr(), n.name.clone().unwrap_or_default()))
+            .collect(),
+    );
     // Totem's runtime-changeable timings; the message size limit is not
     // one of them (set_timings ignores it).
     let timings = crate::setup::totem_config(&cfg, 0);

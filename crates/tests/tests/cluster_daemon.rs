@@ -113,3 +113,86 @@ fn sigterm_lets_the_others_reform_without_waiting_for_token_loss() {
     assert!(status.success(), "{status:?}");
     assert!(c.log(2).contains("SIGTERM: leaving the ring"));
 }
+
+/// The `nodelist { … }` section of a harness-written config.
+fn nodelist_section(text: &str) -> &str {
+    let start = text.find("nodelist {").expect("a nodelist");
+    let end = start + text[start..].find("\n}\n").expect("its end") + 3;
+    &text[start..end]
+}
+
+/// The same section without the last `node { … }` block.
+fn without_last_node(section: &str) -> String {
+    let last = section.rfind("\tnode {").expect("a node");
+    let end = last + section[last..].find("\t}\n").expect("block end") + 3;
+    format!("{}{}", &section[..last], &section[end..])
+}
+
+fn cfgtool_reload(c: &Cluster, i: usize) {
+    let tool = tests::cluster::cprog::artifacts().join("corosync-cfgtool");
+    let out = c
+        .exec_in(i, &[tool.to_str().unwrap(), "-R"])
+        .expect("run corosync-cfgtool");
+    assert!(
+        out.status.success(),
+        "corosync-cfgtool -R: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_reloaded_node_list_adds_and_removes_a_node() {
+    // Nodes 0 and 1 start with a node list of two; node 2 lists all three.
+    let c = Cluster::builder()
+        .nodes(3)
+        .transport(Transport::Udpu)
+        .token(TOKEN)
+        .config_edit(|i, text| {
+            if i < 2 {
+                let full = nodelist_section(&text).to_owned();
+                text.replacen(&full, &without_last_node(&full), 1)
+            } else {
+                text
+            }
+        })
+        .start()
+        .expect("cluster start");
+    c.wait_membership(&[0, 1], FORM)
+        .expect("ring of the two listed");
+    // Node 2's joins reach them but it is not on their list: not heard.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut two = vec![c.node_id(0), c.node_id(1)];
+    two.sort_unstable();
+    assert_eq!(c.latest_members(0), Some(two.clone()), "node 2 kept out");
+
+    // Add node 2 to their lists and reload: the ring of three forms.
+    let full = nodelist_section(&std::fs::read_to_string(c.config_path(2)).unwrap()).to_owned();
+    for i in 0..2 {
+        let text = std::fs::read_to_string(c.config_path(i)).unwrap();
+        let short = nodelist_section(&text).to_owned();
+        std::fs::write(c.config_path(i), text.replacen(&short, &full, 1)).unwrap();
+    }
+    cfgtool_reload(&c, 0);
+    c.wait_membership(&[0, 1, 2], FORM)
+        .expect("node 2 joins once listed");
+    for i in 0..2 {
+        c.wait_log(i, "node list now:", FORM)
+            .expect("reload applied");
+    }
+
+    // Remove it again: the two go on without it.
+    for i in 0..2 {
+        let text = std::fs::read_to_string(c.config_path(i)).unwrap();
+        std::fs::write(
+            c.config_path(i),
+            text.replacen(&full, &without_last_node(&full), 1),
+        )
+        .unwrap();
+    }
+    cfgtool_reload(&c, 1);
+    let (token, consensus) = timings();
+    c.wait_membership(&[0, 1], FORM + token + consensus)
+        .expect("the two re-form without node 2");
+    assert!(c.is_running(2), "the removed node keeps running on its own");
+}

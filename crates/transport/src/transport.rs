@@ -437,61 +437,84 @@ impl Transport {
     }
 
     fn submit_planned(&mut self, report: &mut SendReport) -> Result<(), TransportError> {
-        let n = self.specs.len();
-        let r = match &mut self.engine {
-            Engine::Uring(u) => u.send(&self.addrs, &self.iovs, &self.specs, &mut self.results),
-            Engine::Fallback(f) => f.send(&self.addrs, &self.iovs, &self.specs, &mut self.results),
-        };
-        r.map_err(TransportError::Fatal)?;
+        let specs = std::mem::take(&mut self.specs);
         let mut retry = Vec::new();
-        for i in 0..n {
-            let sp = self.specs[i];
-            let res = self.results[i];
-            if res >= 0 {
-                report.datagrams += sp.iov_len;
-                self.stats.datagrams_sent += sp.iov_len as u64;
-                if sp.gso > 0 {
-                    self.stats.gso_sends += 1;
-                }
-            } else if sp.gso > 0
-                && (res == -libc::EINVAL || res == -libc::EIO || res == -libc::EMSGSIZE)
-            {
-                // The path refuses this segment size (MTU, no checksum
-                // offload): never try it again; resend one by one. The
-                // resent frames may arrive after later frames of this burst
-                // to the same node (only on the first such burst; Totem
-                // orders by sequence number anyway).
-                self.gso_seg_limit = self.gso_seg_limit.min(usize::from(sp.gso) - 1);
-                for k in 0..sp.iov_len {
-                    retry.push(SendSpec {
-                        iov_start: sp.iov_start + k,
-                        iov_len: 1,
-                        gso: 0,
-                        ..sp
-                    });
-                }
-            } else {
-                report.errors += 1;
-                self.note_send_error(res);
-            }
-        }
+        let r = self.submit_specs(&specs, report, &mut retry);
+        self.specs = specs;
+        r?;
         if !retry.is_empty() {
+            // One frame each, no GSO: nothing is queued for another retry.
+            self.submit_specs(&retry, report, &mut Vec::new())?;
+        }
+        Ok(())
+    }
+
+    /// Hands `specs` to the engine, at most as many per call as it was
+    /// sized for (the member list may have grown since: `set_members`).
+    fn submit_specs(
+        &mut self,
+        specs: &[SendSpec],
+        report: &mut SendReport,
+        retry: &mut Vec<SendSpec>,
+    ) -> Result<(), TransportError> {
+        let max = self.results.len();
+        for chunk in specs.chunks(max) {
             let r = match &mut self.engine {
-                Engine::Uring(u) => u.send(&self.addrs, &self.iovs, &retry, &mut self.results),
-                Engine::Fallback(f) => f.send(&self.addrs, &self.iovs, &retry, &mut self.results),
+                Engine::Uring(u) => u.send(&self.addrs, &self.iovs, chunk, &mut self.results),
+                Engine::Fallback(f) => f.send(&self.addrs, &self.iovs, chunk, &mut self.results),
             };
             r.map_err(TransportError::Fatal)?;
-            for i in 0..retry.len() {
-                if self.results[i] >= 0 {
-                    report.datagrams += 1;
-                    self.stats.datagrams_sent += 1;
+            for (i, sp) in chunk.iter().enumerate() {
+                let res = self.results[i];
+                if res >= 0 {
+                    report.datagrams += sp.iov_len;
+                    self.stats.datagrams_sent += sp.iov_len as u64;
+                    if sp.gso > 0 {
+                        self.stats.gso_sends += 1;
+                    }
+                } else if sp.gso > 0
+                    && (res == -libc::EINVAL || res == -libc::EIO || res == -libc::EMSGSIZE)
+                {
+                    // The path refuses this segment size (MTU, no checksum
+                    // offload): never try it again; resend one by one. The
+                    // resent frames may arrive after later frames of this
+                    // burst to the same node (only on the first such burst;
+                    // Totem orders by sequence number anyway).
+                    self.gso_seg_limit = self.gso_seg_limit.min(usize::from(sp.gso) - 1);
+                    for k in 0..sp.iov_len {
+                        retry.push(SendSpec {
+                            iov_start: sp.iov_start + k,
+                            iov_len: 1,
+                            gso: 0,
+                            ..*sp
+                        });
+                    }
                 } else {
                     report.errors += 1;
-                    self.note_send_error(self.results[i]);
+                    self.note_send_error(res);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Replaces the member list (udpu: whom a multicast goes to, and whose
+    /// frames are accepted), e.g. after a configuration reload added or
+    /// removed nodes. In multicast mode addresses are learned from
+    /// received frames instead, and this changes nothing. No send is in
+    /// flight here (sends complete inside `send_batch`).
+    pub fn set_members(&mut self, members: &[(NodeId, SocketAddr)]) {
+        if self.multicast {
+            return;
+        }
+        self.addrs.clear();
+        self.member_addr.clear();
+        self.by_addr.clear();
+        for (id, a) in members {
+            self.member_addr.insert(*id, self.addrs.len());
+            self.by_addr.insert(*a, *id);
+            self.addrs.push(SockAddr::from(*a));
+        }
     }
 
     fn note_send_error(&mut self, res: i32) {
@@ -518,8 +541,16 @@ impl Transport {
         let mut delivered = 0usize;
         let multicast = self.multicast;
         let by_addr = &self.by_addr;
+        let member_addr = &self.member_addr;
         let learned = &mut self.learned;
+        let mut not_members = 0u64;
         let mut f = |r: Received<'_>| {
+            // udpu: the member list is the node list; a node not on it
+            // (removed by a reload, or never configured) is not heard.
+            if !multicast && !member_addr.contains_key(&r.node) {
+                not_members += 1;
+                return;
+            }
             // Multicast mode without a complete member list: remember where
             // each sender is, so the token can be unicast to it.
             if multicast
@@ -557,8 +588,9 @@ impl Transport {
             Engine::Fallback(e) => e.recv(timeout, &mut sink),
         }
         .map_err(TransportError::Fatal)?;
+        self.stats.unknown_source += not_members;
         self.learn();
-        Ok(delivered)
+        Ok(delivered.saturating_sub(not_members as usize))
     }
 
     /// Registers `fd` (an eventfd, timerfd or signalfd) with the engine's

@@ -466,3 +466,64 @@ fn multicast_ttl_and_loop_control_are_applied() {
         );
     }
 }
+
+#[test]
+fn members_added_and_removed_at_runtime() {
+    for_engines(|e| {
+        let o = Opts::new(e);
+        let addrs: Vec<(NodeId, SocketAddr)> =
+            (1..=6).map(|i| (NodeId(i), unique_lo(5405))).collect();
+        // Node 1 starts knowing only itself and node 2.
+        let mut a = Transport::new(config(1, &addrs[..2], &o)).unwrap();
+        let mut others: Vec<Transport> = (2..=6)
+            .map(|i| Transport::new(config(i, &addrs, &o)).unwrap())
+            .collect();
+        // Node 3 is not a member yet: its frames are dropped and counted.
+        others[1]
+            .send_batch(&[(Dest::Node(NodeId(1)), b"early".as_slice())])
+            .unwrap();
+        assert!(collect(&mut a, 1, Duration::from_millis(300)).is_empty());
+        assert_eq!(a.stats().unknown_source, 1);
+        // All six: a burst of 64 frames to every member needs more sends
+        // than the engine was sized for at start (64 x 2), in chunks.
+        a.set_members(&addrs);
+        let burst: Vec<Vec<u8>> = (0..64u32).map(|k| k.to_le_bytes().to_vec()).collect();
+        let msgs: Vec<(Dest, &[u8])> = burst
+            .iter()
+            .map(|b| (Dest::Multicast, b.as_slice()))
+            .collect();
+        let r = a.send_batch(&msgs).unwrap();
+        assert_eq!(r.errors, 0);
+        for t in others.iter_mut() {
+            let got = collect(t, 64, WAIT);
+            let want: Vec<(NodeId, Vec<u8>)> =
+                burst.iter().map(|b| (NodeId(1), b.clone())).collect();
+            assert_eq!(got, want, "node {:?}", t.node_id());
+        }
+        others[1]
+            .send_batch(&[(Dest::Node(NodeId(1)), b"now".as_slice())])
+            .unwrap();
+        let got = collect(&mut a, 65, WAIT);
+        assert_eq!(got.last(), Some(&(NodeId(3), b"now".to_vec())));
+        // Node 2 removed: no longer sent to, and its frames are dropped.
+        let without_2: Vec<(NodeId, SocketAddr)> = addrs
+            .iter()
+            .copied()
+            .filter(|(n, _)| *n != NodeId(2))
+            .collect();
+        a.set_members(&without_2);
+        let r = a
+            .send_batch(&[(Dest::Multicast, b"after".as_slice())])
+            .unwrap();
+        assert_eq!(r.datagrams, 5);
+        assert!(collect(&mut others[0], 1, Duration::from_millis(300)).is_empty());
+        let before = a.stats().unknown_source;
+        others[0]
+            .send_batch(&[(Dest::Node(NodeId(1)), b"gone".as_slice())])
+            .unwrap();
+        assert!(collect(&mut a, 2, Duration::from_millis(300))
+            .iter()
+            .all(|(n, _)| *n != NodeId(2)));
+        assert_eq!(a.stats().unknown_source, before + 1);
+    });
+}
