@@ -540,6 +540,11 @@ impl State {
                     };
                     self.engine.config_reloaded(keys, &mut out);
                 }
+                Control::ClearStats { what } => {
+                    self.extras
+                        .clear(&what, &self.totem, &self.server, &self.engine);
+                    tracing::info!("statistics cleared: {what}");
+                }
                 Control::ReopenLogFiles => match crate::logging::reopen() {
                     Ok(()) => tracing::info!("log files reopened"),
                     Err(e) => tracing::error!("reopening log files: {e}"),

@@ -50,6 +50,8 @@ pub struct Extras {
     /// The node list a reload read (node id, ring0 address, name), for the
     /// run loop to hand to the transport (it owns it).
     pub reloaded_nodes: Option<Vec<(u32, std::net::IpAddr, String)>>,
+    /// Counter values at the last `clear`, subtracted in `snapshot`.
+    baseline: std::collections::HashMap<String, u64>,
     last_refresh: Option<Instant>,
     /// A connection opened or closed since the snapshot (its
     /// `stats.ipcs.conn.*` keys are out of date).
@@ -70,6 +72,7 @@ impl Extras {
             bytes_tx: 0,
             bytes_rx: 0,
             reloaded_nodes: None,
+            baseline: std::collections::HashMap::new(),
             last_refresh: None,
             sessions_changed: false,
             last_visit: None,
@@ -112,7 +115,8 @@ impl Extras {
         self.sessions_changed = true;
     }
 
-    /// The stats map as of now (for [`Engine::set_stats`]).
+    /// The stats map as of now (for [`Engine::set_stats`]), counters
+    /// counted from their last `clear`.
     pub fn snapshot(
         &mut self,
         totem: &Totem,
@@ -121,6 +125,37 @@ impl Extras {
     ) -> Vec<(String, Value)> {
         self.last_refresh = Some(Instant::now());
         self.sessions_changed = false;
+        let mut k = self.raw_snapshot(totem, server, engine);
+        for (name, v) in k.iter_mut() {
+            if let (Value::U64(x), Some(base)) = (v, self.baseline.get(name.as_str())) {
+                *x = x.saturating_sub(*base);
+            }
+        }
+        k
+    }
+
+    /// `corosync-cmapctl -C WHAT` (a set of `stats.clear.WHAT`): the
+    /// counters of `totem` (`stats.srp.*`), `knet` (our transport's
+    /// `stats.transport.*`), `ipc` (`stats.ipcs.global.*`, `stats.service.*`)
+    /// or `all` start again from zero. Gauges (rotation times, active
+    /// connections) and the per-connection keys are not counters and stay.
+    pub fn clear(&mut self, what: &str, totem: &Totem, server: &Server, engine: &Engine) {
+        for (name, v) in self.raw_snapshot(totem, server, engine) {
+            if let Value::U64(x) = v {
+                if clears(what, &name) {
+                    self.baseline.insert(name, x);
+                }
+            }
+        }
+        self.last_refresh = None;
+    }
+
+    fn raw_snapshot(
+        &mut self,
+        totem: &Totem,
+        server: &Server,
+        engine: &Engine,
+    ) -> Vec<(String, Value)> {
         let mut k: Vec<(String, Value)> = Vec::with_capacity(96);
         let mut u64k = |name: &str, v: u64| k.push((format!("stats.{name}"), Value::U64(v)));
         let t = totem.stats();
@@ -224,6 +259,25 @@ impl Extras {
         }
         k.push(("stats.ipcs.global.active".into(), Value::U64(active)));
         k
+    }
+}
+
+fn clears(what: &str, key: &str) -> bool {
+    const GAUGES: [&str; 4] = [
+        ".mtt_rx_token",
+        ".token_rotation_us",
+        ".token_rotation_avg_us",
+        ".active",
+    ];
+    if GAUGES.iter().any(|g| key.ends_with(g)) || key.starts_with("stats.ipcs.conn.") {
+        return false;
+    }
+    match what {
+        "totem" => key.starts_with("stats.srp."),
+        "knet" => key.starts_with("stats.transport."),
+        "ipc" => key.starts_with("stats.ipcs.") || key.starts_with("stats.service."),
+        "all" => true,
+        _ => false,
     }
 }
 

@@ -19,8 +19,9 @@
 //! or longer than 255 bytes, or with a character outside `[A-Za-z0-9._/:-]`:
 //! NAME_TOO_LONG; a missing key: NOT_EXIST; a value whose length does not
 //! fit its type or an unknown type: INVALID_PARAM; inc/dec of a non-integer:
-//! INVALID_PARAM; writes under `internal_configuration.`: ACCESS; any write
-//! to the stats map: NOT_SUPPORTED; an unknown iterator or track handle:
+//! INVALID_PARAM; writes under `internal_configuration.`: ACCESS; a write
+//! to the stats map other than `stats.clear.{ipc,totem,knet,all}` (which
+//! restarts those counters from zero): NOT_SUPPORTED; an unknown iterator or track handle:
 //! BAD_HANDLE; iterating past the end: NO_SECTIONS; more than
 //! [`MAX_HANDLES`] iterators or tracks on one connection: NO_RESOURCES.
 
@@ -31,10 +32,12 @@ use crate::proto::cmap::{encode_iter_next, kind, map, track, Notify, Request, Va
 use crate::proto::cmap::{KEYNAME_MAXLEN, KEYNAME_MINLEN};
 use crate::proto::{service, CsError, DecodeError, Writer};
 use crate::service::{ConfChange, Creds, Ctx, Service};
-use crate::{ConfigKind, ConnId, Guarantee, NodeId, ReplyTo};
+use crate::{ConfigKind, ConnId, Control, Guarantee, NodeId, ReplyTo};
 
 /// Iterators, and tracks, one connection may hold at once.
 pub const MAX_HANDLES: usize = 1024;
+/// What `stats.clear.<what>` may name.
+const CLEARABLE: [&str; 4] = ["ipc", "totem", "knet", "all"];
 /// Keys under this prefix are read-only to clients.
 const READ_ONLY_PREFIX: &str = "internal_configuration.";
 
@@ -205,8 +208,20 @@ impl Cmap {
             }
             Request::Set { key, value } => {
                 let key = key_str(key)?;
-                self.writable(m, key)?;
-                self.set_local(ctx, key, value);
+                if m == map::STATS {
+                    // The one write the stats map takes, as Corosync's:
+                    // `stats.clear.{ipc,totem,knet,all}` (any value).
+                    let what = key
+                        .strip_prefix("stats.clear.")
+                        .filter(|w| CLEARABLE.contains(w))
+                        .ok_or(CsError::NotSupported)?;
+                    ctx.out.control(Control::ClearStats {
+                        what: what.to_string(),
+                    });
+                } else {
+                    self.writable(m, key)?;
+                    self.set_local(ctx, key, value);
+                }
             }
             Request::Delete { key } => {
                 let key = key_str(key)?;
@@ -759,6 +774,23 @@ mod tests {
             value: Value::U64(9),
         };
         assert_eq!(call(&mut e, &mut out, 3, &set).0, CsError::NotSupported);
+        // The one write it takes: clearing counters, handed to the daemon.
+        let clear = Request::Set {
+            key: b"stats.clear.totem",
+            value: Value::U32(1),
+        };
+        assert_eq!(call(&mut e, &mut out, 3, &clear).0, CsError::Ok);
+        assert_eq!(
+            out.controls.last(),
+            Some(&Control::ClearStats {
+                what: "totem".into()
+            })
+        );
+        let bogus = Request::Set {
+            key: b"stats.clear.disk",
+            value: Value::U32(1),
+        };
+        assert_eq!(call(&mut e, &mut out, 3, &bogus).0, CsError::NotSupported);
         assert_eq!(
             call(
                 &mut e,

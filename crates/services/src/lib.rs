@@ -117,6 +117,9 @@ pub enum Control {
     ReloadConfig,
     /// Reopen the log files.
     ReopenLogFiles,
+    /// Restart the stats map's counters from zero (`stats.clear.<what>`:
+    /// `ipc`, `totem`, `knet` or `all`).
+    ClearStats { what: String },
 }
 
 #[cfg(test)]

@@ -244,6 +244,40 @@ fn cmapctl_dump_get_set_delete_track_and_stats() {
     let b2 = stat(&c, 0, "stats.transport.bytes_rx");
     assert!(t1 > 0 && t2 > t1, "tokens {t1} → {t2}");
     assert!(b2 > b1, "bytes {b1} → {b2}");
+
+    // -q: the value alone.
+    let q = ok(&c, 0, &["corosync-cmapctl", "-q", "-g", "totem.token"]);
+    assert_eq!(q.trim(), TOKEN.to_string());
+    // -C: counters start again from zero (the Totem ones; the transport's
+    // are left alone), and a clear option Corosync does not know is refused.
+    let accepted = stat(&c, 0, "stats.ipcs.global.accepted");
+    ok(&c, 0, &["corosync-cmapctl", "-C", "totem"]);
+    let t3 = stat(&c, 0, "stats.srp.orf_token_rx");
+    let b3 = stat(&c, 0, "stats.transport.bytes_rx");
+    assert!(t3 < t2, "tokens after clear: {t3} (before: {t2})");
+    assert!(b3 >= b2, "transport bytes untouched: {b2} → {b3}");
+    ok(&c, 0, &["corosync-cmapctl", "-C", "all"]);
+    let accepted_after = stat(&c, 0, "stats.ipcs.global.accepted");
+    assert!(
+        accepted_after < accepted,
+        "ipc counters cleared by all: {accepted} → {accepted_after}"
+    );
+    let bad = run(&c, 0, &["corosync-cmapctl", "-C", "disk"]);
+    assert!(!bad.status.success());
+    let set = run(
+        &c,
+        0,
+        &[
+            "corosync-cmapctl",
+            "-m",
+            "stats",
+            "-s",
+            "stats.srp.mcast_tx",
+            "u64",
+            "1",
+        ],
+    );
+    assert!(!set.status.success(), "other stats keys stay read-only");
 }
 
 /// The C probe (-lcmap -lcfg -lcpg), compiled once against the installed

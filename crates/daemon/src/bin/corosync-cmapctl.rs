@@ -8,6 +8,8 @@
 //! corosync-cmapctl -d KEY...  |  -D PREFIX...        delete keys / every key under a prefix
 //! corosync-cmapctl [-b] [-m MAP] -t KEY  |  -T PREFIX  track changes ("q" or EOF on stdin ends)
 //! corosync-cmapctl -p FILE                           set "KEY TYPE VALUE" lines from a file
+//! corosync-cmapctl [-b] -q -g KEY...                 values only
+//! corosync-cmapctl -C ipc|totem|knet|all             clear statistics (-m stats implied)
 //! ```
 //!
 //! Output as Corosync's: `key (type) = value`; tracked changes as
@@ -32,11 +34,13 @@ enum Action {
     DeletePrefix,
     Track { prefix: bool },
     Load,
+    ClearStats,
 }
 
 struct Args {
     action: Action,
     show_binary: bool,
+    quiet: bool,
     map: Map,
     file: Option<String>,
     params: Vec<String>,
@@ -53,18 +57,21 @@ fn usage() {
          Delete key:\n    corosync-cmapctl -d key_name...\n\n\
          Delete multiple keys with prefix:\n    corosync-cmapctl -D key_prefix...\n\n\
          Get key:\n    corosync-cmapctl [-b] -g key_name...\n\n\
+         Quiet output:\n    corosync-cmapctl [-b] -q -g key_name...\n\n\
          Display all keys:\n    corosync-cmapctl [-b]\n\n\
          Display keys with prefix key_name:\n    corosync-cmapctl [-b] key_name...\n\n\
          Track changes on keys with key_name:\n    corosync-cmapctl [-b] -t key_name\n\n\
-         Track changes on keys with key prefix:\n    corosync-cmapctl [-b] -T key_prefix\n"
+         Track changes on keys with key prefix:\n    corosync-cmapctl [-b] -T key_prefix\n\n\
+         Clear statistics (-mstats is implied)\n    corosync-cmapctl -C [ipc|totem|knet|all]\n"
     );
 }
 
-/// getopt-style parsing of `hgsdDtTbp:m:` (flags may be grouped).
+/// getopt-style parsing of `hgsdDtTbqp:m:C:` (flags may be grouped).
 fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     let mut a = Args {
         action: Action::Print,
         show_binary: false,
+        quiet: false,
         map: Map::Icmap,
         file: None,
         params: Vec::new(),
@@ -90,13 +97,14 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                     return Ok(None);
                 }
                 'b' => a.show_binary = true,
+                'q' => a.quiet = true,
                 'g' => a.action = Action::Get,
                 's' => a.action = Action::Set,
                 'd' => a.action = Action::Delete,
                 'D' => a.action = Action::DeletePrefix,
                 't' => a.action = Action::Track { prefix: false },
                 'T' => a.action = Action::Track { prefix: true },
-                c @ ('p' | 'm') => {
+                c @ ('p' | 'm' | 'C') => {
                     let rest: String = flags[j + 1..].iter().collect();
                     let val = if !rest.is_empty() {
                         rest
@@ -109,6 +117,15 @@ fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                     if c == 'p' {
                         a.action = Action::Load;
                         a.file = Some(val);
+                    } else if c == 'C' {
+                        if !["ipc", "totem", "knet", "all"].contains(&val.as_str()) {
+                            return Err(format!(
+                                "invalid clear option {val}: expected ipc, totem, knet or all"
+                            ));
+                        }
+                        a.action = Action::ClearStats;
+                        a.map = Map::Stats;
+                        a.params = vec![val];
                     } else {
                         a.map = match val.as_str() {
                             "icmap" => Map::Icmap,
@@ -288,6 +305,7 @@ fn run(a: Args) -> Result<(), String> {
         Action::Get => {
             for k in &a.params {
                 match retry(|| cmap.get(k)) {
+                    Ok(v) if a.quiet => println!("{v}"),
                     Ok(v) => println!("{}", key_line(k, &v, bin)),
                     Err(e) => failed = Some(format!("Can't get key {k}. Error {e}")),
                 }
@@ -319,6 +337,11 @@ fn run(a: Args) -> Result<(), String> {
         }
         Action::Track { prefix } => track(&cmap, &a.params, prefix, bin)?,
         Action::Load => load_file(&cmap, a.file.as_deref().unwrap_or(""))?,
+        Action::ClearStats => {
+            let key = format!("stats.clear.{}", a.params[0]);
+            retry(|| cmap.set(&key, &Value::U32(1)))
+                .map_err(|e| format!("Failed to clear stats. Error {e}"))?;
+        }
     }
     match failed {
         Some(f) => Err(f),
