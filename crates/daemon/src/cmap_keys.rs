@@ -226,7 +226,9 @@ pub fn needing_restart(
             && k != "logging.timestamp")
             || (totem_applied && TOTEM_AT_RELOAD.contains(&k.as_str()))
             || k.starts_with("runtime.")
-            || k.starts_with("quorum.")
+            // votequorum re-reads these (the other quorum options, as in
+            // Corosync, only at start).
+            || ["quorum.expected_votes", "quorum.votes", "quorum.two_node"].contains(&k.as_str())
             // Members added or removed (the transport's peer list).
             || k.starts_with("nodelist.");
         !applied

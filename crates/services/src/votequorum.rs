@@ -871,6 +871,18 @@ impl Service for Votequorum {
             core.cfg.expected_votes = expected;
             send_reconfig(ctx, RECONFIG_EXPECTED, core.local, expected);
         }
+        // two_node is re-read at runtime too (this node's own file, as
+        // Corosync's); not with the tie breaker, which excludes it.
+        let two_node = keys
+            .iter()
+            .any(|(k, v)| k == "quorum.two_node" && *v == crate::proto::cmap::Value::U8(1))
+            && core.cfg.auto_tie_breaker.is_none();
+        if two_node != core.cfg.two_node {
+            core.cfg.two_node = two_node;
+            if core.evaluate() {
+                core.notify(ctx, None);
+            }
+        }
     }
 
     fn exec_deliver(

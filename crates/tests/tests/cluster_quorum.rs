@@ -405,3 +405,45 @@ fn reload_changes_expected_votes_cluster_wide() {
         assert_eq!(field(&out, "Expected votes:"), "3");
     }
 }
+
+/// `two_node` is one of the quorum options Corosync re-reads at runtime:
+/// a survivor of two without it has no quorum; given it by a reload, it
+/// has; the options read only at start (wait_for_all here) stay as they
+/// were, and the log says they need a restart.
+#[test]
+fn reload_turns_two_node_on_for_a_lone_survivor() {
+    let c = cluster(2, QUORUM);
+    for i in 0..2 {
+        wait_status(&c, i, "quorum", quorate);
+    }
+    c.kill9(1).unwrap();
+    let out = wait_status(&c, 0, "quorum lost with one of two", |code, out| {
+        not_quorate(code, out) && field(out, "Nodes:") == "1"
+    });
+    assert_eq!(field(&out, "Quorum:"), "2 Activity blocked");
+    let text = std::fs::read_to_string(c.config_path(0)).unwrap();
+    std::fs::write(
+        c.config_path(0),
+        text.replacen(
+            QUORUM,
+            "quorum {\n\tprovider: corosync_votequorum\n\ttwo_node: 1\n\twait_for_all: 1\n}",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = c
+        .command_in(0, artifacts().join("corosync-cfgtool"))
+        .arg("-R")
+        .output()
+        .expect("run corosync-cfgtool -R");
+    assert!(out.status.success(), "{out:?}");
+    let out = wait_status(&c, 0, "two_node from the reload", quorate);
+    assert_eq!(field(&out, "Quorum:"), "1");
+    assert_eq!(field(&out, "Flags:"), "2Node Quorate");
+    c.wait_log(
+        0,
+        "take effect at the next restart: quorum.wait_for_all",
+        FORM,
+    )
+    .expect("wait_for_all is a start-up option");
+}
