@@ -157,6 +157,13 @@ impl Conn {
         self.client.max_request()
     }
 
+    /// Unconsumed request bytes and the request ring's size
+    /// (`BadHandle` once finalized).
+    pub(crate) fn request_backlog(&self) -> Result<(u64, u64), CsError> {
+        self.check_open()?;
+        Ok(self.client.request_backlog())
+    }
+
     pub(crate) fn is_finalized(&self) -> bool {
         self.finalized.load(Ordering::Acquire)
     }

@@ -343,12 +343,17 @@ impl Cpg {
         decode_u32(&self.request(&Request::MaxAtomicMsgsize)?)
     }
 
-    /// `cpg_flow_control_state_get`.
+    /// `cpg_flow_control_state_get`, answered here without a round trip
+    /// (as libcpg does; Corosync 2 and 3 always say disabled): enabled
+    /// while the request ring is more than half full, i.e. the daemon is
+    /// behind or holding requests back, and sends will soon get TRY_AGAIN.
     pub fn flow_control_state_get(&self) -> Result<FlowControl, CsError> {
-        match decode_u32(&self.request(&Request::FlowControlState)?)? {
-            0 => Ok(FlowControl::Disabled),
-            _ => Ok(FlowControl::Enabled),
-        }
+        let (used, cap) = self.conn.request_backlog()?;
+        Ok(if used > cap / 2 {
+            FlowControl::Enabled
+        } else {
+            FlowControl::Disabled
+        })
     }
 
     /// `cpg_iteration_initialize` + `_next` in one: every entry at once.

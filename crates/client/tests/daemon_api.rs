@@ -589,6 +589,11 @@ fn flow_control_answers_try_again_and_loses_nothing() {
         try_again > 0,
         "{sent} x 256 KiB went through without TRY_AGAIN"
     );
+    // TRY_AGAIN means a full request ring: flow control says enabled then.
+    assert!(
+        enabled > 0,
+        "flow control never seen enabled in {try_again} TRY_AGAINs"
+    );
     dispatch_while(
         &cpg,
         limit,

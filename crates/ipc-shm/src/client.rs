@@ -315,6 +315,16 @@ impl Client {
         max_payload(self.sizes.request) as usize
     }
 
+    /// Bytes of requests the daemon has not consumed yet, and the request
+    /// ring's capacity: how far behind the daemon is (or how long it has
+    /// been pausing requests), without asking it.
+    pub fn request_backlog(&self) -> (u64, u64) {
+        let ring = &self.rings[REQUEST];
+        let tail = lock(&self.req).0;
+        let head = ring.hdr().head.load(Ordering::Acquire);
+        (tail.wrapping_sub(head).min(ring.cap), ring.cap)
+    }
+
     /// The pollable fd (selection object): readable when events wait, and
     /// when the session broke or the daemon died. Reset by `dispatch`.
     pub fn fd(&self) -> RawFd {

@@ -549,3 +549,40 @@ fn deferred_events_appear_at_publish_and_wake_the_client_once() {
     });
     server.publish_events();
 }
+
+#[test]
+fn request_backlog_tells_how_far_behind_the_daemon_is() {
+    let mut server = Server::new(server_config("backlog")).unwrap();
+    let mut pl = PollLoop::new().unwrap();
+    let ccfg = client_config(server.endpoint());
+    let (c, id) = connect(&mut server, &mut pl, ccfg);
+    let (used, cap) = c.request_backlog();
+    assert_eq!(used, 0);
+    // The server reads nothing meanwhile: the ring fills to TRY_AGAIN.
+    let body = [7u8; 1000];
+    let mut sent = 0u32;
+    while c.send(1, KIND_ONE_WAY, &body).is_ok() {
+        sent += 1;
+    }
+    let (used, _) = c.request_backlog();
+    assert!(
+        used > cap / 2 && used <= cap,
+        "{used} of {cap} after {sent} sends"
+    );
+    // It reads them all: the client sees the ring empty again.
+    let mut got = 0;
+    pump(&mut server, &mut pl, LONG, |_, ev| match ev {
+        Ev::Request(s, _, _) if s == id => {
+            got += 1;
+            (got == sent).then_some(())
+        }
+        _ => None,
+    });
+    let end = std::time::Instant::now() + LONG;
+    while c.request_backlog().0 != 0 {
+        assert!(std::time::Instant::now() < end, "{:?}", c.request_backlog());
+        pl.turn(&mut server, Some(Duration::from_millis(10)))
+            .unwrap();
+        while server.next_event().is_some() {}
+    }
+}
