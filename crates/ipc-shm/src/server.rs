@@ -622,6 +622,19 @@ impl Server {
             .filter(|s| s.gen == session.gen())
     }
 
+    /// The session `id`, if it is still the active one in its slot.
+    fn active_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        match self
+            .slots
+            .get_mut(id.idx())
+            .filter(|s| s.gen == id.gen())
+            .map(|s| &mut s.state)
+        {
+            Some(SlotState::Active(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     fn enqueue(&mut self, idx: u32) {
         let slot = &mut self.slots[idx as usize];
         if !slot.queued {
@@ -941,12 +954,7 @@ impl Server {
     /// client that asked for it once.
     pub fn publish_events(&mut self) {
         for id in std::mem::take(&mut self.unpublished) {
-            if let Some(SlotState::Active(s)) = self
-                .slots
-                .get_mut(id.idx())
-                .filter(|s| s.gen == id.gen())
-                .map(|s| &mut s.state)
-            {
+            if let Some(s) = self.active_mut(id) {
                 if s.out[1].unpublished {
                     s.out[1].commit();
                 }
@@ -963,12 +971,7 @@ impl Server {
         defer: bool,
     ) -> Result<Delivery, SendError> {
         let (frames, bytes) = (self.cfg.overflow_frames, self.cfg.overflow_bytes);
-        let Some(SlotState::Active(s)) = self
-            .slots
-            .get_mut(id.idx())
-            .filter(|s| s.gen == id.gen())
-            .map(|s| &mut s.state)
-        else {
+        let Some(s) = self.active_mut(id) else {
             return Err(SendError::NoSession);
         };
         let out = &mut s.out[which];
