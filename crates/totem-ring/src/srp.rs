@@ -1325,6 +1325,11 @@ impl Totem {
             self.give_buf(b);
             return None;
         }
+        if !self.sendq.is_empty() {
+            // More frames may follow in this visit: make this one full
+            // length, so the burst leaves as one GSO send.
+            wire::pad_payload(&mut b, limit);
+        }
         tok.seq = seq;
         self.cur.own_last = Some(seq);
         let _ = self.cur.insert(seq, &b);

@@ -414,7 +414,10 @@ impl<'a> Iterator for Messages<'a> {
     type Item = Result<(FragKind, &'a [u8]), DecodeError>;
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
-            return if self.r.pos == self.r.buf.len() {
+            // Zero bytes after the last message are padding (`pad_payload`).
+            let tail = &self.r.buf[self.r.pos..];
+            return if tail.iter().all(|&b| b == 0) {
+                self.r.pos = self.r.buf.len();
                 None
             } else {
                 self.r.pos = self.r.buf.len();
@@ -577,6 +580,15 @@ pub fn push_message(out: &mut Vec<u8>, count_at: usize, kind: FragKind, data: &[
     out.extend_from_slice(data);
     let c = u16::from_le_bytes([out[count_at], out[count_at + 1]]) + 1;
     out[count_at..count_at + 2].copy_from_slice(&c.to_le_bytes());
+}
+
+/// Pads a frame under construction with zeros up to `len` bytes. A sender
+/// pads every frame of a burst but its last to the same length, so the
+/// transport can send the burst as one GSO send (equal segments).
+pub fn pad_payload(out: &mut Vec<u8>, len: usize) {
+    if out.len() < len {
+        out.resize(len, 0);
+    }
 }
 
 pub fn encode_join(j: &Join, out: &mut Vec<u8>) {

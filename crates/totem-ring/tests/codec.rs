@@ -132,6 +132,23 @@ proptest! {
     }
 
     #[test]
+    fn padded_mcast_decodes_to_the_same_messages(h in header(), msgs in messages(), pad in 1usize..200, junk in 1u8..=255) {
+        let plain = mcast_bytes(&h, &msgs);
+        let mut b = plain.clone();
+        wire::pad_payload(&mut b, plain.len() + pad);
+        prop_assert_eq!(b.len(), plain.len() + pad);
+        let decoded = |bytes: &[u8]| -> Result<Vec<(FragKind, Vec<u8>)>, wire::DecodeError> {
+            let m = wire::decode_mcast(bytes)?;
+            wire::Messages::new(m.payload)?.map(|r| r.map(|(k, d)| (k, d.to_vec()))).collect()
+        };
+        prop_assert_eq!(decoded(&b).unwrap(), decoded(&plain).unwrap());
+        // Padding is zeros; anything else after the last message is malformed.
+        let at = plain.len() + (pad - 1) / 2;
+        b[at] = junk;
+        prop_assert_eq!(wire::decode_mcast(&b).err(), Some(wire::DecodeError::Malformed));
+    }
+
+    #[test]
     fn encapsulated_round_trip(outer in header(), inner in header(), msgs in messages()) {
         let inner_bytes = mcast_bytes(&inner, &msgs);
         let mut o = outer;

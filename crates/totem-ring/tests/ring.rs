@@ -32,6 +32,8 @@ struct Net {
     lose_commit_first_tries: Option<NodeId>,
     commits_sent: u64,
     commits_seen: Vec<(NodeId, Option<NodeId>, Vec<u8>)>,
+    /// Every datagram put on the wire: sender, packet type, length.
+    sent: Vec<(NodeId, totem_ring::wire::PacketType, usize)>,
 }
 
 impl Net {
@@ -53,6 +55,7 @@ impl Net {
             lose_commit_first_tries: None,
             commits_sent: 0,
             commits_seen: Vec::new(),
+            sent: Vec::new(),
         }
     }
 
@@ -67,6 +70,9 @@ impl Net {
                 Destination::Multicast => None,
                 Destination::Unicast(n) => Some(n),
             };
+            if let Ok((kind, _)) = totem_ring::wire::peek_header(tx.bytes) {
+                self.sent.push((id, kind, tx.bytes.len()));
+            }
             self.inflight.push_back((id, to, tx.bytes.to_vec()));
         }
         let mut persist = Vec::new();
@@ -287,6 +293,56 @@ fn large_message_is_fragmented_and_reassembled() {
         assert!(d.contains(&(2, b"after".to_vec())));
     }
     assert_eq!(net.delivered(0), net.delivered(1));
+}
+
+#[test]
+fn every_frame_of_a_burst_but_the_last_is_full_length() {
+    // Equal lengths let the transport send a burst as one GSO send; the
+    // sizes here make the packing end frames at ever other offsets.
+    let cfg = fast();
+    let full = totem_ring::wire::MCAST_HEADER_LEN + cfg.max_payload();
+    let mut net = Net::new(2, cfg);
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2]), 200_000));
+    net.sent.clear();
+    let msgs: Vec<Vec<u8>> = (0..120u32)
+        .map(|k| vec![k as u8; [1000, 333, 64, 1400, 7][k as usize % 5]])
+        .collect();
+    for m in &msgs {
+        net.nodes[0]
+            .as_mut()
+            .unwrap()
+            .submit(m, Guarantee::Agreed)
+            .unwrap();
+    }
+    assert!(net.run_until(|n| n.delivered(1).len() == msgs.len(), 200_000));
+    let want: Vec<(NodeId, Vec<u8>)> = msgs.iter().map(|m| (1, m.clone())).collect();
+    assert_eq!(net.delivered(0), want);
+    assert_eq!(net.delivered(1), want);
+    // Node 1's bursts: the multicast frames between two of its tokens.
+    let mut bursts: Vec<Vec<usize>> = vec![Vec::new()];
+    for &(from, kind, len) in &net.sent {
+        match kind {
+            totem_ring::wire::PacketType::Mcast if from == 1 => {
+                bursts.last_mut().unwrap().push(len)
+            }
+            totem_ring::wire::PacketType::Token if from == 1 => bursts.push(Vec::new()),
+            _ => {}
+        }
+    }
+    let frames: usize = bursts.iter().map(Vec::len).sum();
+    assert!(frames > msgs.len() / 3, "the messages took {frames} frames");
+    assert!(
+        bursts.iter().filter(|b| b.len() > 1).count() >= 2,
+        "{bursts:?}"
+    );
+    for b in &bursts {
+        if let Some((_, head)) = b.split_last() {
+            assert!(
+                head.iter().all(|&l| l == full),
+                "burst {b:?}, full frame {full}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -82,6 +82,14 @@ pub fn config_text(
     };
     s += &format!("    transport: {transport}\n");
     s += "    crypto_cipher: none\n    crypto_hash: none\n";
+    if v.is_ours() {
+        // Extra totem lines for ours, ';'-separated (tuning experiments).
+        if let Ok(extra) = std::env::var("CLUSTER_BENCH_OURS_TOTEM") {
+            for l in extra.split(';').filter(|l| !l.trim().is_empty()) {
+                s += &format!("    {}\n", l.trim());
+            }
+        }
+    }
     if timing == Timing::Failover {
         let extra = if v.is_ours() {
             OURS_FAILOVER_TOTEM

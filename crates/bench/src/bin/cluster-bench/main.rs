@@ -104,7 +104,9 @@ fn usage() -> ! {
          Runs corosync-rs (Accelerated Ring off and on) and Corosync 3 (udpu and knet,\n\
          installed with apt-get when missing) side by side in network namespaces\n\
          (needs root). Build first: cargo build --release -p daemon -p client -p bench.\n\
-         --quick takes about 3 minutes, a full run about 12."
+         --quick takes about 3 minutes, a full run about 12.\n\
+         CLUSTER_BENCH_OURS_TOTEM='key: value;key: value' adds totem lines to ours'\n\
+         configuration (tuning experiments; the summary then is not the default's)."
     );
     std::process::exit(2)
 }
