@@ -536,7 +536,7 @@ fn defaults_and_derived_timings() {
     assert_eq!(t.fail_recv_const, 2500);
     assert_eq!(t.seqno_unchanged_const, 30);
     assert_eq!(t.miss_count_const, 5);
-    assert_eq!((t.window_size, t.max_messages), (50, 17));
+    assert_eq!((t.window_size, t.max_messages), (150, 50));
     assert_eq!(c.totem.netmtu, 1500);
     assert_eq!(c.totem.version, 2);
     assert_eq!(c.system.state_dir, Path::new("/var/lib/corosync"));

@@ -25,10 +25,11 @@ pub const DEFAULT_FAIL_RECV_CONST: u32 = 2500;
 pub const DEFAULT_SEQNO_UNCHANGED_CONST: u32 = 30;
 /// Sightings of a gap before it is added to the retransmit list.
 pub const DEFAULT_MISS_COUNT_CONST: u32 = 5;
-/// Frames multicast per token rotation, all nodes together.
-pub const DEFAULT_WINDOW_SIZE: u32 = 50;
-/// Frames one node multicasts per token visit.
-pub const DEFAULT_MAX_MESSAGES: u32 = 17;
+/// Frames multicast per token rotation, all nodes together (Corosync: 50;
+/// see `totem_ring::Config::window_size`).
+pub const DEFAULT_WINDOW_SIZE: u32 = 150;
+/// Frames one node multicasts per token visit (Corosync: 17).
+pub const DEFAULT_MAX_MESSAGES: u32 = 50;
 /// Network MTU (bytes) on UDP.
 pub const DEFAULT_NETMTU: u32 = 1500;
 /// The first link's UDP port; link `n` uses `5405 + n` (`5405 + 2n` with broadcast).
