@@ -199,14 +199,15 @@ impl Conn {
 
     /// Puts a request that gets no response into the request ring:
     /// `TryAgain` when the ring is full (the daemon is behind or applies
-    /// back-pressure), `Library` when the daemon is gone.
-    pub(crate) fn send(&self, kind: u16, payload: &[u8]) -> Result<(), CsError> {
+    /// back-pressure), `Library` when the daemon is gone. The payload is
+    /// `parts`, written one after the other.
+    pub(crate) fn send_parts(&self, kind: u16, parts: &[&[u8]]) -> Result<(), CsError> {
         self.check_open()?;
-        if payload.len() > self.max_request() {
+        if parts.iter().map(|p| p.len()).sum::<usize>() > self.max_request() {
             return Err(CsError::TooBig);
         }
         self.client
-            .send(self.service, kind, payload)
+            .send_parts(self.service, kind, parts)
             .map(drop)
             .map_err(|e| request_error(&e))
     }

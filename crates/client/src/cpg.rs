@@ -317,12 +317,23 @@ impl Cpg {
         if len > self.atomic_limit()? || len.saturating_add(4) > self.conn.max_request() {
             return Err(CsError::TooBig);
         }
-        let mut payload = Vec::with_capacity(4 + len);
-        payload.extend_from_slice(&(guarantee as u32).to_le_bytes());
-        for p in parts {
-            payload.extend_from_slice(p.as_ref());
-        }
-        self.conn.send(proto::kind::MCAST_ASYNC, &payload)
+        let g = (guarantee as u32).to_le_bytes();
+        // Written straight into the request ring; up to 8 parts without
+        // allocating (libcpg callers pass an iovec array, usually short).
+        let mut small: [&[u8]; 9] = [&[]; 9];
+        let mut big: Vec<&[u8]> = Vec::new();
+        let all: &[&[u8]] = if parts.len() < small.len() {
+            small[0] = &g;
+            for (s, p) in small[1..].iter_mut().zip(parts) {
+                *s = p.as_ref();
+            }
+            &small[..parts.len() + 1]
+        } else {
+            big.push(&g);
+            big.extend(parts.iter().map(|p| p.as_ref()));
+            &big
+        };
+        self.conn.send_parts(proto::kind::MCAST_ASYNC, all)
     }
 
     /// `cpg_membership_get`: the members of `group`.

@@ -369,6 +369,12 @@ impl Client {
     /// Sends a request that expects no response; returns its request id.
     /// `TryAgain` when the request ring is full.
     pub fn send(&self, service: u16, kind: u16, payload: &[u8]) -> Result<u64, ClientError> {
+        self.send_parts(service, kind, &[payload])
+    }
+
+    /// Like `send`, with the payload given as parts written one after the
+    /// other (no copy into a buffer of its own first).
+    pub fn send_parts(&self, service: u16, kind: u16, parts: &[&[u8]]) -> Result<u64, ClientError> {
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.push(
             &FrameHeader {
@@ -376,13 +382,14 @@ impl Client {
                 kind,
                 request_id,
             },
-            payload,
+            parts,
         )?;
         Ok(request_id)
     }
 
-    fn push(&self, header: &FrameHeader, payload: &[u8]) -> Result<(), ClientError> {
-        if payload.len() > self.max_request() {
+    fn push(&self, header: &FrameHeader, parts: &[&[u8]]) -> Result<(), ClientError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.max_request() {
             return Err(ClientError::TooLarge);
         }
         if self.gone.load(Ordering::Relaxed) || self.closed_flag() {
@@ -392,14 +399,14 @@ impl Client {
         let written = {
             let mut guard = lock(&self.req);
             let (tail, cached_head) = &mut *guard;
-            let mut ok = ring.write_frame(tail, *cached_head, header, payload);
+            let mut ok = ring.write_frame(tail, *cached_head, header, parts);
             if !ok {
                 let head = ring.hdr().head.load(Ordering::Acquire);
                 if tail.wrapping_sub(head) > ring.cap {
                     return Err(ClientError::Protocol("request ring index out of range"));
                 }
                 *cached_head = head;
-                ok = ring.write_frame(tail, head, header, payload);
+                ok = ring.write_frame(tail, head, header, parts);
             }
             ok && {
                 if ring.publish_tail(*tail) {
@@ -435,7 +442,7 @@ impl Client {
         };
         let deadline = timeout.map(|t| Instant::now() + t);
         let result = self
-            .push(&header, payload)
+            .push(&header, &[payload])
             .and_then(|()| self.wait_response(request_id, wait, deadline));
         if result.is_err() {
             lock(&self.resp).outstanding.remove(&request_id);

@@ -303,17 +303,17 @@ impl RingPtrs {
         };
     }
 
-    /// Writes a frame at the private `tail` if it fits given the consumer's
-    /// `head`; returns whether it was written. Publishes nothing: the caller
-    /// stores the new tail.
+    /// Writes a frame whose payload is `parts` concatenated at the private
+    /// `tail` if it fits given the consumer's `head`; returns whether it was
+    /// written. Publishes nothing: the caller stores the new tail.
     pub(crate) fn write_frame(
         &self,
         tail: &mut u64,
         head: u64,
         header: &FrameHeader,
-        payload: &[u8],
+        parts: &[&[u8]],
     ) -> bool {
-        let len = payload.len() as u32;
+        let len = parts.iter().map(|p| p.len()).sum::<usize>() as u32;
         let need = chunk_size(len);
         let free = self.cap - tail.wrapping_sub(head);
         let pos = *tail & (self.cap - 1);
@@ -330,7 +330,11 @@ impl RingPtrs {
         let pos = *tail & (self.cap - 1);
         assert!(pos + need <= self.cap);
         self.write_bytes(pos, &encode_chunk_header(len, header));
-        self.write_bytes(pos + CHUNK_HEADER_LEN, payload);
+        let mut at = pos + CHUNK_HEADER_LEN;
+        for p in parts {
+            self.write_bytes(at, p);
+            at += p.len() as u64;
+        }
         *tail = tail.wrapping_add(need);
         true
     }

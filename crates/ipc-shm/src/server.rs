@@ -223,7 +223,7 @@ impl Out {
                 let Some((h, p)) = self.overflow.front() else {
                     break;
                 };
-                if !self.ring.write_frame(&mut self.tail, head, h, p) {
+                if !self.ring.write_frame(&mut self.tail, head, h, &[p]) {
                     break;
                 }
                 self.overflow_bytes -= p.len();
@@ -245,12 +245,12 @@ impl Out {
     fn send(
         &mut self,
         header: &FrameHeader,
-        payload: &[u8],
+        parts: &[&[u8]],
         max_frames: usize,
         max_bytes: usize,
         defer: bool,
     ) -> Result<Delivery, OutError> {
-        let r = self.send_inner(header, payload, max_frames, max_bytes, defer);
+        let r = self.send_inner(header, parts, max_frames, max_bytes, defer);
         if r.is_ok() {
             self.frames += 1;
         }
@@ -260,7 +260,7 @@ impl Out {
     fn send_inner(
         &mut self,
         header: &FrameHeader,
-        payload: &[u8],
+        parts: &[&[u8]],
         max_frames: usize,
         max_bytes: usize,
         defer: bool,
@@ -268,7 +268,7 @@ impl Out {
         if self.overflow.is_empty() {
             let head = Self::load_head(&self.ring, &mut self.seen_head, self.tail)
                 .map_err(OutError::Violation)?;
-            if self.ring.write_frame(&mut self.tail, head, header, payload) {
+            if self.ring.write_frame(&mut self.tail, head, header, parts) {
                 if defer {
                     self.unpublished = true;
                 } else {
@@ -277,12 +277,13 @@ impl Out {
                 return Ok(Delivery::Ring);
             }
         }
-        if self.overflow.len() >= max_frames || self.overflow_bytes + payload.len() > max_bytes {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if self.overflow.len() >= max_frames || self.overflow_bytes + len > max_bytes {
             return Err(OutError::TooSlow(self.overflow.len()));
         }
         // The spill path is the only place a frame is allocated.
-        self.overflow.push_back((*header, payload.into()));
-        self.overflow_bytes += payload.len();
+        self.overflow.push_back((*header, parts.concat().into()));
+        self.overflow_bytes += len;
         self.flush().map_err(OutError::Violation)?;
         Ok(if self.overflow.is_empty() {
             Delivery::Ring
@@ -924,7 +925,7 @@ impl Server {
         header: FrameHeader,
         payload: &[u8],
     ) -> Result<Delivery, SendError> {
-        self.send_on(session, 0, header, payload, false)
+        self.send_on(session, 0, header, &[payload], false)
     }
 
     /// Queues an event (a delivered message, a callback) for a client.
@@ -934,20 +935,21 @@ impl Server {
         header: FrameHeader,
         payload: &[u8],
     ) -> Result<Delivery, SendError> {
-        self.send_on(session, 1, header, payload, false)
+        self.send_on(session, 1, header, &[payload], false)
     }
 
     /// Like `send_event`, but the client sees the event (and is woken, if
     /// it asked) only at the next `publish_events`: a run loop that
     /// delivers many events in one turn wakes each client once, not once
     /// per event. The caller must call `publish_events` before it waits.
+    /// The payload is `parts` concatenated (written straight into the ring).
     pub fn send_event_deferred(
         &mut self,
         session: SessionId,
         header: FrameHeader,
-        payload: &[u8],
+        parts: &[&[u8]],
     ) -> Result<Delivery, SendError> {
-        self.send_on(session, 1, header, payload, true)
+        self.send_on(session, 1, header, parts, true)
     }
 
     /// Publishes the events `send_event_deferred` wrote, waking each
@@ -967,7 +969,7 @@ impl Server {
         id: SessionId,
         which: usize,
         header: FrameHeader,
-        payload: &[u8],
+        parts: &[&[u8]],
         defer: bool,
     ) -> Result<Delivery, SendError> {
         let (frames, bytes) = (self.cfg.overflow_frames, self.cfg.overflow_bytes);
@@ -975,12 +977,13 @@ impl Server {
             return Err(SendError::NoSession);
         };
         let out = &mut s.out[which];
-        if payload.len() > max_payload(out.ring.cap as u32) as usize {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > max_payload(out.ring.cap as u32) as usize {
             return Err(SendError::TooLarge);
         }
         let name = out.name;
         let was_unpublished = out.unpublished;
-        let reason = match out.send(&header, payload, frames, bytes, defer) {
+        let reason = match out.send(&header, parts, frames, bytes, defer) {
             Ok(d) => {
                 if out.unpublished && !was_unpublished {
                     self.unpublished.push(id);
