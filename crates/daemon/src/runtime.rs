@@ -322,16 +322,19 @@ impl State {
 
     /// Hands the engine's multicasts to Totem while it has room.
     fn submit_pending(&mut self) {
-        while let Some((g, msg)) = self.pending.q.front() {
-            match self.totem.submit(msg, *g) {
+        while let Some((g, msg)) = self.pending.q.front_mut() {
+            // The message moves into Totem's queue; `msg` gets an empty
+            // buffer back.
+            let len = msg.len();
+            match self.totem.submit_swap(msg, *g) {
                 Ok(_) => {}
                 Err(totem_ring::SubmitError::QueueFull) => break,
                 Err(e) => {
-                    tracing::warn!("multicast of {} bytes refused by Totem: {e}", msg.len());
+                    tracing::warn!("multicast of {len} bytes refused by Totem: {e}");
                 }
             }
             if let Some((_, v)) = self.pending.q.pop_front() {
-                self.pending.bytes -= v.len();
+                self.pending.bytes -= len;
                 if self.pending.free.len() < 64 {
                     self.pending.free.push(v);
                 }

@@ -595,33 +595,57 @@ impl Totem {
 
     /// Queues a message for ordered delivery to every member.
     pub fn submit(&mut self, msg: &[u8], guarantee: Guarantee) -> Result<MsgHandle, SubmitError> {
-        if self.state == MemberState::Left {
-            return Err(SubmitError::Left);
-        }
-        if msg.is_empty() {
-            return Err(SubmitError::Empty);
-        }
-        if msg.len() > self.cfg.max_message_size as usize {
-            return Err(SubmitError::TooLarge);
-        }
-        if self.sendq.len() >= self.cfg.send_queue_messages as usize
-            || self.sendq_bytes + msg.len() > self.cfg.send_queue_bytes as usize
-        {
-            return Err(SubmitError::QueueFull);
-        }
+        self.admit(msg.len())?;
         let mut data = self.msg_pool.pop().unwrap_or_default();
         data.clear();
         data.extend_from_slice(msg);
+        Ok(self.enqueue(data, guarantee))
+    }
+
+    /// `submit` without a copy: the message moves out of `msg`, which
+    /// gets an empty buffer back (for the caller to reuse). On an error
+    /// `msg` is left as it was.
+    pub fn submit_swap(
+        &mut self,
+        msg: &mut Vec<u8>,
+        guarantee: Guarantee,
+    ) -> Result<MsgHandle, SubmitError> {
+        self.admit(msg.len())?;
+        let mut data = self.msg_pool.pop().unwrap_or_default();
+        data.clear();
+        std::mem::swap(&mut data, msg);
+        Ok(self.enqueue(data, guarantee))
+    }
+
+    fn admit(&self, len: usize) -> Result<(), SubmitError> {
+        if self.state == MemberState::Left {
+            return Err(SubmitError::Left);
+        }
+        if len == 0 {
+            return Err(SubmitError::Empty);
+        }
+        if len > self.cfg.max_message_size as usize {
+            return Err(SubmitError::TooLarge);
+        }
+        if self.sendq.len() >= self.cfg.send_queue_messages as usize
+            || self.sendq_bytes + len > self.cfg.send_queue_bytes as usize
+        {
+            return Err(SubmitError::QueueFull);
+        }
+        Ok(())
+    }
+
+    fn enqueue(&mut self, data: Vec<u8>, guarantee: Guarantee) -> MsgHandle {
         let handle = MsgHandle(self.next_handle);
         self.next_handle += 1;
-        self.sendq_bytes += msg.len();
+        self.sendq_bytes += data.len();
         self.sendq.push_back(QueuedMsg {
             handle,
             guarantee,
             data,
         });
         self.wake_held_token();
-        Ok(handle)
+        handle
     }
 
     /// Leaves the ring gracefully: the others re-form without waiting for a

@@ -239,10 +239,21 @@ fn single_node_forms_and_delivers_to_itself() {
     let t = net.nodes[0].as_mut().unwrap();
     t.submit(b"hello", Guarantee::Agreed).unwrap();
     t.submit(b"safe", Guarantee::Safe).unwrap();
-    assert!(net.run_until(|n| n.delivered(0).len() == 2, 10_000));
+    // The copy-free submit moves the message out and hands back an empty
+    // buffer; a refused one stays with the caller.
+    let mut moved = b"moved".to_vec();
+    t.submit_swap(&mut moved, Guarantee::Agreed).unwrap();
+    assert!(moved.is_empty());
+    let mut empty = Vec::new();
+    assert!(t.submit_swap(&mut empty, Guarantee::Agreed).is_err());
+    assert!(net.run_until(|n| n.delivered(0).len() == 3, 10_000));
     assert_eq!(
         net.delivered(0),
-        vec![(1, b"hello".to_vec()), (1, b"safe".to_vec())]
+        vec![
+            (1, b"hello".to_vec()),
+            (1, b"safe".to_vec()),
+            (1, b"moved".to_vec())
+        ]
     );
     assert!(net.persisted[0] > 0, "ring seq persisted before use");
 }
