@@ -52,7 +52,20 @@ pub(crate) struct Conn {
     /// (`dispatch` with `All` or `Blocking` takes what the ring holds at
     /// once: one pass over the ring's wake-up state instead of one per
     /// event).
-    backlog: Mutex<VecDeque<OwnedEvent>>,
+    backlog: Mutex<Backlog>,
+}
+
+/// Buffers of handled events kept for the next ones (a copy off the ring
+/// then costs no allocation).
+const FREE_KEEP: usize = 64;
+/// Larger buffers go back to the allocator (at most `FREE_KEEP` of up to
+/// 2 MiB each stay with a connection).
+const FREE_MAX_CAPACITY: usize = 2 << 20;
+
+#[derive(Default)]
+struct Backlog {
+    q: VecDeque<OwnedEvent>,
+    free: Vec<Vec<u8>>,
 }
 
 /// The `cs_error_t` for an errno, as Corosync's `qb_to_cs_error` maps it.
@@ -143,7 +156,7 @@ impl Conn {
             finalized: AtomicBool::new(false),
             wake_tx: Mutex::new(wake_tx),
             wake_rx,
-            backlog: Mutex::new(VecDeque::new()),
+            backlog: Mutex::new(Backlog::default()),
         })
     }
 
@@ -231,8 +244,9 @@ impl Conn {
     /// Takes one event if one waits: from the backlog, else from the ring
     /// (all it holds for `All` and `Blocking`, one for the `One` flags).
     fn take_one(&self, flags: DispatchFlags) -> Result<Option<OwnedEvent>, CsError> {
-        let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(ev) = backlog.pop_front() {
+        let mut guard = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        let backlog = &mut *guard;
+        if let Some(ev) = backlog.q.pop_front() {
             return Ok(Some(ev));
         }
         let mode = match flags {
@@ -241,13 +255,27 @@ impl Conn {
         };
         self.client
             .dispatch(mode, None, |h: FrameHeader, p: &[u8]| {
-                backlog.push_back(OwnedEvent {
+                let mut payload = backlog.free.pop().unwrap_or_default();
+                payload.clear();
+                payload.extend_from_slice(p);
+                backlog.q.push_back(OwnedEvent {
                     kind: h.kind,
-                    payload: p.to_vec(),
+                    payload,
                 })
             })
             .map_err(|e| request_error(&e))?;
-        Ok(backlog.pop_front())
+        Ok(backlog.q.pop_front())
+    }
+
+    /// Keeps a handled event's buffer for the next one.
+    fn recycle(&self, ev: OwnedEvent) {
+        if ev.payload.capacity() > FREE_MAX_CAPACITY {
+            return;
+        }
+        let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        if backlog.free.len() < FREE_KEEP {
+            backlog.free.push(ev.payload);
+        }
     }
 
     /// Waits until an event may wait, the daemon went away, or another
@@ -270,7 +298,7 @@ impl Conn {
     pub(crate) fn dispatch(
         &self,
         flags: DispatchFlags,
-        handle: impl FnMut(OwnedEvent) -> Result<(), CsError>,
+        handle: impl FnMut(&mut OwnedEvent) -> Result<(), CsError>,
     ) -> Result<(), CsError> {
         let r = self.dispatch_events(flags, handle);
         // Events taken but not handed out (a handler failed, or `One`
@@ -279,6 +307,7 @@ impl Conn {
             .backlog
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .q
             .is_empty()
         {
             self.client.nudge();
@@ -289,13 +318,15 @@ impl Conn {
     fn dispatch_events(
         &self,
         flags: DispatchFlags,
-        mut handle: impl FnMut(OwnedEvent) -> Result<(), CsError>,
+        mut handle: impl FnMut(&mut OwnedEvent) -> Result<(), CsError>,
     ) -> Result<(), CsError> {
         loop {
             self.check_open()?;
             match self.take_one(flags)? {
-                Some(ev) => {
-                    handle(ev)?;
+                Some(mut ev) => {
+                    let r = handle(&mut ev);
+                    self.recycle(ev);
+                    r?;
                     self.check_open()?;
                     if matches!(flags, DispatchFlags::One | DispatchFlags::OneNonblocking) {
                         return Ok(());

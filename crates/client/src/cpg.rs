@@ -403,7 +403,7 @@ impl Cpg {
             .dispatch(flags, |ev| self.deliver_event(ev, callbacks))
     }
 
-    fn deliver_event(&self, mut ev: OwnedEvent, cb: &dyn CpgCallbacks) -> Result<(), CsError> {
+    fn deliver_event(&self, ev: &mut OwnedEvent, cb: &dyn CpgCallbacks) -> Result<(), CsError> {
         let msg = EventMsg::decode(ev.kind, &ev.payload).map_err(|_| CsError::Library)?;
         match msg {
             EventMsg::Deliver {

@@ -228,7 +228,7 @@ impl Evs {
             .dispatch(flags, |ev| self.deliver_event(ev, callbacks))
     }
 
-    fn deliver_event(&self, ev: OwnedEvent, cb: &dyn EvsCallbacks) -> Result<(), CsError> {
+    fn deliver_event(&self, ev: &mut OwnedEvent, cb: &dyn EvsCallbacks) -> Result<(), CsError> {
         match EventMsg::decode(ev.kind, &ev.payload).map_err(|_| CsError::Library)? {
             EventMsg::Deliver { nodeid, msg } => cb.deliver(self, nodeid, msg),
             EventMsg::Confchg {

@@ -200,7 +200,7 @@ impl Quorum {
             .dispatch(flags, |ev| self.deliver_event(ev, callbacks))
     }
 
-    fn deliver_event(&self, ev: OwnedEvent, cb: &dyn QuorumCallbacks) -> Result<(), CsError> {
+    fn deliver_event(&self, ev: &mut OwnedEvent, cb: &dyn QuorumCallbacks) -> Result<(), CsError> {
         match EventMsg::decode(ev.kind, &ev.payload).map_err(|_| CsError::Library)? {
             EventMsg::Notify {
                 quorate,

@@ -213,7 +213,11 @@ impl Votequorum {
             .dispatch(flags, |ev| self.deliver_event(ev, callbacks))
     }
 
-    fn deliver_event(&self, ev: OwnedEvent, cb: &dyn VotequorumCallbacks) -> Result<(), CsError> {
+    fn deliver_event(
+        &self,
+        ev: &mut OwnedEvent,
+        cb: &dyn VotequorumCallbacks,
+    ) -> Result<(), CsError> {
         match EventMsg::decode(ev.kind, &ev.payload).map_err(|_| CsError::Library)? {
             EventMsg::Quorum {
                 context,

@@ -230,6 +230,8 @@ struct State {
     /// ring (`Server::events_backlogged`), for at most `BACKPRESSURE_MAX`.
     events_backlogged: bool,
     backlogged_since: Option<std::time::Instant>,
+    /// When the current back-pressure episode began (for the statistics).
+    backpressure_on_at: Option<std::time::Instant>,
     /// Request doorbells off: the token is moving (`IPC_LAZY_WINDOW`).
     ipc_lazy: bool,
     /// The request rings were read during this turn's frames.
@@ -372,6 +374,13 @@ impl State {
         let on = since.is_some_and(|t| t.elapsed() < BACKPRESSURE_MAX);
         if on != self.events_backlogged {
             tracing::debug!("receive back-pressure {}", if on { "on" } else { "off" });
+            let now = std::time::Instant::now();
+            if on {
+                self.extras.backpressure_episodes += 1;
+                self.backpressure_on_at = Some(now);
+            } else if let Some(t) = self.backpressure_on_at.take() {
+                self.extras.backpressure_us += now.duration_since(t).as_micros() as u64;
+            }
         }
         self.events_backlogged = on;
         self.totem.set_receive_congested(on);
@@ -773,6 +782,7 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         ipc_lazy: false,
         events_backlogged: false,
         backlogged_since: None,
+        backpressure_on_at: None,
         ipc_polled: false,
         tokens_seen: 0,
         token_seen_at: std::time::Instant::now(),

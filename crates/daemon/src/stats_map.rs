@@ -47,6 +47,10 @@ pub struct Extras {
     pub transport: TransportStats,
     pub bytes_tx: u64,
     pub bytes_rx: u64,
+    /// Receive back-pressure (a local client's events spilling): episodes
+    /// and their total length in microseconds.
+    pub backpressure_episodes: u64,
+    pub backpressure_us: u64,
     /// The node list a reload read (node id, ring0 address, name), for the
     /// run loop to hand to the transport (it owns it).
     pub reloaded_nodes: Option<Vec<(u32, std::net::IpAddr, String)>>,
@@ -71,6 +75,8 @@ impl Extras {
             transport: TransportStats::default(),
             bytes_tx: 0,
             bytes_rx: 0,
+            backpressure_episodes: 0,
+            backpressure_us: 0,
             reloaded_nodes: None,
             baseline: std::collections::HashMap::new(),
             last_refresh: None,
@@ -214,6 +220,11 @@ impl Extras {
         u64k("ipcs.global.closed", ss.disconnected);
         let es = engine.stats();
         u64k("ipcs.global.try_again", es.try_again);
+        u64k(
+            "ipcs.global.backpressure_episodes",
+            self.backpressure_episodes,
+        );
+        u64k("ipcs.global.backpressure_us", self.backpressure_us);
         u64k("service.syncs_completed", es.syncs_completed);
         u64k("service.events_refused", es.events_refused);
         let st = &self.status;
