@@ -618,18 +618,19 @@ impl State {
     fn collect_transmits(&mut self) {
         let now = self.now();
         self.tx_len = 0;
-        while let Some(t) = self.totem.poll_transmit(now) {
-            let dest = match t.dest {
+        loop {
+            if self.tx_len == self.tx_bufs.len() {
+                self.tx_bufs.push((Dest::Multicast, Vec::new()));
+            }
+            let slot = &mut self.tx_bufs[self.tx_len];
+            // The datagram's buffer moves into the slot (no copy).
+            let Some(d) = self.totem.poll_transmit_swap(now, &mut slot.1) else {
+                break;
+            };
+            slot.0 = match d {
                 Destination::Multicast => Dest::Multicast,
                 Destination::Unicast(n) => Dest::Node(transport::NodeId(n)),
             };
-            if self.tx_len == self.tx_bufs.len() {
-                self.tx_bufs.push((dest, Vec::with_capacity(t.bytes.len())));
-            }
-            let slot = &mut self.tx_bufs[self.tx_len];
-            slot.0 = dest;
-            slot.1.clear();
-            slot.1.extend_from_slice(t.bytes);
             self.tx_len += 1;
         }
     }

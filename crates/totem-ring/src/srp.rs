@@ -692,6 +692,17 @@ impl Totem {
         })
     }
 
+    /// Like `poll_transmit`, without a copy: the datagram moves into `buf`,
+    /// whose old buffer Totem keeps for later datagrams.
+    pub fn poll_transmit_swap(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Destination> {
+        let _ = now;
+        let (dest, mut b) = self.txq.pop_front()?;
+        std::mem::swap(&mut b, buf);
+        b.clear();
+        self.give_buf(b);
+        Some(dest)
+    }
+
     /// The earliest deadline at which `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.iter().flatten().min().copied()

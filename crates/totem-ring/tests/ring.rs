@@ -65,15 +65,29 @@ impl Net {
         let Some(t) = self.nodes[i].as_mut() else {
             return;
         };
-        while let Some(tx) = t.poll_transmit(now) {
-            let to = match tx.dest {
+        // Even nodes take datagrams by reference, odd ones by swapping
+        // buffers (the daemon's way): both paths run in every scenario.
+        let mut swap_buf = Vec::new();
+        loop {
+            let (dest, bytes) = if id.is_multiple_of(2) {
+                let Some(tx) = t.poll_transmit(now) else {
+                    break;
+                };
+                (tx.dest, tx.bytes.to_vec())
+            } else {
+                let Some(dest) = t.poll_transmit_swap(now, &mut swap_buf) else {
+                    break;
+                };
+                (dest, swap_buf.clone())
+            };
+            let to = match dest {
                 Destination::Multicast => None,
                 Destination::Unicast(n) => Some(n),
             };
-            if let Ok((kind, _)) = totem_ring::wire::peek_header(tx.bytes) {
-                self.sent.push((id, kind, tx.bytes.len()));
+            if let Ok((kind, _)) = totem_ring::wire::peek_header(&bytes) {
+                self.sent.push((id, kind, bytes.len()));
             }
-            self.inflight.push_back((id, to, tx.bytes.to_vec()));
+            self.inflight.push_back((id, to, bytes));
         }
         let mut persist = Vec::new();
         while let Some(e) = t.poll_event() {
