@@ -98,6 +98,8 @@ pub enum DispatchMode {
     One,
     /// The events present now, without waiting.
     All,
+    /// At most this many of the events present now, without waiting.
+    Batch(usize),
     /// Wait (up to the timeout) for at least one, then those present.
     Blocking,
 }
@@ -652,10 +654,10 @@ impl Client {
         let wake = self.event_wake.as_raw_fd();
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut hangup = false;
-        let max = if mode == DispatchMode::One {
-            1
-        } else {
-            usize::MAX
+        let max = match mode {
+            DispatchMode::One => 1,
+            DispatchMode::Batch(n) => n.max(1),
+            DispatchMode::All | DispatchMode::Blocking => usize::MAX,
         };
         let n = loop {
             // The daemon clears the flag and then writes one byte: read it

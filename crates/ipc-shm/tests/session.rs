@@ -627,6 +627,33 @@ fn payloads_in_parts_arrive_whole_both_ways_through_wrap_and_spill() {
 }
 
 #[test]
+fn batch_dispatch_takes_at_most_n_and_leaves_the_fd_readable() {
+    let mut server = Server::new(server_config("batch")).unwrap();
+    let mut pl = PollLoop::new().unwrap();
+    let ccfg = client_config(server.endpoint());
+    let (c, id) = connect(&mut server, &mut pl, ccfg);
+    for i in 0..10u64 {
+        let h = FrameHeader {
+            service: 1,
+            kind: 7,
+            request_id: i,
+        };
+        server.send_event(id, h, &[i as u8; 16]).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut take = |n| {
+        c.dispatch(DispatchMode::Batch(n), None, |h, _| seen.push(h.request_id))
+            .unwrap()
+    };
+    assert_eq!(take(4), 4);
+    assert!(readable(c.fd(), 0), "six events remain");
+    assert_eq!(take(4), 4);
+    assert_eq!(take(4), 2);
+    assert_eq!(seen, (0..10).collect::<Vec<u64>>());
+    assert!(!readable(c.fd(), 0), "drained");
+}
+
+#[test]
 fn request_backlog_tells_how_far_behind_the_daemon_is() {
     let mut server = Server::new(server_config("backlog")).unwrap();
     let mut pl = PollLoop::new().unwrap();
