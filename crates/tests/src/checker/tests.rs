@@ -20,7 +20,14 @@ struct T {
 impl T {
     /// Nodes 1..=n started and in Regular(R1) with all of them.
     fn new(n: NodeId) -> T {
-        let mut c = Checker::new(n, &Config::default(), false);
+        // Corosync's windows (50 frames a rotation, 17 a visit): the flow
+        // control cases below count frames against them.
+        let cfg = Config {
+            window_size: 50,
+            max_messages: 17,
+            ..Config::default()
+        };
+        let mut c = Checker::new(n, &cfg, false);
         let all: Vec<NodeId> = (1..=n).collect();
         for p in 1..=n {
             c.restart(p);
