@@ -49,9 +49,9 @@ pub(crate) struct Conn {
     wake_tx: Mutex<UnixStream>,
     wake_rx: UnixStream,
     /// Events taken off the ring in one batch and not yet handed out
-    /// (`dispatch` with `All` or `Blocking` takes what the ring holds at
-    /// once: one pass over the ring's wake-up state instead of one per
-    /// event).
+    /// (`dispatch` with `All` or `Blocking` takes up to `BATCH` of what the
+    /// ring holds at once: one pass over the ring's wake-up state instead
+    /// of one per event).
     backlog: Mutex<Backlog>,
 }
 
@@ -249,7 +249,7 @@ impl Conn {
     }
 
     /// Takes one event if one waits: from the backlog, else from the ring
-    /// (all it holds for `All` and `Blocking`, one for the `One` flags).
+    /// (up to `BATCH` for `All` and `Blocking`, one for the `One` flags).
     fn take_one(&self, flags: DispatchFlags) -> Result<Option<OwnedEvent>, CsError> {
         let mut guard = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
         let backlog = &mut *guard;
