@@ -396,6 +396,7 @@ fn errors_name_file_line_and_reason() {
         ("totem {\n token: 5\n}\n".into(), "corosync.conf:2: the token timeout (5 ms) may not be less than 10 ms"),
         ("totem {\n token: 100\n token_retransmits_before_loss_const: 10\n}\n".into(), "corosync.conf:3: token (100 ms) and token_retransmits_before_loss_const (10) give a token retransmit timeout of 9 ms, less than 10 ms"),
         ("totem {\n join: 100\n consensus: 60\n}\n".into(), "corosync.conf:3: the consensus timeout (60 ms) may not be less than the join timeout (100 ms)"),
+        ("totem {\n window_size: 20\n max_messages: 30\n}\n".into(), "corosync.conf:3: max_messages (30) may not be more than window_size (20): a node's visit is part of the rotation's window"),
         ("totem {\n version: 1\n}\n".into(), "corosync.conf:2: totem version 1 is not supported; only version 2 configurations are"),
         ("totem {\n transport: ib\n}\n".into(), "corosync.conf:2: value of 'transport' must be one of udp, udpu, knet, but 'ib' was given"),
         ("totem {\n ip_version: ipv5\n}\n".into(), "corosync.conf:2: value of 'ip_version' must be one of ipv4, ipv6, ipv4-6, ipv6-4, but 'ipv5' was given"),
@@ -537,6 +538,11 @@ fn defaults_and_derived_timings() {
     assert_eq!(t.seqno_unchanged_const, 30);
     assert_eq!(t.miss_count_const, 5);
     assert_eq!((t.window_size, t.max_messages), (150, 50));
+    // A window below the default visit (a Corosync-era `window_size: 30`)
+    // takes the visit down with it.
+    let (c, _) = parse("totem {\n window_size: 30\n}\nnodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n}\n");
+    let t = &c.totem.timings;
+    assert_eq!((t.window_size, t.max_messages), (30, 30));
     assert_eq!(c.totem.netmtu, 1500);
     assert_eq!(c.totem.version, 2);
     assert_eq!(c.system.state_dir, Path::new("/var/lib/corosync"));

@@ -959,7 +959,12 @@ fn finish_timings(cx: &mut Ctx, raw: &RawTotem, nodes: usize) -> Result<Timings,
         seqno_unchanged_const: val(t.seqno_unchanged_const, DEFAULT_SEQNO_UNCHANGED_CONST),
         miss_count_const: val(t.miss_count_const, DEFAULT_MISS_COUNT_CONST),
         window_size: val(t.window_size, DEFAULT_WINDOW_SIZE),
-        max_messages: val(t.max_messages, DEFAULT_MAX_MESSAGES),
+        // A window smaller than the default visit keeps working: the visit
+        // shrinks to it unless max_messages is given.
+        max_messages: val(
+            t.max_messages,
+            DEFAULT_MAX_MESSAGES.min(val(t.window_size, DEFAULT_WINDOW_SIZE)),
+        ),
     };
     check_timings(cx, t, &timings, at)?;
     Ok(timings)
@@ -973,7 +978,7 @@ fn check_timings(
     at: impl Fn(Written) -> u32,
 ) -> Result<(), ConfigError> {
     let min = MINIMUM_TIMEOUT;
-    let checks: [(bool, u32, String); 9] = [
+    let checks: [(bool, u32, String); 10] = [
         (
             v.token < min,
             at(t.token),
@@ -1051,6 +1056,15 @@ fn check_timings(
             format!(
                 "the downcheck timeout ({} ms) may not be less than {min} ms",
                 v.downcheck
+            ),
+        ),
+        (
+            v.max_messages > v.window_size,
+            at(t.max_messages.or(t.window_size)),
+            format!(
+                "max_messages ({}) may not be more than window_size ({}): a node's \
+                 visit is part of the rotation's window",
+                v.max_messages, v.window_size
             ),
         ),
     ];
