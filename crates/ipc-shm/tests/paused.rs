@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ipc_shm::{ClientError, DisconnectReason, PollLoop, RingSizes, Server};
+use ipc_shm::{ClientError, DisconnectReason, PollLoop, Server};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -24,16 +24,7 @@ fn idle_for(server: &mut Server, pl: &mut PollLoop, d: Duration, mut allowed: im
 
 #[test]
 fn paused_requests_wait_in_the_ring_and_resume_in_order() {
-    let mut cfg = server_config("paused");
-    cfg.min_ring = 4096;
-    let mut server = Server::new(cfg).unwrap();
-    let mut pl = PollLoop::new().unwrap();
-    let mut ccfg = client_config(server.endpoint());
-    ccfg.sizes = RingSizes {
-        request: 4096,
-        response: 4096,
-        event: 4096,
-    };
+    let (mut server, mut pl, ccfg) = small_rings("paused");
     let (c, id) = connect(&mut server, &mut pl, ccfg.clone());
     server.set_requests_paused(true);
     assert!(server.requests_paused());

@@ -151,16 +151,7 @@ fn many_callers_while_one_dispatches() {
 
 #[test]
 fn full_request_ring_returns_try_again() {
-    let mut cfg = server_config("tryagain");
-    cfg.min_ring = 4096;
-    let mut server = Server::new(cfg).unwrap();
-    let mut pl = PollLoop::new().unwrap();
-    let mut ccfg = client_config(server.endpoint());
-    ccfg.sizes = RingSizes {
-        request: 4096,
-        response: 4096,
-        event: 4096,
-    };
+    let (mut server, mut pl, ccfg) = small_rings("tryagain");
     let (c, _) = connect(&mut server, &mut pl, ccfg);
     let mut sent = 0u32;
     loop {
@@ -552,16 +543,7 @@ fn deferred_events_appear_at_publish_and_wake_the_client_once() {
 
 #[test]
 fn payloads_in_parts_arrive_whole_both_ways_through_wrap_and_spill() {
-    let mut cfg = server_config("parts");
-    cfg.min_ring = 4096;
-    let mut server = Server::new(cfg).unwrap();
-    let mut pl = PollLoop::new().unwrap();
-    let mut ccfg = client_config(server.endpoint());
-    ccfg.sizes = RingSizes {
-        request: 4096,
-        response: 4096,
-        event: 4096,
-    };
+    let (mut server, mut pl, ccfg) = small_rings("parts");
     let (c, id) = connect(&mut server, &mut pl, ccfg);
     // Bodies of 3 parts (one empty) with lengths that make the rings wrap.
     let body = |i: u32| -> (Vec<u8>, Vec<u8>) {

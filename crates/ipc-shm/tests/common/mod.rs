@@ -8,8 +8,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipc_shm::{
-    Client, ClientConfig, DisconnectReason, Endpoint, Event, FrameHeader, PollLoop, Server,
-    ServerConfig, SessionId,
+    Client, ClientConfig, DisconnectReason, Endpoint, Event, FrameHeader, PollLoop, RingSizes,
+    Server, ServerConfig, SessionId,
 };
 
 pub const KIND_ECHO: u16 = 1;
@@ -38,6 +38,22 @@ pub fn client_config(endpoint: &Endpoint) -> ClientConfig {
         endpoint: endpoint.clone(),
         ..ClientConfig::default()
     }
+}
+
+/// A server that grants 4 KiB rings, its poll loop, and a client
+/// configuration that asks for them (rings that fill and wrap quickly).
+pub fn small_rings(tag: &str) -> (Server, PollLoop, ClientConfig) {
+    let mut cfg = server_config(tag);
+    cfg.min_ring = 4096;
+    let server = Server::new(cfg).unwrap();
+    let pl = PollLoop::new().unwrap();
+    let mut ccfg = client_config(server.endpoint());
+    ccfg.sizes = RingSizes {
+        request: 4096,
+        response: 4096,
+        event: 4096,
+    };
+    (server, pl, ccfg)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
