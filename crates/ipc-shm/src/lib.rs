@@ -8,19 +8,21 @@
 //! service, kind and request id) and knows nothing of services. One of the
 //! three crates allowed `unsafe`, each block with a `// SAFETY:` note.
 //!
-//! Wake-up channels. The client rings the daemon by writing a byte to a
-//! doorbell pipe whose read end the daemon keeps (a pipe write costs a
-//! fraction of a socket send); the daemon also waits on the session socket,
-//! which reports the client's death. Both are registered under the
-//! session's token and drained only once the request ring is empty, so a
-//! woken request is read first. The daemon wakes the client through two
-//! pipes whose read ends the client holds (response and event). Pipes
-//! rather than shared eventfds: an eventfd handed to a peer is one open
-//! file description, whose `O_NONBLOCK` flag and counter the peer controls,
-//! so a hostile client could make the daemon's read or write block; a
-//! pipe's two ends are separate descriptions. The client's
-//! pollable fd is an epoll set over its event pipe, a private eventfd and
-//! the socket: readable when events wait and when the daemon dies.
+//! Wake-up channels. The client rings the daemon by writing its doorbell,
+//! an eventfd the daemon also holds (a pipe on kernels whose eventfds
+//! ignore `RWF_NOWAIT`); the daemon also waits on the session socket, which
+//! reports the client's death. Both are registered under the session's
+//! token and drained only once the request ring is empty, so a woken
+//! request is read first. An eventfd handed to a peer is one open file
+//! description whose `O_NONBLOCK` flag and counter the peer controls, so
+//! the daemon only ever reads it with `RWF_NOWAIT` (per call, never
+//! blocks) and never writes it. The daemon wakes the client through two
+//! pipes whose read ends the client holds (response and event): the
+//! daemon writes those, and a pipe's two ends are separate descriptions
+//! (a client cannot make the daemon's write block), and a dead daemon
+//! leaves them hung up. The client's pollable fd is an epoll set over its
+//! event pipe, a private eventfd and the socket: readable when events wait
+//! and when the daemon dies.
 //!
 //! The server never blocks: the run loop registers the fds it hands out
 //! (`Server::take_fd_change`), reports readiness (`Server::handle_ready`)

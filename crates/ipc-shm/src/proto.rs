@@ -7,7 +7,10 @@ use crate::ring::RingSizes;
 pub const HELLO_MAGIC: u32 = 0x4349_5043; // "CPIC"
 pub const REPLY_MAGIC: u32 = 0x5249_5043; // "CPIR"
 /// 2: the client rings the daemon through a pipe (fourth fd of the reply).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: the doorbell takes 8-byte writes (an eventfd, or a pipe on kernels
+/// without `RWF_NOWAIT` eventfd reads); a version-2 client's one-byte
+/// write would fail on an eventfd.
+pub const PROTOCOL_VERSION: u16 = 3;
 pub const HELLO_LEN: usize = 32;
 pub const REPLY_LEN: usize = 32;
 /// Fds attached to an accepted reply: segment memfd, response wake-up read

@@ -296,7 +296,7 @@ impl Out {
 struct Session {
     id: SessionId,
     socket: UnixStream,
-    /// Read end of the client's doorbell pipe (registered with the run
+    /// Daemon end of the client's doorbell (registered with the run
     /// loop under the session's token, like the socket).
     doorbell_rx: OwnedFd,
     creds: Credentials,
@@ -309,7 +309,7 @@ struct Session {
     req_published: u64,
     /// Producer index of the request ring last loaded and validated.
     req_tail: u64,
-    /// The doorbell pipe or the socket became readable (a wake-up, or the
+    /// The doorbell or the socket became readable (a wake-up, or the
     /// client's hang-up); both are drained once the request ring is empty,
     /// so a woken request is read before the system calls that empty them.
     doorbell: bool,
@@ -656,7 +656,7 @@ impl Server {
             SlotState::Free => {}
             SlotState::Handshake { .. } => self.finish_handshake(id),
             SlotState::Active(_) => {
-                // The doorbell pipe and the socket are drained (and a
+                // The doorbell and the socket are drained (and a
                 // hang-up noticed) in `step` once the request ring is
                 // empty: a woken request goes out first.
                 if let Some(SlotState::Active(s)) =
@@ -1114,7 +1114,11 @@ impl Server {
         }
         s.doorbell = false;
         let id = s.id;
-        let bell = sys::drain(s.doorbell_rx.as_raw_fd(), 4, false);
+        let bell = if sys::eventfd_nowait_works() {
+            sys::drain_doorbell(s.doorbell_rx.as_raw_fd())
+        } else {
+            sys::drain(s.doorbell_rx.as_raw_fd(), 4, false)
+        };
         let sock = sys::drain(s.socket.as_raw_fd(), 4, true);
         match if bell == Drain::Closed { bell } else { sock } {
             Drain::Closed => {
@@ -1190,7 +1194,17 @@ fn create_segment(sizes: RingSizes) -> io::Result<(SessionParts, [OwnedFd; proto
     let rings = unsafe { ring::ring_ptrs(map.ptr(), &sizes) };
     let (resp_r, resp_w) = sys::pipe()?;
     let (event_r, event_w) = sys::pipe()?;
-    let (bell_r, bell_w) = sys::pipe()?;
+    // The doorbell: an eventfd where the kernel lets the daemon read it
+    // without blocking whatever flags the client sets on it (a cheaper
+    // wake-up than a pipe's, whose writer-side "sync" wake-up hint can make
+    // the daemon wait for the client's CPU), else a pipe.
+    let (bell_r, bell_w) = if sys::eventfd_nowait_works() {
+        let bell = sys::eventfd()?;
+        let client_end = bell.try_clone()?;
+        (bell, client_end)
+    } else {
+        sys::pipe()?
+    };
     let parts = SessionParts {
         map,
         rings,

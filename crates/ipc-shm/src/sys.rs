@@ -132,6 +132,55 @@ pub(crate) fn eventfd_signal(fd: RawFd) {
     unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
 }
 
+/// Empties an eventfd the peer can also write (a doorbell) without ever
+/// blocking, whatever its `O_NONBLOCK` flag says: that flag belongs to the
+/// open file description both processes share, so a hostile peer may have
+/// cleared it; `RWF_NOWAIT` is per call. `Empty` when it was not signalled
+/// (or was just reset), `Closed` on an error that is not EAGAIN.
+pub(crate) fn drain_doorbell(fd: RawFd) -> Drain {
+    let mut v = 0u64;
+    let iov = libc::iovec {
+        iov_base: (&mut v as *mut u64).cast(),
+        iov_len: 8,
+    };
+    loop {
+        // SAFETY: one iovec over a valid local u64.
+        let n = unsafe { libc::preadv2(fd, &iov, 1, -1, libc::RWF_NOWAIT) };
+        if n >= 0 {
+            return Drain::Empty;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) => return Drain::Empty,
+            Some(libc::EINTR) => continue,
+            _ => return Drain::Closed,
+        }
+    }
+}
+
+/// Whether this kernel reads an eventfd with `RWF_NOWAIT` (needed for
+/// eventfd doorbells; without it the doorbell stays a pipe). Probed once.
+pub(crate) fn eventfd_nowait_works() -> bool {
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| {
+        // SAFETY: plain syscall; the fd is closed below.
+        let raw = unsafe { libc::eventfd(1, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return false;
+        }
+        // SAFETY: just created, owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut v = 0u64;
+        let iov = libc::iovec {
+            iov_base: (&mut v as *mut u64).cast(),
+            iov_len: 8,
+        };
+        // SAFETY: one iovec over a valid local u64. A kernel whose eventfd
+        // does not honour RWF_NOWAIT refuses the flag (EOPNOTSUPP).
+        let n = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
+        n == 8 && v == 1
+    })
+}
+
 /// Writes one byte to a non-blocking pipe. A full pipe means the reader has
 /// a wake-up pending already, so EAGAIN is success; EPIPE (reader gone) is
 /// noticed elsewhere.

@@ -223,3 +223,58 @@ fn scribbling_while_the_daemon_reads() {
         Some(Duration::from_millis(1)),
     );
 }
+
+/// The doorbell is one open file description shared with the client: a
+/// client that clears its `O_NONBLOCK` and empties it behind the daemon's
+/// back (after the daemon saw it readable, before it drains it) must not
+/// make the daemon's drain block.
+#[test]
+fn a_doorbell_made_blocking_and_emptied_by_the_client_never_blocks_the_daemon() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut server = Server::new(server_config("bell")).unwrap();
+        let mut pl = PollLoop::new().unwrap();
+        let cfg = client_config(server.endpoint());
+        let (c, id) = connect(&mut server, &mut pl, cfg);
+        let bell = c.doorbell_for_tests();
+        // SAFETY: flag calls on the client's own doorbell fd.
+        unsafe {
+            let fl = libc::fcntl(bell, libc::F_GETFL);
+            assert!(fl >= 0);
+            assert_eq!(libc::fcntl(bell, libc::F_SETFL, fl & !libc::O_NONBLOCK), 0);
+        }
+        for round in 0..3u8 {
+            // The daemon goes idle and asks for a doorbell ...
+            if let Some(ev) = next(&mut server) {
+                panic!("{ev:?}");
+            }
+            assert!(!server.has_work());
+            // ... which the send rings.
+            c.send(1, 3, &[round; 8]).unwrap();
+            // The daemon sees the doorbell readable ...
+            let mut reported = 0;
+            while reported == 0 {
+                reported = pl.turn(&mut server, Some(Duration::from_secs(5))).unwrap();
+            }
+            // ... and the client empties it first (a pipe doorbell's write
+            // end cannot be read: then this fails at once, also fine).
+            let mut v = 0u64;
+            // SAFETY: reads 8 bytes into a valid local.
+            unsafe { libc::read(bell, (&mut v as *mut u64).cast(), 8) };
+            // The daemon reads the request, then drains the doorbell and
+            // goes idle, without blocking.
+            let mut got = Vec::new();
+            while let Some(ev) = next(&mut server) {
+                got.push(ev);
+            }
+            assert!(
+                matches!(&got[..], [Ev::Request(s, _, p)] if *s == id && p[..] == [round; 8]),
+                "{got:?}"
+            );
+        }
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the daemon blocked on a doorbell the client emptied");
+}
