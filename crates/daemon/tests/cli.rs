@@ -2,7 +2,7 @@
 //! a broken file stops it before it touches the network, naming file, line
 //! and reason (exit code 8, Corosync's code for an unreadable configuration).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn corosync() -> Command {
@@ -19,7 +19,9 @@ fn corosync() -> Command {
 }
 
 fn conf(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("corosync-rs-cli-{}", std::process::id()));
+    // Cargo's scratch directory for integration tests (inside target/):
+    // nothing left behind in /tmp, one fixed place to reuse per run.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli");
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -154,7 +156,8 @@ fn bad_priority_is_refused() {
 
 #[test]
 fn logs_to_the_configured_file_with_timestamps_and_leaves_on_sigterm() {
-    let dir = std::env::temp_dir().join(format!("corosync-rs-cli-log-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-log");
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("state")).unwrap();
     let logfile = dir.join("corosync.log");
     let text = GOOD.replace("25405", "25407")

@@ -75,7 +75,8 @@ fn stat(c: &Cluster, i: usize, key: &str) -> u64 {
 
 #[test]
 fn keygen_key_runs_a_cluster_and_cfgtool_shows_links_and_nodes() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("keygen-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("keygen");
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let keyfile = dir.join("authkey");
     let out = Command::new(tool("corosync-keygen"))

@@ -138,8 +138,8 @@ impl Daemon {
 
     fn try_start(bin: &Path, n: u32, port: u16, totem_extra: &str) -> Result<Daemon, String> {
         let pid = std::process::id();
-        let dir =
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("client-daemon-{pid}-{n}"));
+        // Per daemon of this process; the next run replaces it.
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("client-daemon-{n}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("daemon temp dir");
         let conf = dir.join("corosync.conf");

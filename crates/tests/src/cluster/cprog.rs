@@ -21,12 +21,17 @@ fn repo_root() -> PathBuf {
 }
 
 /// The install prefix (headers, libraries, pkg-config files), made once
-/// per process from the already built artifacts.
+/// per process from the already built artifacts, inside the target
+/// directory (`target/<profile>/c-install/<test binary>`): replaced by the
+/// next run of the same test binary, never left behind in /tmp.
 pub fn install_prefix() -> &'static Path {
     static PREFIX: OnceLock<PathBuf> = OnceLock::new();
     PREFIX.get_or_init(|| {
-        let prefix =
-            std::env::temp_dir().join(format!("corosync-rs-install-{}", std::process::id()));
+        let exe = std::env::current_exe().expect("current_exe");
+        let name = exe
+            .file_name()
+            .map_or_else(|| "tests".into(), |n| n.to_string_lossy().into_owned());
+        let prefix = artifacts().join("c-install").join(name);
         let _ = std::fs::remove_dir_all(&prefix);
         let st = Command::new("sh")
             .arg(repo_root().join("scripts/install.sh"))
