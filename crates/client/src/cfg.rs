@@ -142,7 +142,7 @@ impl Cfg {
     pub fn dispatch(&self, flags: DispatchFlags) -> Result<(), CsError> {
         self.conn.dispatch(flags, |ev| {
             if ev.kind == kind::SHUTDOWN {
-                let fl = Reader(&ev.payload).u32("flags").unwrap_or(0);
+                let fl = Reader(ev.payload).u32("flags").unwrap_or(0);
                 if let Some(f) = &self.shutdown {
                     f(self, fl);
                 }

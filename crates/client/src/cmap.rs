@@ -193,7 +193,7 @@ impl Cmap {
             if ev.kind != proto::kind::NOTIFY {
                 return Ok(());
             }
-            let n = Notify::decode(&ev.payload).map_err(|_| CsError::Library)?;
+            let n = Notify::decode(ev.payload).map_err(|_| CsError::Library)?;
             let f = self
                 .tracks
                 .lock()

@@ -2,7 +2,6 @@
 //! answers, the event loop behind every `dispatch`, finalization, and the
 //! mapping of IPC errors to the `cs_error_t` values Corosync returns.
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -11,7 +10,7 @@ use std::sync::Mutex;
 
 use ipc_shm::proto::Status;
 use ipc_shm::ring::RingSizes;
-use ipc_shm::{Client, ClientConfig, ClientError, DispatchMode, Endpoint, FrameHeader, Wait};
+use ipc_shm::{Client, ClientConfig, ClientError, Endpoint, FrameHeader, Wait};
 use services::proto::CsError;
 
 use crate::DispatchFlags;
@@ -34,11 +33,14 @@ const _: () = {
     assert!(RING_SIZES.request <= 8 << 20 && RING_SIZES.event <= 8 << 20);
 };
 
-/// An event taken off the ring (copied: callbacks may keep the connection
-/// busy, call back into it, or modify the message in place).
-pub(crate) struct OwnedEvent {
+/// An event as it lies in the event ring: handed to the handler in place
+/// (no copy; Corosync's callbacks get a mutable message, which may be
+/// changed in place). Its ring space goes back to the daemon once the
+/// handler returns; events after it remain available meanwhile (the
+/// handler may dispatch, other threads may).
+pub(crate) struct Event<'a> {
     pub kind: u16,
-    pub payload: Vec<u8>,
+    pub payload: &'a mut [u8],
 }
 
 pub(crate) struct Conn {
@@ -48,31 +50,6 @@ pub(crate) struct Conn {
     /// Written once by `finalize`, so a thread blocked in `dispatch` wakes.
     wake_tx: Mutex<UnixStream>,
     wake_rx: UnixStream,
-    /// Events taken off the ring in one batch and not yet handed out
-    /// (`dispatch` with `All` or `Blocking` takes up to `BATCH` of what the
-    /// ring holds at once: one pass over the ring's wake-up state instead
-    /// of one per event).
-    backlog: Mutex<Backlog>,
-}
-
-/// Events taken off the ring in one pass (`All` and `Blocking`): enough
-/// to spare the ring's wake-up state a pass per event, few enough that
-/// their buffers are recycled (`FREE_KEEP`) instead of allocated. A batch
-/// of a whole 4 MiB ring of 1 KiB events allocated and freed 4000 buffers
-/// and made the allocator shrink and regrow the heap (page faults) on every
-/// pass.
-const BATCH: usize = 64;
-/// Buffers of handled events kept for the next ones (a copy off the ring
-/// then costs no allocation), up to `FREE_BYTES` of capacity in all.
-const FREE_KEEP: usize = BATCH;
-const FREE_BYTES: usize = 8 << 20;
-
-#[derive(Default)]
-struct Backlog {
-    q: VecDeque<OwnedEvent>,
-    free: Vec<Vec<u8>>,
-    /// Capacity of the buffers in `free`.
-    free_bytes: usize,
 }
 
 /// The `cs_error_t` for an errno, as Corosync's `qb_to_cs_error` maps it.
@@ -163,7 +140,6 @@ impl Conn {
             finalized: AtomicBool::new(false),
             wake_tx: Mutex::new(wake_tx),
             wake_rx,
-            backlog: Mutex::new(Backlog::default()),
         })
     }
 
@@ -248,48 +224,6 @@ impl Conn {
         Ok(())
     }
 
-    /// Takes one event if one waits: from the backlog, else from the ring
-    /// (up to `BATCH` for `All` and `Blocking`, one for the `One` flags).
-    fn take_one(&self, flags: DispatchFlags) -> Result<Option<OwnedEvent>, CsError> {
-        let mut guard = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
-        let backlog = &mut *guard;
-        if let Some(ev) = backlog.q.pop_front() {
-            return Ok(Some(ev));
-        }
-        let mode = match flags {
-            DispatchFlags::One | DispatchFlags::OneNonblocking => DispatchMode::One,
-            DispatchFlags::All | DispatchFlags::Blocking => DispatchMode::Batch(BATCH),
-        };
-        self.client
-            .dispatch(mode, None, |h: FrameHeader, p: &[u8]| {
-                let mut payload = match backlog.free.pop() {
-                    Some(b) => {
-                        backlog.free_bytes -= b.capacity();
-                        b
-                    }
-                    None => Vec::new(),
-                };
-                payload.clear();
-                payload.extend_from_slice(p);
-                backlog.q.push_back(OwnedEvent {
-                    kind: h.kind,
-                    payload,
-                })
-            })
-            .map_err(|e| request_error(&e))?;
-        Ok(backlog.q.pop_front())
-    }
-
-    /// Keeps a handled event's buffer for the next one.
-    fn recycle(&self, ev: OwnedEvent) {
-        let cap = ev.payload.capacity();
-        let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
-        if backlog.free.len() < FREE_KEEP && backlog.free_bytes + cap <= FREE_BYTES {
-            backlog.free_bytes += cap;
-            backlog.free.push(ev.payload);
-        }
-    }
-
     /// Waits until an event may wait, the daemon went away, or another
     /// thread finalized the connection (then `BadHandle`).
     fn wait(&self) -> Result<(), CsError> {
@@ -303,41 +237,29 @@ impl Conn {
         Ok(())
     }
 
-    /// The dispatch loop shared by every service: takes events one at a
-    /// time and hands each to `handle` (no lock held, so `handle` may call
-    /// anything on the connection, finalize included). Returns as Corosync's
-    /// `*_dispatch` does; `BadHandle` once the connection was finalized.
+    /// The dispatch loop shared by every service: hands events one at a
+    /// time, in place, to `handle` (no lock held, so `handle` may call
+    /// anything on the connection, finalize and dispatch included). Returns
+    /// as Corosync's `*_dispatch` does; `BadHandle` once the connection was
+    /// finalized.
     pub(crate) fn dispatch(
         &self,
         flags: DispatchFlags,
-        handle: impl FnMut(&mut OwnedEvent) -> Result<(), CsError>,
-    ) -> Result<(), CsError> {
-        let r = self.dispatch_events(flags, handle);
-        // Events taken but not handed out (a handler failed, or `One`
-        // after a batch): the pollable fd must say so.
-        if !self
-            .backlog
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .q
-            .is_empty()
-        {
-            self.client.nudge();
-        }
-        r
-    }
-
-    fn dispatch_events(
-        &self,
-        flags: DispatchFlags,
-        mut handle: impl FnMut(&mut OwnedEvent) -> Result<(), CsError>,
+        mut handle: impl FnMut(&mut Event<'_>) -> Result<(), CsError>,
     ) -> Result<(), CsError> {
         loop {
             self.check_open()?;
-            match self.take_one(flags)? {
-                Some(mut ev) => {
-                    let r = handle(&mut ev);
-                    self.recycle(ev);
+            let handled = self
+                .client
+                .dispatch_in_place(|h: FrameHeader, payload: &mut [u8]| {
+                    handle(&mut Event {
+                        kind: h.kind,
+                        payload,
+                    })
+                })
+                .map_err(|e| request_error(&e))?;
+            match handled {
+                Some(r) => {
                     r?;
                     self.check_open()?;
                     if matches!(flags, DispatchFlags::One | DispatchFlags::OneNonblocking) {

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use services::proto::cpg::{self as proto, EventMsg, Request};
 use services::proto::{service, CsError};
 
-use crate::conn::{Conn, OwnedEvent};
+use crate::conn::{Conn, Event};
 use crate::{DispatchFlags, Guarantee};
 
 pub use services::proto::cpg::Address;
@@ -403,8 +403,8 @@ impl Cpg {
             .dispatch(flags, |ev| self.deliver_event(ev, callbacks))
     }
 
-    fn deliver_event(&self, ev: &mut OwnedEvent, cb: &dyn CpgCallbacks) -> Result<(), CsError> {
-        let msg = EventMsg::decode(ev.kind, &ev.payload).map_err(|_| CsError::Library)?;
+    fn deliver_event(&self, ev: &mut Event<'_>, cb: &dyn CpgCallbacks) -> Result<(), CsError> {
+        let msg = EventMsg::decode(ev.kind, ev.payload).map_err(|_| CsError::Library)?;
         match msg {
             EventMsg::Deliver {
                 group,

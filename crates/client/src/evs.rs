@@ -25,7 +25,7 @@ use std::sync::Arc;
 use services::proto::evs::{self as proto, EventMsg, Request};
 use services::proto::{service, CsError};
 
-use crate::conn::{Conn, OwnedEvent};
+use crate::conn::{Conn, Event};
 use crate::{DispatchFlags, Guarantee};
 
 /// `struct evs_group`: a 32-byte key.
@@ -228,8 +228,8 @@ impl Evs {
             .dispatch(flags, |ev| self.deliver_event(ev, callbacks))
     }
 
-    fn deliver_event(&self, ev: &mut OwnedEvent, cb: &dyn EvsCallbacks) -> Result<(), CsError> {
-        match EventMsg::decode(ev.kind, &ev.payload).map_err(|_| CsError::Library)? {
+    fn deliver_event(&self, ev: &mut Event<'_>, cb: &dyn EvsCallbacks) -> Result<(), CsError> {
+        match EventMsg::decode(ev.kind, ev.payload).map_err(|_| CsError::Library)? {
             EventMsg::Deliver { nodeid, msg } => cb.deliver(self, nodeid, msg),
             EventMsg::Confchg {
                 members,

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use services::proto::quorum::{self as proto, decode_u32, EventMsg, Request};
 use services::proto::{service, CsError};
 
-use crate::conn::{Conn, OwnedEvent};
+use crate::conn::{Conn, Event};
 use crate::DispatchFlags;
 
 /// `quorum_ring_id`: the ring (representative node, sequence).
@@ -200,8 +200,8 @@ impl Quorum {
             .dispatch(flags, |ev| self.deliver_event(ev, callbacks))
     }
 
-    fn deliver_event(&self, ev: &mut OwnedEvent, cb: &dyn QuorumCallbacks) -> Result<(), CsError> {
-        match EventMsg::decode(ev.kind, &ev.payload).map_err(|_| CsError::Library)? {
+    fn deliver_event(&self, ev: &mut Event<'_>, cb: &dyn QuorumCallbacks) -> Result<(), CsError> {
+        match EventMsg::decode(ev.kind, ev.payload).map_err(|_| CsError::Library)? {
             EventMsg::Notify {
                 quorate,
                 ring,

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use services::proto::votequorum::{self as proto, EventMsg, Request};
 use services::proto::{service, CsError};
 
-use crate::conn::{Conn, OwnedEvent};
+use crate::conn::{Conn, Event};
 use crate::DispatchFlags;
 
 pub use services::proto::votequorum::info_flag::{
@@ -215,10 +215,10 @@ impl Votequorum {
 
     fn deliver_event(
         &self,
-        ev: &mut OwnedEvent,
+        ev: &mut Event<'_>,
         cb: &dyn VotequorumCallbacks,
     ) -> Result<(), CsError> {
-        match EventMsg::decode(ev.kind, &ev.payload).map_err(|_| CsError::Library)? {
+        match EventMsg::decode(ev.kind, ev.payload).map_err(|_| CsError::Library)? {
             EventMsg::Quorum {
                 context,
                 quorate,

@@ -114,8 +114,15 @@ pub struct Response {
 /// makes system calls only where a wake-up byte may actually wait, so a
 /// dispatch that finds events in the ring costs none.
 struct EventReader {
-    /// Consumer index of the event ring.
+    /// Consumer index of the event ring: the next event to take.
     head: u64,
+    /// The consumer index last published to the daemon: `head`, or the
+    /// start of the oldest event still being handled in place, whichever
+    /// comes first (the daemon must not overwrite an event in use).
+    released: u64,
+    /// Where the events handed out in place and not yet returned start
+    /// (more than one when a handler dispatches, or threads do at once).
+    in_place: Vec<u64>,
     /// We asked the daemon for a wake-up and have not seen it taken: while
     /// the ring's flag is still set, no wake-up byte was written since.
     armed: bool,
@@ -296,6 +303,8 @@ impl Client {
             resp_cv: Condvar::new(),
             events: Mutex::new(EventReader {
                 head: 0,
+                released: 0,
+                in_place: Vec::new(),
                 armed: true,
                 self_signalled: false,
             }),
@@ -532,10 +541,13 @@ impl Client {
         let ring = &self.rings[RESPONSE];
         let mut spins = 0u32;
         loop {
-            self.consume(RESPONSE, head, usize::MAX, &mut |header, p| {
+            self.consume(RESPONSE, head, usize::MAX, true, &mut |header, p, len| {
                 got.push(Response {
                     header,
-                    payload: p.to_vec(),
+                    // SAFETY: `consume` hands out a payload inside the
+                    // mapping that the daemon leaves alone until the head
+                    // is published, after this callback.
+                    payload: unsafe { std::slice::from_raw_parts(p, len) }.to_vec(),
                 })
             })?;
             if !got.is_empty() {
@@ -563,10 +575,11 @@ impl Client {
                     let drained = sys::drain(self.resp_wake.as_raw_fd(), 4, false);
                     if r & libc::POLLHUP != 0 || drained == Drain::Closed {
                         // Read what was left before reporting the end.
-                        self.consume(RESPONSE, head, usize::MAX, &mut |header, p| {
+                        self.consume(RESPONSE, head, usize::MAX, true, &mut |header, p, len| {
                             got.push(Response {
                                 header,
-                                payload: p.to_vec(),
+                                // SAFETY: as above.
+                                payload: unsafe { std::slice::from_raw_parts(p, len) }.to_vec(),
                             })
                         })?;
                         self.gone.store(true, Ordering::Relaxed);
@@ -589,13 +602,16 @@ impl Client {
     }
 
     /// Consumes up to `max` frames present now from a daemon-written ring,
-    /// handing each payload (in shared memory) to `f`.
+    /// handing each payload (in shared memory, at most `len` bytes from the
+    /// pointer) to `f`. Publishes the new consumer index when `publish`;
+    /// the event ring's caller publishes (`release_events`).
     fn consume(
         &self,
         which: usize,
         head: &mut u64,
         max: usize,
-        f: &mut dyn FnMut(FrameHeader, &[u8]),
+        publish: bool,
+        f: &mut dyn FnMut(FrameHeader, *mut u8, usize),
     ) -> Result<usize, ClientError> {
         let ring = &self.rings[which];
         let cap = ring.cap;
@@ -616,22 +632,15 @@ impl Client {
                 Chunk::Pad { skip } => *head = head.wrapping_add(skip),
                 Chunk::Frame { header, len, total } => {
                     // SAFETY: the decoder checked `pos + total <= cap`, so the
-                    // payload lies inside the data area of the live mapping;
-                    // the daemon does not write [head, tail) until we publish
-                    // a head past it, which happens after `f` returns.
-                    let payload = unsafe {
-                        std::slice::from_raw_parts(
-                            ring.data.add((pos + CHUNK_HEADER_LEN) as usize),
-                            len as usize,
-                        )
-                    };
-                    f(header, payload);
+                    // payload lies inside the data area of the live mapping.
+                    let payload = unsafe { ring.data.add((pos + CHUNK_HEADER_LEN) as usize) };
+                    f(header, payload, len as usize);
                     *head = head.wrapping_add(total);
                     n += 1;
                 }
             }
         }
-        if *head != start && ring.publish_head(*head) {
+        if publish && *head != start && ring.publish_head(*head) {
             // The daemon holds spilled frames and waits for room.
             self.ring_doorbell();
         }
@@ -653,7 +662,95 @@ impl Client {
         mut f: impl FnMut(FrameHeader, &[u8]),
     ) -> Result<usize, ClientError> {
         let mut st = lock(&self.events);
-        let st = &mut *st;
+        let n = self.dispatch_locked(&mut st, mode, timeout, &mut |h, p, len| {
+            // SAFETY: `consume` hands out a payload inside the mapping; the
+            // daemon leaves it alone until `release_events` publishes a
+            // consumer index past it, after this callback.
+            f(h, unsafe { std::slice::from_raw_parts(p, len) })
+        });
+        self.release_events(&mut st);
+        n
+    }
+
+    /// Hands the next event, if one waits, to `f` where it lies in shared
+    /// memory (no copy; `f` may modify it), without waiting and with no
+    /// lock held: `f` may call anything on this client, `dispatch` and
+    /// this method included, and other threads may dispatch meanwhile (they
+    /// take the events after it). The event's ring space goes back to the
+    /// daemon once `f` returns. Resets the pollable fd as `dispatch` does.
+    /// `Ok(None)` when no event waits; `Disconnected` once the ring is
+    /// empty and the session is over.
+    pub fn dispatch_in_place<R>(
+        &self,
+        f: impl FnOnce(FrameHeader, &mut [u8]) -> R,
+    ) -> Result<Option<R>, ClientError> {
+        let mut st = lock(&self.events);
+        let start = st.head;
+        let mut taken = None;
+        self.dispatch_locked(&mut st, DispatchMode::One, None, &mut |h, p, len| {
+            taken = Some((h, p, len));
+        })?;
+        let Some((header, p, len)) = taken else {
+            self.release_events(&mut st);
+            return Ok(None);
+        };
+        // Held back from the daemon until `f` is done with it (also if `f`
+        // unwinds: the guard gives it back).
+        st.in_place.push(start);
+        self.release_events(&mut st);
+        drop(st);
+        struct GiveBack<'a>(&'a Client, u64);
+        impl Drop for GiveBack<'_> {
+            fn drop(&mut self) {
+                let mut st = lock(&self.0.events);
+                if let Some(i) = st.in_place.iter().position(|&s| s == self.1) {
+                    st.in_place.swap_remove(i);
+                }
+                self.0.release_events(&mut st);
+            }
+        }
+        let _give_back = GiveBack(self, start);
+        // SAFETY: `consume` checked that the payload lies inside the event
+        // ring's data area of the live mapping (which lives as long as
+        // `self`). Nobody else touches these bytes while `f` runs: the
+        // daemon writes only past the published consumer index, which
+        // `in_place` holds at or before `start`; other dispatchers take
+        // only events after `st.head`, which is past this one.
+        let payload = unsafe { std::slice::from_raw_parts_mut(p, len) };
+        Ok(Some(f(header, payload)))
+    }
+
+    /// Publishes the event ring's consumer index: `head`, held back to the
+    /// oldest event still handled in place. Wakes the daemon if it waits
+    /// for room.
+    fn release_events(&self, st: &mut EventReader) {
+        let released = st.released;
+        let upto = st
+            .in_place
+            .iter()
+            .copied()
+            .chain(std::iter::once(st.head))
+            .min_by_key(|&s| s.wrapping_sub(released))
+            .expect("head is always there");
+        if upto != st.released {
+            st.released = upto;
+            if self.rings[EVENT].publish_head(upto) {
+                // The daemon holds spilled events and waits for room.
+                self.ring_doorbell();
+            }
+        }
+    }
+
+    /// `dispatch` with the events lock held; `f` gets each payload as a
+    /// pointer into the event ring and its length. The caller publishes the
+    /// consumer index (`release_events`).
+    fn dispatch_locked(
+        &self,
+        st: &mut EventReader,
+        mode: DispatchMode,
+        timeout: Option<Duration>,
+        f: &mut dyn FnMut(FrameHeader, *mut u8, usize),
+    ) -> Result<usize, ClientError> {
         let ring = &self.rings[EVENT];
         let wake = self.event_wake.as_raw_fd();
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -670,7 +767,7 @@ impl Client {
                 st.armed = false;
                 hangup |= sys::drain(wake, 4, false) == Drain::Closed;
             }
-            let n = self.consume(EVENT, &mut st.head, max, &mut f)?;
+            let n = self.consume(EVENT, &mut st.head, max, false, f)?;
             if n > 0 || hangup {
                 break n;
             }
@@ -717,16 +814,6 @@ impl Client {
             return Err(ClientError::Disconnected);
         }
         Ok(n)
-    }
-
-    /// Makes the pollable fd readable (a caller that holds events taken
-    /// from the ring but not yet handed out); the next `dispatch` resets it.
-    pub fn nudge(&self) {
-        let mut st = lock(&self.events);
-        if !st.self_signalled {
-            sys::eventfd_signal(self.self_wake.as_raw_fd());
-            st.self_signalled = true;
-        }
     }
 
     /// Raw access to the shared segment, for tests that play a hostile

@@ -671,3 +671,65 @@ fn request_backlog_tells_how_far_behind_the_daemon_is() {
         while server.next_event().is_some() {}
     }
 }
+
+/// An event handed out in place keeps its ring space until its handler
+/// returns, also while a nested dispatch takes and gives back the next
+/// event and the daemon writes more: the daemon never overwrites it, the
+/// handler may change it, and everything after it arrives whole and in
+/// order once it is given back.
+#[test]
+fn events_handled_in_place_keep_their_ring_space_until_given_back() {
+    let (mut server, mut pl, ccfg) = small_rings("inplace");
+    let (c, id) = connect(&mut server, &mut pl, ccfg);
+    let fill = |i: u64| (i as u8).wrapping_mul(37).wrapping_add(1);
+    let send = |server: &mut Server, i: u64| {
+        let h = FrameHeader {
+            service: 1,
+            kind: 7,
+            request_id: i,
+        };
+        server.send_event(id, h, &[fill(i); 900]).unwrap();
+    };
+    for i in 0..3 {
+        send(&mut server, i);
+    }
+    let outer = c
+        .dispatch_in_place(|h, a| {
+            assert_eq!((h.request_id, a.len()), (0, 900));
+            let inner = c
+                .dispatch_in_place(|h, b| {
+                    b[0] = 0xEE;
+                    h.request_id
+                })
+                .unwrap();
+            assert_eq!(inner, Some(1));
+            // Four 900-byte events fill the 4 KiB ring: while event 0 is
+            // held, event 3 takes the last room and 4..8 wait in the
+            // daemon's overflow queue; a daemon that thought event 0's
+            // space free would write over it.
+            for i in 3..8 {
+                send(&mut server, i);
+            }
+            pl.turn(&mut server, Some(Duration::ZERO)).unwrap();
+            while server.next_event().is_some() {}
+            a[1] = 0xAA;
+            assert!(a[2..].iter().all(|&x| x == fill(0)), "event 0 overwritten");
+            h.request_id
+        })
+        .unwrap();
+    assert_eq!(outer, Some(0));
+    let mut seen = Vec::new();
+    let end = std::time::Instant::now() + LONG;
+    while seen.len() < 6 {
+        assert!(std::time::Instant::now() < end, "only {seen:?}");
+        pl.turn(&mut server, Some(Duration::from_millis(10)))
+            .unwrap();
+        while server.next_event().is_some() {}
+        c.dispatch(DispatchMode::All, None, |h, p| {
+            assert!(p.len() == 900 && p.iter().all(|&x| x == fill(h.request_id)));
+            seen.push(h.request_id);
+        })
+        .unwrap();
+    }
+    assert_eq!(seen, (2..8).collect::<Vec<u64>>());
+}
