@@ -223,7 +223,9 @@ struct State {
     persister: Persister,
     pending: Pending,
     scratch: Vec<u8>,
-    request_copy: Vec<u8>,
+    /// The request being handled, swapped out of the IPC server's read
+    /// buffer (`Server::take_request`).
+    request_buf: Box<[u8]>,
     nodes: Vec<(u32, SocketAddr, String)>,
     ipc_ready: bool,
     /// Receive back-pressure is on: a local client's events spill past its
@@ -422,7 +424,7 @@ impl State {
                 engine,
                 pending,
                 scratch,
-                request_copy,
+                request_buf,
                 extras,
                 totem,
                 ..
@@ -451,10 +453,15 @@ impl State {
                     header,
                     payload,
                 } => {
-                    // The payload lives in the server; the engine answers
-                    // through it, so it gets its own copy.
-                    request_copy.clear();
-                    request_copy.extend_from_slice(payload);
+                    // The payload lies in the server's read buffer; the
+                    // engine answers through the server, so the buffer is
+                    // swapped out first (no copy).
+                    let len = payload.len();
+                    if request_buf.len() != server.request_buffer_len() {
+                        *request_buf = vec![0u8; server.request_buffer_len()].into_boxed_slice();
+                    }
+                    server.take_request(request_buf);
+                    let request = &request_buf[..len];
                     // cmap answers from a fresh statistics snapshot.
                     let stats = (header.service == services::proto::service::CMAP
                         && extras.stale_for_request())
@@ -473,7 +480,7 @@ impl State {
                         header.service,
                         header.kind,
                         header.request_id,
-                        request_copy,
+                        request,
                         &mut out,
                     );
                 }
@@ -615,6 +622,22 @@ impl State {
 
     /// Copies Totem's datagrams into the send batch (bytes are only valid
     /// until the next call on Totem).
+    /// Sends what Totem queued, in one batch.
+    fn flush_transmits(&mut self, rl: &mut RunLoop) {
+        self.collect_transmits();
+        if self.tx_len == 0 {
+            return;
+        }
+        let batch: Vec<(Dest, &[u8])> = self.tx_bufs[..self.tx_len]
+            .iter()
+            .map(|(d, b)| (*d, b.as_slice()))
+            .collect();
+        self.extras.bytes_tx += batch.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+        if let Err(e) = rl.transport().send_batch(&batch) {
+            tracing::warn!("send: {e}");
+        }
+    }
+
     fn collect_transmits(&mut self) {
         let now = self.now();
         self.tx_len = 0;
@@ -777,7 +800,7 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         persister,
         pending: Pending::default(),
         scratch: Vec::new(),
-        request_copy: Vec::new(),
+        request_buf: Box::default(),
         nodes: cfg.nodes,
         ipc_ready: true,
         ipc_lazy: false,
@@ -817,17 +840,7 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         state.engine_timeout(now);
         state.drain_totem();
         state.submit_pending();
-        state.collect_transmits();
-        if state.tx_len > 0 {
-            let batch: Vec<(Dest, &[u8])> = state.tx_bufs[..state.tx_len]
-                .iter()
-                .map(|(d, b)| (*d, b.as_slice()))
-                .collect();
-            state.extras.bytes_tx += batch.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
-            if let Err(e) = rl.transport().send_batch(&batch) {
-                tracing::warn!("send: {e}");
-            }
-        }
+        state.flush_transmits(&mut rl);
         state.extras.transport = rl.transport().stats();
         if state.extras.older_than(stats_map::REFRESH) {
             state.refresh_stats();
@@ -870,6 +883,17 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         state.server.publish_events();
         state.ipc_polled = false;
         rl.turn(Some(wait), &mut state)?;
+        // A visit that left messages queued (it sent all the window and
+        // `max_messages` allowed: the ring is saturated) forwards the token
+        // now, before client requests are read (a 1 MiB request is copied
+        // twice) and the turn's other work: the token's round trip is then
+        // what bounds throughput. A visit that sent everything keeps the
+        // old order: the token leaves a little later and the next visits
+        // carry more messages each (with 64-byte messages that batching is
+        // worth more than the shorter rotation).
+        if state.totem.queue_bounds().send_queue_bytes > 0 {
+            state.flush_transmits(&mut rl);
+        }
     }
     state.server.publish_events();
     tracing::info!("node {} left the ring; exiting", state.totem.id());

@@ -541,6 +541,25 @@ impl Server {
         })
     }
 
+    /// Length of the buffer requests are read into: `take_request` swaps
+    /// in a buffer of exactly this length.
+    pub fn request_buffer_len(&self) -> usize {
+        self.scratch.len()
+    }
+
+    /// Swaps the buffer the last `Event::Request`'s payload was read into
+    /// (its first `payload.len()` bytes) with `buf`, which must be
+    /// `request_buffer_len()` long: the caller keeps the request without a
+    /// copy and may call into the server while it looks at it.
+    pub fn take_request(&mut self, buf: &mut Box<[u8]>) {
+        assert_eq!(
+            buf.len(),
+            self.scratch.len(),
+            "take_request: buffer of the wrong length"
+        );
+        std::mem::swap(&mut self.scratch, buf);
+    }
+
     pub fn credentials(&self, session: SessionId) -> Option<Credentials> {
         match &self.slot(session)?.state {
             SlotState::Active(s) => Some(s.creds),
