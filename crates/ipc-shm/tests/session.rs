@@ -733,3 +733,29 @@ fn events_handled_in_place_keep_their_ring_space_until_given_back() {
     }
     assert_eq!(seen, (2..8).collect::<Vec<u64>>());
 }
+
+/// A request's payload can be taken out of the server without a copy: the
+/// buffer swapped in holds it, and the server goes on reading into the one
+/// it got in exchange.
+#[test]
+fn take_request_swaps_the_payload_out_of_the_server() {
+    let mut server = Server::new(server_config("take")).unwrap();
+    let mut pl = PollLoop::new().unwrap();
+    let ccfg = client_config(server.endpoint());
+    let (c, _id) = connect(&mut server, &mut pl, ccfg);
+    let mut mine = vec![0u8; server.request_buffer_len()].into_boxed_slice();
+    for round in 0..3u8 {
+        c.send(1, KIND_ONE_WAY, &[round + 1; 300]).unwrap();
+        let end = std::time::Instant::now() + LONG;
+        let len = loop {
+            assert!(std::time::Instant::now() < end, "no request");
+            pl.turn(&mut server, Some(Duration::from_millis(10)))
+                .unwrap();
+            if let Some(ipc_shm::Event::Request { payload, .. }) = server.next_event() {
+                break payload.len();
+            }
+        };
+        server.take_request(&mut mine);
+        assert_eq!(&mine[..len], &[round + 1; 300][..]);
+    }
+}
