@@ -253,12 +253,12 @@ impl State {
     }
 
     fn room(&self) -> SendRoom {
-        let b = self.totem.queue_bounds();
+        let cfg = self.totem.config();
         SendRoom {
-            queued_msgs: b.send_queue_msgs,
-            cap_msgs: b.send_queue_msgs_cap,
-            queued_bytes: b.send_queue_bytes,
-            cap_bytes: b.send_queue_bytes_cap,
+            queued_msgs: self.totem.send_queue_msgs() as u32,
+            cap_msgs: cfg.send_queue_messages,
+            queued_bytes: self.totem.send_queue_bytes() as u32,
+            cap_bytes: cfg.send_queue_bytes,
         }
     }
 
@@ -891,7 +891,7 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         // old order: the token leaves a little later and the next visits
         // carry more messages each (with 64-byte messages that batching is
         // worth more than the shorter rotation).
-        if state.totem.queue_bounds().send_queue_bytes > 0 {
+        if state.totem.send_queue_bytes() > 0 {
             state.flush_transmits(&mut rl);
         }
     }

@@ -477,6 +477,17 @@ impl Totem {
         &self.stats
     }
 
+    /// Bytes of messages submitted and not yet sent (`queue_bounds` without
+    /// the rest: cheap enough for every request and every turn).
+    pub fn send_queue_bytes(&self) -> usize {
+        self.sendq_bytes
+    }
+
+    /// Messages submitted and not yet sent.
+    pub fn send_queue_msgs(&self) -> usize {
+        self.sendq.len()
+    }
+
     pub fn queue_bounds(&self) -> QueueBounds {
         let reasm = self.cur.reassembly_bytes()
             + self.old.as_ref().map(|o| o.reassembly_bytes()).unwrap_or(0);
