@@ -620,8 +620,6 @@ impl State {
         }
     }
 
-    /// Copies Totem's datagrams into the send batch (bytes are only valid
-    /// until the next call on Totem).
     /// Sends what Totem queued, in one batch.
     fn flush_transmits(&mut self, rl: &mut RunLoop) {
         self.collect_transmits();
@@ -638,6 +636,7 @@ impl State {
         }
     }
 
+    /// Moves Totem's datagrams into the send batch.
     fn collect_transmits(&mut self) {
         let now = self.now();
         self.tx_len = 0;
@@ -891,7 +890,7 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         // old order: the token leaves a little later and the next visits
         // carry more messages each (with 64-byte messages that batching is
         // worth more than the shorter rotation).
-        if state.totem.send_queue_bytes() > 0 {
+        if state.totem.send_queue_msgs() > 0 {
             state.flush_transmits(&mut rl);
         }
     }

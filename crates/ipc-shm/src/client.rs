@@ -661,8 +661,8 @@ impl Client {
         timeout: Option<Duration>,
         mut f: impl FnMut(FrameHeader, &[u8]),
     ) -> Result<usize, ClientError> {
-        let mut st = lock(&self.events);
-        let n = self.dispatch_locked(&mut st, mode, timeout, &mut |h, p, len| {
+        let st = lock(&self.events);
+        let (mut st, n) = self.dispatch_locked(st, mode, timeout, &mut |h, p, len| {
             // SAFETY: `consume` hands out a payload inside the mapping; the
             // daemon leaves it alone until `release_events` publishes a
             // consumer index past it, after this callback.
@@ -676,23 +676,29 @@ impl Client {
     /// memory (no copy; `f` may modify it), without waiting and with no
     /// lock held: `f` may call anything on this client, `dispatch` and
     /// this method included, and other threads may dispatch meanwhile (they
-    /// take the events after it). The event's ring space goes back to the
-    /// daemon once `f` returns. Resets the pollable fd as `dispatch` does.
+    /// take the events after it). The event's ring space, and the space of
+    /// every event after it, goes back to the daemon once `f` returns:
+    /// meanwhile the daemon writes only into the room the ring had left,
+    /// and what does not fit waits in the daemon (as for a slow reader).
+    /// Resets the pollable fd as `dispatch` does.
     /// `Ok(None)` when no event waits; `Disconnected` once the ring is
     /// empty and the session is over.
     pub fn dispatch_in_place<R>(
         &self,
         f: impl FnOnce(FrameHeader, &mut [u8]) -> R,
     ) -> Result<Option<R>, ClientError> {
-        let mut st = lock(&self.events);
+        let st = lock(&self.events);
         let start = st.head;
         let mut taken = None;
-        self.dispatch_locked(&mut st, DispatchMode::One, None, &mut |h, p, len| {
+        // `One` never waits, so the lock is held throughout: the frame
+        // taken is the first at or after `start`.
+        let (mut st, r) = self.dispatch_locked(st, DispatchMode::One, None, &mut |h, p, len| {
             taken = Some((h, p, len));
-        })?;
-        let Some((header, p, len)) = taken else {
+        });
+        let taken = r.map(|_| taken);
+        let Ok(Some((header, p, len))) = taken else {
             self.release_events(&mut st);
-            return Ok(None);
+            return taken.map(|_| None);
         };
         // Held back from the daemon until `f` is done with it (also if `f`
         // unwinds: the guard gives it back).
@@ -741,16 +747,19 @@ impl Client {
         }
     }
 
-    /// `dispatch` with the events lock held; `f` gets each payload as a
-    /// pointer into the event ring and its length. The caller publishes the
-    /// consumer index (`release_events`).
-    fn dispatch_locked(
-        &self,
-        st: &mut EventReader,
+    /// `dispatch` with the events lock held, except while `Blocking` waits
+    /// (a thread giving back an event handled in place needs the lock to
+    /// let the daemon have its room: holding it while waiting for the
+    /// daemon could wait forever). `f` gets each payload as a pointer into
+    /// the event ring and its length. Gives the lock back with the result;
+    /// the caller publishes the consumer index (`release_events`).
+    fn dispatch_locked<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, EventReader>,
         mode: DispatchMode,
         timeout: Option<Duration>,
         f: &mut dyn FnMut(FrameHeader, *mut u8, usize),
-    ) -> Result<usize, ClientError> {
+    ) -> (MutexGuard<'a, EventReader>, Result<usize, ClientError>) {
         let ring = &self.rings[EVENT];
         let wake = self.event_wake.as_raw_fd();
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -767,7 +776,10 @@ impl Client {
                 st.armed = false;
                 hangup |= sys::drain(wake, 4, false) == Drain::Closed;
             }
-            let n = self.consume(EVENT, &mut st.head, max, false, f)?;
+            let n = match self.consume(EVENT, &mut st.head, max, false, f) {
+                Ok(n) => n,
+                Err(e) => return (st, Err(e)),
+            };
             if n > 0 || hangup {
                 break n;
             }
@@ -779,7 +791,13 @@ impl Client {
             if ring.arm_consumer(st.head) {
                 continue;
             }
-            let r = sys::poll_one(wake, libc::POLLIN, millis(deadline, 1000))?;
+            drop(st);
+            let r = sys::poll_one(wake, libc::POLLIN, millis(deadline, 1000));
+            st = lock(&self.events);
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => return (st, Err(e.into())),
+            };
             hangup |= r & libc::POLLHUP != 0;
             if r == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
                 break 0;
@@ -811,9 +829,9 @@ impl Client {
         }
         if n == 0 && (hangup || self.closed_flag()) {
             self.gone.store(true, Ordering::Relaxed);
-            return Err(ClientError::Disconnected);
+            return (st, Err(ClientError::Disconnected));
         }
-        Ok(n)
+        (st, Ok(n))
     }
 
     /// Raw access to the shared segment, for tests that play a hostile

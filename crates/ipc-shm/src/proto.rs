@@ -14,7 +14,7 @@ pub const PROTOCOL_VERSION: u16 = 3;
 pub const HELLO_LEN: usize = 32;
 pub const REPLY_LEN: usize = 32;
 /// Fds attached to an accepted reply: segment memfd, response wake-up read
-/// end, event wake-up read end, doorbell write end.
+/// end, event wake-up read end, the client's end of the doorbell.
 pub const REPLY_FDS: usize = 4;
 
 /// What a client asks for. Zero sizes mean "the daemon's default".

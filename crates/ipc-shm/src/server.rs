@@ -1119,7 +1119,7 @@ impl Server {
         }
     }
 
-    /// Before a session goes idle: empties its doorbell pipe and socket if
+    /// Before a session goes idle: empties its doorbell and socket if
     /// they signalled (wake-up bytes, or the client's hang-up, which ends
     /// the session). Returns `Idle` (bytes left over keep the fd readable,
     /// so the run loop reports it again), `Again` (frames still queued for
@@ -1268,7 +1268,7 @@ mod tests {
 
     /// The client frees room and rings the doorbell (answering the
     /// `producer_waiting` the flush just armed) after the daemon's flush
-    /// and before it drains the doorbell pipe: the drain swallows that
+    /// and before it drains the doorbell: the drain swallows that
     /// wake-up, and the frames still queued must reach the client anyway.
     #[test]
     fn doorbell_rung_between_flush_and_drain_is_not_lost() {

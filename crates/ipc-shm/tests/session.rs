@@ -759,3 +759,67 @@ fn take_request_swaps_the_payload_out_of_the_server() {
         assert_eq!(&mine[..len], &[round + 1; 300][..]);
     }
 }
+
+/// A thread blocked in `dispatch(Blocking)` does not keep a thread that
+/// handled an event in place from giving it back: the ring was full behind
+/// that event, so the blocked thread waits for exactly the room the give
+/// back frees.
+#[test]
+fn giving_back_an_event_handled_in_place_wakes_a_blocked_dispatcher() {
+    let (mut server, mut pl, ccfg) = small_rings("inplace-block");
+    let (c, id) = connect(&mut server, &mut pl, ccfg);
+    let c = std::sync::Arc::new(c);
+    let send = |server: &mut Server, i: u64| {
+        let h = FrameHeader {
+            service: 1,
+            kind: 7,
+            request_id: i,
+        };
+        server.send_event(id, h, &[i as u8; 900]).unwrap();
+    };
+    // Four 900-byte events fill the 4 KiB ring.
+    for i in 0..4 {
+        send(&mut server, i);
+    }
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let ca = c.clone();
+    let a = std::thread::spawn(move || {
+        ca.dispatch_in_place(|h, _| {
+            held_tx.send(h.request_id).unwrap();
+            go_rx.recv().unwrap();
+        })
+        .unwrap()
+    });
+    assert_eq!(held_rx.recv().unwrap(), 0);
+    let cb = c.clone();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let b = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while seen.len() < 7 {
+            cb.dispatch(DispatchMode::Blocking, None, |h, _| seen.push(h.request_id))
+                .unwrap();
+            seen_tx.send(seen.len()).unwrap();
+        }
+        seen
+    });
+    // B takes 1..3 and then waits; 4..7 find no room and wait in the daemon.
+    assert_eq!(seen_rx.recv_timeout(LONG).unwrap(), 3);
+    for i in 4..8 {
+        send(&mut server, i);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    go_tx.send(()).unwrap();
+    let end = std::time::Instant::now() + LONG;
+    while !b.is_finished() {
+        assert!(
+            std::time::Instant::now() < end,
+            "the blocked dispatcher never got 4..8"
+        );
+        pl.turn(&mut server, Some(Duration::from_millis(10)))
+            .unwrap();
+        while server.next_event().is_some() {}
+    }
+    assert!(a.join().unwrap().is_some());
+    assert_eq!(b.join().unwrap(), (1..8).collect::<Vec<u64>>());
+}
