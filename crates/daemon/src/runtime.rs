@@ -317,7 +317,7 @@ impl State {
                 Event::Sent { .. } => {}
             }
         }
-        let done = engine.stats().syncs_completed;
+        let done = engine.syncs_completed();
         if done > self.syncs_logged {
             self.syncs_logged = done;
             tracing::info!("Completed service synchronization, ready to provide service.");

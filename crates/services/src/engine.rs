@@ -211,6 +211,12 @@ impl Engine {
         self.env.syncing
     }
 
+    /// Service synchronizations completed (`stats().syncs_completed`
+    /// without summing every service's statistics).
+    pub fn syncs_completed(&self) -> u64 {
+        self.stats.syncs_completed
+    }
+
     pub fn stats(&self) -> EngineStats {
         let mut s = self.stats;
         s.connections = self.conns.len() as u64;
