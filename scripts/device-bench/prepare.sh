@@ -1,0 +1,66 @@
+#!/bin/bash
+# prepare.sh - gets .devbundle/ ready for the many-node comparison on the
+# lent 16-core device machine (issue 7, item 4). Run here, as root, from
+# anywhere; then hand .devbundle to the device and run run.sh there (see
+# README.md beside this file).
+#
+# .devbundle/ (ignored by git; 25 MB) holds:
+#   root/, devrun.sh, setup.sh, teardown.sh  Corosync 3.1.7 from Debian 12
+#       packages, built by ../shared/anchors/corosync-16core/bundle's own
+#       build-bundle.sh (needs apt access, patchelf, gcc, libcpg-dev); the two
+#       scripts get two small additions, below
+#   ours/  our corosync, corosync-cmapctl, corosync-keygen, libcorosync_rs.so
+#       and cpgbench_own (the anchor's client source) built against our
+#       libcpg with RUNPATH $ORIGIN, all stripped
+#
+# The additions, so that one harness drives both engines:
+#   devrun.sh: ENGINE_DIR=DIR takes corosync, corosync-keygen,
+#       corosync-cmapctl and cpgbench_own from DIR instead of the bundle
+#   setup.sh: FO_EXTRA_TOTEM adds totem lines to a cluster started with
+#       --token (the failover runs), for our low-latency profile
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+shared=${SHARED:-$repo/../shared}
+src=$shared/anchors/corosync-16core/bundle
+D=$repo/.devbundle
+
+grep -qxF '/.devbundle/' "$repo/.git/info/exclude" 2>/dev/null ||
+    { mkdir -p "$repo/.git/info"; echo '/.devbundle/' >> "$repo/.git/info/exclude"; }
+
+if [ ! -x "$D/root/usr/sbin/corosync" ]; then
+    command -v patchelf >/dev/null || apt-get install -y patchelf
+    dpkg -s libcpg-dev >/dev/null 2>&1 || apt-get install -y libcpg-dev
+    rm -rf "$D"
+    cp -r "$src" "$D"
+    chmod -R u+w "$D"
+    cp "$shared/anchors/corosync/cpgbench_own.c" "$D/"
+    (cd "$D" && bash build-bundle.sh)
+fi
+
+# --- the two additions (idempotent) --------------------------------------
+if ! grep -q ENGINE_DIR "$D/devrun.sh"; then
+    sed -i '/^CB=\$CPGBENCH$/a\
+if [ -n "${ENGINE_DIR:-}" ]; then\
+    COROSYNC_BIN=$ENGINE_DIR/corosync; KEYGEN=$ENGINE_DIR/corosync-keygen\
+    CPGBENCH=$ENGINE_DIR/cpgbench_own; CMAPCTL=$ENGINE_DIR/corosync-cmapctl; CB=$CPGBENCH\
+fi' "$D/devrun.sh"
+    grep -q 'ENGINE_DIR/corosync;' "$D/devrun.sh" || { echo "prepare.sh: devrun.sh patch failed" >&2; exit 1; }
+fi
+if ! grep -q FO_EXTRA_TOTEM "$D/setup.sh"; then
+    sed -i '/token_coefficient: \$TOKCOEF"$/a\
+        [ -n "$TOKEN" ] \&\& [ -n "${FO_EXTRA_TOTEM:-}" ] \&\& printf "%b\\n" "$FO_EXTRA_TOTEM"' "$D/setup.sh"
+    grep -q 'FO_EXTRA_TOTEM:-}" ]' "$D/setup.sh" || { echo "prepare.sh: setup.sh patch failed" >&2; exit 1; }
+fi
+
+# --- ours ----------------------------------------------------------------
+(cd "$repo" && cargo build --release)
+O=$D/ours
+rm -rf "$O"; mkdir -p "$O"
+for b in corosync corosync-cmapctl corosync-keygen; do
+    install -m 0755 "$repo/target/release/$b" "$O/$b"
+done
+install -m 0755 "$repo/target/release/libcorosync_rs.so" "$O/"
+gcc -O2 -Wall -o "$O/cpgbench_own" "$D/cpgbench_own.c" -I "$repo/crates/client/include" \
+    -L "$O" -lcorosync_rs -Wl,-rpath,'$ORIGIN'
+strip --strip-unneeded "$O"/*
+echo "prepare.sh: $(du -sh "$D" | cut -f1) in $D"
