@@ -6,6 +6,7 @@ tables) and prints markdown: throughput at the slowest member (all N nodes
 sending), self-delivery latency, failover, ours against Corosync's better
 transport per row, how each engine keeps its 3-node rate at N nodes, and a
 last line of plain decimals. A missing or failed cell prints as its text."""
+import glob
 import sys
 
 
@@ -138,6 +139,25 @@ def main():
         summary[f"ratio_failover_{n}n"] = r
         c = lambda x: "-" if not x else (fmt(x[0], 1) if x[0] is not None else x[1])
         print(f"| {n} | {c(k)} | {c(u)} | {c(o)} | {r} | {k[2] if k else '-'}, {u[2] if u else '-'} / {o[2] if o else '-'} |")
+    sweeps = sorted(glob.glob(f"{work}/sweep-*/results.md"))
+    if sweeps:
+        print("\n## Ours with other settings (SWEEP), beside ours' default in the same run\n")
+        print("| setting | nodes | size B | msgs/s (slowest member) | ÷ ours default | latency p50 / p99 µs |")
+        print("|---|---|---|---|---|---|")
+        for path in sweeps:
+            name = path.split("/")[-2][len("sweep-"):]
+            label, n = name.rsplit("-", 1)
+            t = tables(path)
+            lat = next((r for r in t["lat"] if len(r) >= 7), None)
+            latc = f"{lat[5]} / {lat[6]}" if lat else "-"
+            for r in t["tp"]:
+                if len(r) < 7:
+                    continue
+                v = num(r[6])
+                base = best.get((int(n), r[3]), (None, None))[1]
+                summary[f"sweep_{label}_{n}n_{r[3]}B"] = ratio(v, base)
+                print(f"| {label} | {n} | {r[3]} | {fmt(v) if v is not None else r[4]} | {ratio(v, base)} | {latc} |")
+                latc = ""
     print()
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
 

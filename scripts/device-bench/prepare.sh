@@ -17,7 +17,8 @@
 #   devrun.sh: ENGINE_DIR=DIR takes corosync, corosync-keygen,
 #       corosync-cmapctl and cpgbench_own from DIR instead of the bundle
 #   setup.sh: FO_EXTRA_TOTEM adds totem lines to a cluster started with
-#       --token (the failover runs), for our low-latency profile
+#       --token (the failover runs), for our low-latency profile;
+#       EXTRA_TOTEM adds them to every cluster (run.sh's SWEEP)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 shared=${SHARED:-$repo/../shared}
@@ -48,8 +49,10 @@ fi' "$D/devrun.sh"
 fi
 if ! grep -q FO_EXTRA_TOTEM "$D/setup.sh"; then
     sed -i '/token_coefficient: \$TOKCOEF"$/a\
-        [ -n "$TOKEN" ] \&\& [ -n "${FO_EXTRA_TOTEM:-}" ] \&\& printf "%b\\n" "$FO_EXTRA_TOTEM"' "$D/setup.sh"
-    grep -q 'FO_EXTRA_TOTEM:-}" ]' "$D/setup.sh" || { echo "prepare.sh: setup.sh patch failed" >&2; exit 1; }
+        [ -n "$TOKEN" ] \&\& [ -n "${FO_EXTRA_TOTEM:-}" ] \&\& printf "%b\\n" "$FO_EXTRA_TOTEM"\
+        [ -n "${EXTRA_TOTEM:-}" ] \&\& printf "%b\\n" "$EXTRA_TOTEM"' "$D/setup.sh"
+    grep -q 'FO_EXTRA_TOTEM:-}" ]' "$D/setup.sh" && grep -q 'EXTRA_TOTEM:-}" ] &&' "$D/setup.sh" ||
+        { echo "prepare.sh: setup.sh patch failed" >&2; exit 1; }
 fi
 
 # --- ours ----------------------------------------------------------------

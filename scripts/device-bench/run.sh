@@ -9,7 +9,8 @@
 # progress.log and diag.txt).
 #
 # Knobs: NODES ["3 6 12"], HARD_COROSYNC [120] and HARD_OURS [70] seconds per
-# devrun (per N), QUICK=1 (1 s points: a smoke test), and devrun.sh's own.
+# devrun (per N), SWEEP (below), QUICK=1 (1 s points: a smoke test), and
+# devrun.sh's own.
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 D=$REPO/.devbundle
@@ -36,6 +37,19 @@ for n in $NODES; do
     # which transport engine ours ran with (the failover cluster's node1 log)
     log "N=$n ours $(grep -h -m1 'transport: ' /tmp/corobench-dev/cluster/node1/log/corosync.log 2>/dev/null | sed 's/.*transport: /transport: /')"
     rm -rf /tmp/corobench-dev
+done
+# SWEEP: ours again with other settings, ';'-separated N:LABEL:LINES items,
+# LINES added inside totem { } with \n between lines (a line "}" followed by
+# a section opens another section: "}\ncorosync_rs {\n spin_us: 100").
+# Throughput and latency only; compare.py sets each beside ours' default.
+IFS=';' read -r -a SW <<< "${SWEEP:-}"
+for item in "${SW[@]}"; do
+    [ -n "$item" ] || continue
+    n=${item%%:*}; rest=${item#*:}; label=${rest%%:*}; lines=${rest#*:}
+    log "sweep N=$n $label"
+    OUT=$W/sweep-$label-$n NODES=$n TRANSPORTS=udpu HARD=${HARD_OURS:-70} ENGINE_DIR=$D/ours \
+        FO=0 EXTRA_TOTEM="$lines" bash "$D/devrun.sh" > "$W/sweep-$label-$n.log" 2>&1
+    log "sweep N=$n $label: rc=$? $(grep -c '^| ' "$W/sweep-$label-$n/results.md" 2>/dev/null) table rows"
 done
 python3 "$REPO/scripts/device-bench/compare.py" "$W" "$NODES" > "$OUT/compare.md" 2>> "$OUT/run.log"
 log "compare.py rc=$?"

@@ -76,6 +76,9 @@ pub(crate) fn totem_config(cfg: &Config, max_message: usize) -> totem_ring::Conf
     c.miss_count_const = t.miss_count_const;
     c.window_size = t.window_size;
     c.max_messages = t.max_messages;
+    // A window named in corosync.conf is the whole ring's, as in Corosync;
+    // the default grows with the ring by one visit's frames per member.
+    c.window_per_member = if t.window_fixed { 0 } else { t.max_messages };
     c.netmtu = cfg.totem.netmtu;
     c.frame_overhead = FRAME_OVERHEAD;
     c.max_message_size = c.max_message_size.max(max_message as u32);
@@ -337,4 +340,27 @@ pub fn detach() -> std::io::Result<()> {
         .process_group(0)
         .spawn()
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn totem_of(text: &str) -> totem_ring::Config {
+        let (cfg, _) = Config::from_str(text, "corosync.conf").expect("parses");
+        totem_config(&cfg, 0)
+    }
+
+    #[test]
+    fn the_default_window_grows_with_the_ring_and_a_written_one_does_not() {
+        let nodes = "nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n}\n";
+        let t = totem_of(nodes);
+        assert_eq!((t.window_size, t.window_per_member), (150, 50));
+        assert_eq!((t.window_for(3), t.window_for(12)), (150, 600));
+        let t = totem_of(&format!("totem {{\n max_messages: 20\n}}\n{nodes}"));
+        assert_eq!(t.window_for(12), 240, "a visit's frames per member");
+        let t = totem_of(&format!("totem {{\n window_size: 150\n}}\n{nodes}"));
+        assert_eq!(t.window_per_member, 0);
+        assert_eq!(t.window_for(12), 150, "as written, as in Corosync");
+    }
 }

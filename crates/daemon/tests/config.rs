@@ -538,11 +538,14 @@ fn defaults_and_derived_timings() {
     assert_eq!(t.seqno_unchanged_const, 30);
     assert_eq!(t.miss_count_const, 5);
     assert_eq!((t.window_size, t.max_messages), (150, 50));
+    // The default window grows with the ring; a written one is fixed.
+    assert!(!t.window_fixed);
     // A window below the default visit (a Corosync-era `window_size: 30`)
     // takes the visit down with it.
     let (c, _) = parse("totem {\n window_size: 30\n}\nnodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n}\n");
     let t = &c.totem.timings;
     assert_eq!((t.window_size, t.max_messages), (30, 30));
+    assert!(t.window_fixed);
     assert_eq!(c.totem.netmtu, 1500);
     assert_eq!(c.totem.version, 2);
     assert_eq!(c.system.state_dir, Path::new("/var/lib/corosync"));

@@ -49,6 +49,16 @@ pub struct Config {
     /// Frames broadcast per token visit by one node. Corosync:
     /// `max_messages`, default 17; ours 50 (a third of the window).
     pub max_messages: u32,
+    /// Frames per rotation per ring member. A rotation's window is the
+    /// larger of `window_size` and this × the ring's members (at most what
+    /// keeps 4 windows inside the retransmit store), so that a larger ring
+    /// does not cut each node's share: with a fixed window a 12-node ring
+    /// gives every sender a quarter of what a 3-node ring does, while the
+    /// rotation takes four times as many hops. Visits stay bounded by
+    /// `max_messages`, so no burst grows. 0 = a fixed `window_size`
+    /// (Corosync's behaviour; the daemon sets 0 when corosync.conf names
+    /// `window_size`). Ours: 50.
+    pub window_per_member: u32,
     /// Byte-based window: payload bytes broadcast per rotation by all nodes
     /// together (0 = off, frames only).
     pub window_bytes: u32,
@@ -96,6 +106,7 @@ impl Default for Config {
             miss_count_const: 5,
             window_size: 150,
             max_messages: 50,
+            window_per_member: 50,
             window_bytes: 0,
             netmtu: 1500,
             frame_overhead: 28 + 64,
@@ -135,6 +146,14 @@ fn bad(key: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// The window (frames per rotation, all nodes together) of a ring of
+    /// `members` nodes: see [`Config::window_per_member`].
+    pub fn window_for(&self, members: usize) -> u32 {
+        let store_cap = u64::from(self.retransmit_queue.saturating_sub(64) / 4);
+        let scaled = (u64::from(self.window_per_member) * members as u64).min(store_cap);
+        self.window_size.max(scaled as u32)
+    }
+
     /// The documented low-latency profile for telecom use: a lost node is
     /// noticed after 20 ms without a token, and the survivors have installed
     /// the new ring after one consensus period more (≈ 45–50 ms in all; 51 ms

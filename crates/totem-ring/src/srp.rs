@@ -419,7 +419,7 @@ impl Totem {
     /// running node (its "volatile" totem keys): token, token_retransmit,
     /// hold, token_retransmits_before_loss_const, join, consensus, merge,
     /// downcheck, fail_recv_const, seqno_unchanged_const, miss_count_const,
-    /// window_size and max_messages. The rest of `new` (frame and queue
+    /// window_size, max_messages and window_per_member. The rest of `new` (frame and queue
     /// sizes, which size buffers; netmtu; the ring options) is ignored.
     /// Timers already armed keep their deadlines; each takes the new value
     /// the next time it is armed. Nothing changes when the result fails
@@ -451,6 +451,7 @@ impl Totem {
         c.miss_count_const = new.miss_count_const;
         c.window_size = new.window_size;
         c.max_messages = new.max_messages;
+        c.window_per_member = new.window_per_member;
         c.validate()?;
         self.cfg = c;
         Ok(())
@@ -1003,20 +1004,21 @@ impl Totem {
         self.arm(Timer::TokenLoss, now.plus_ms(self.cfg.token));
         self.hold_cancel_sent = false;
 
+        let window = self.cfg.window_for(self.ring_members.len());
         let fcc_others = tok.fcc.saturating_sub(self.my_last_fcc);
-        let window_left = self.cfg.window_size.saturating_sub(fcc_others);
+        let window_left = window.saturating_sub(fcc_others);
         let retransmits = self.answer_retransmits(tok, window_left.min(self.cfg.max_messages));
 
         let my_backlog = self.backlog_frames();
         let total_backlog = tok.backlog.saturating_sub(self.my_last_backlog) + my_backlog;
         let mut allowance = (self.cfg.max_messages - retransmits).min(window_left - retransmits);
         if total_backlog > 0 {
-            let share = (u64::from(self.cfg.window_size) * u64::from(my_backlog))
+            let share = (u64::from(window) * u64::from(my_backlog))
                 .div_ceil(u64::from(total_backlog)) as u32;
             allowance = allowance.min(share.max(1));
         }
         if crate::mutant!(self, IgnoreWindow) {
-            allowance = 4 * self.cfg.window_size;
+            allowance = 4 * window;
         }
         let bytes_others = tok.fcc_bytes.saturating_sub(self.my_last_fcc_bytes);
         let mut bytes_left = if self.cfg.window_bytes > 0 {
@@ -1047,7 +1049,7 @@ impl Totem {
         // Receive back-pressure (`set_receive_congested`): report a full
         // window as ours so the others' window is spent until our next visit.
         let counted = if self.receive_congested && self.state == MemberState::Operational {
-            sent.max(self.cfg.window_size)
+            sent.max(window)
         } else {
             sent
         };

@@ -34,6 +34,8 @@ struct Net {
     commits_seen: Vec<(NodeId, Option<NodeId>, Vec<u8>)>,
     /// Every datagram put on the wire: sender, packet type, length.
     sent: Vec<(NodeId, totem_ring::wire::PacketType, usize)>,
+    /// Every token visit: (new frames, the rotation's frames so far).
+    visits: Vec<(u32, u32)>,
 }
 
 impl Net {
@@ -56,6 +58,7 @@ impl Net {
             commits_sent: 0,
             commits_seen: Vec::new(),
             sent: Vec::new(),
+            visits: Vec::new(),
         }
     }
 
@@ -105,6 +108,11 @@ impl Net {
                     ..
                 } => self.seen[i].push(Seen::Conf(kind, members.to_vec(), ring_id)),
                 Event::PersistRingSeq(s) => persist.push(s),
+                Event::TokenVisit {
+                    new_frames,
+                    rotation_frames,
+                    ..
+                } => self.visits.push((new_frames, rotation_frames)),
                 _ => {}
             }
         }
@@ -820,4 +828,53 @@ fn a_receive_congested_node_holds_the_other_senders_back_without_a_ring_change()
     assert_eq!(d0, net.delivered(1));
     assert_eq!(d0, net.delivered(2));
     assert_eq!(net.nodes[0].as_ref().unwrap().ring_id(), ring);
+}
+
+/// With every member backlogged, a fixed window is shared out: 8 nodes
+/// together send at most 24 frames a rotation. The window that grows with
+/// the ring lets each one send up to a full visit (`max_messages`).
+/// Everything is delivered, in the same order everywhere, either way.
+#[test]
+fn the_window_grows_with_the_ring_unless_fixed() {
+    for per_member in [0, 12] {
+        let cfg = Config {
+            window_size: 24,
+            max_messages: 12,
+            window_per_member: per_member,
+            ..fast()
+        };
+        assert_eq!(cfg.window_for(8), if per_member == 0 { 24 } else { 96 });
+        let mut net = Net::new(8, cfg);
+        let all: Vec<NodeId> = (1..=8).collect();
+        assert!(
+            net.run_until(|n| n.all_operational_with(&all), 400_000),
+            "ring of 8 forms"
+        );
+        net.visits.clear();
+        // 40 one-frame messages queued at each node.
+        for i in 0..8usize {
+            for k in 0..40usize {
+                let msg = vec![(i * 40 + k) as u8; 1000];
+                net.nodes[i]
+                    .as_mut()
+                    .unwrap()
+                    .submit(&msg, Guarantee::Agreed)
+                    .unwrap();
+            }
+        }
+        assert!(net.run_until(|n| (0..8).all(|i| n.delivered(i).len() == 320), 2_000_000));
+        let d0 = net.delivered(0);
+        assert!((1..8).all(|i| net.delivered(i) == d0));
+        let busiest_visit = net.visits.iter().map(|v| v.0).max().unwrap();
+        let busiest_rotation = net.visits.iter().map(|v| v.1).max().unwrap();
+        assert_eq!(busiest_visit, 12, "never more than max_messages a visit");
+        if per_member == 0 {
+            assert!(busiest_rotation <= 24, "a fixed window: {busiest_rotation}");
+        } else {
+            assert!(
+                busiest_rotation > 24 && busiest_rotation <= 96,
+                "a window of 8 × 12: {busiest_rotation}"
+            );
+        }
+    }
 }

@@ -227,6 +227,10 @@ pub struct Timings {
     pub window_size: u32,
     /// `max_messages` (frames per token visit).
     pub max_messages: u32,
+    /// `window_size` was written: the window stays that size whatever the
+    /// ring's size, as in Corosync (otherwise it grows by
+    /// `max_messages` frames per member; `totem_ring::Config::window_per_member`).
+    pub window_fixed: bool,
 }
 
 /// One `totem { interface { } }` section (a link; only link 0 is used by this daemon).

@@ -40,7 +40,8 @@ impl Checker {
                 return self.fail("I11", p, detail);
             }
         }
-        // I12: per visit ≤ max_messages, per rotation ≤ window_size.
+        // I12: per visit ≤ max_messages, per rotation ≤ the ring's window
+        // (window_size, or more on a large ring: Config::window_for).
         let burst = u64::from(v.new_frames) + u64::from(v.retransmits);
         if burst > u64::from(self.max_messages) {
             let detail = format!(
@@ -56,12 +57,13 @@ impl Checker {
         while last.len() > v.ring_size.max(1) as usize {
             *sum -= u64::from(last.pop_front().unwrap_or(0));
         }
-        if *sum > u64::from(self.window_size) {
+        let window = self.flow.window_for(v.ring_size.max(1) as usize);
+        if *sum > u64::from(window) {
             let detail = format!(
-                "{} frames in one token rotation of {} visits (window_size {}; the token said {})",
+                "{} frames in one token rotation of {} visits (window {}; the token said {})",
                 sum,
                 last.len(),
-                self.window_size,
+                window,
                 v.rotation_frames
             );
             self.fail("I12", p, detail);

@@ -156,7 +156,8 @@ pub struct TraceCounts {
 }
 
 pub struct Checker {
-    window_size: u32,
+    /// The windows (I12): `window_for` the ring's size.
+    flow: Config,
     max_messages: u32,
     retransmit_queue: u32,
     /// Bounds from the configuration (I13), not from the core's own report.
@@ -200,7 +201,7 @@ fn ring_str(r: RingId) -> String {
 impl Checker {
     pub fn new(nodes: u32, config: &Config, trace: bool) -> Checker {
         Checker {
-            window_size: config.window_size,
+            flow: config.clone(),
             max_messages: config.max_messages,
             retransmit_queue: config.retransmit_queue,
             send_queue_messages: config.send_queue_messages,

@@ -25,9 +25,14 @@ impl T {
         let cfg = Config {
             window_size: 50,
             max_messages: 17,
+            window_per_member: 0,
             ..Config::default()
         };
-        let mut c = Checker::new(n, &cfg, false);
+        T::with(n, &cfg)
+    }
+
+    fn with(n: NodeId, cfg: &Config) -> T {
+        let mut c = Checker::new(n, cfg, false);
         let all: Vec<NodeId> = (1..=n).collect();
         for p in 1..=n {
             c.restart(p);
@@ -282,6 +287,50 @@ fn i11_i12_i13() {
         t.violated(),
         Some("I12"),
         "51 frames in one rotation, counted by the checker"
+    );
+    // A window that grows with the ring (20 frames a member: 60 for three)
+    // admits those 51 frames, and no more than 60.
+    let scaled = Config {
+        window_size: 50,
+        max_messages: 17,
+        window_per_member: 20,
+        ..Config::default()
+    };
+    let mut t = T::with(3, &scaled);
+    for (i, p) in [1, 2, 3].into_iter().enumerate() {
+        t.c.token_visit(p, v3(5 + i as u32, 17));
+    }
+    assert_eq!(t.violated(), None, "51 frames within a window of 3 × 20");
+    t.c.token_visit(1, v3(8, 17));
+    t.c.token_visit(2, v3(9, 17));
+    t.c.token_visit(3, v3(10, 17));
+    assert_eq!(
+        t.violated(),
+        None,
+        "each rotation of 51 frames is within 60"
+    );
+    // 16 a member: a 4-node ring's window is 64 frames; 68 are too many.
+    let per16 = Config {
+        window_per_member: 16,
+        ..scaled
+    };
+    let v4 = |token_seq, new_frames| Visit {
+        ring_size: 4,
+        ..v(token_seq, new_frames, 0)
+    };
+    let mut t = T::with(4, &per16);
+    for (i, p) in [1, 2, 3, 4].into_iter().enumerate() {
+        t.c.token_visit(p, v4(5 + i as u32, 16));
+    }
+    assert_eq!(t.violated(), None, "64 frames within 4 × 16");
+    let mut t = T::with(4, &per16);
+    for (i, p) in [1, 2, 3, 4].into_iter().enumerate() {
+        t.c.token_visit(p, v4(5 + i as u32, 17));
+    }
+    assert_eq!(
+        t.violated(),
+        Some("I12"),
+        "68 frames in a rotation of a 4-node ring over its window of 4 × 16"
     );
     let mut t = T::new(2);
     let cfg = totem_ring::Config::default();
