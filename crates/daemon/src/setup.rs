@@ -82,7 +82,7 @@ pub(crate) fn totem_config(cfg: &Config, max_message: usize) -> totem_ring::Conf
     c.netmtu = cfg.totem.netmtu;
     c.frame_overhead = FRAME_OVERHEAD;
     c.max_message_size = c.max_message_size.max(max_message as u32);
-    c.accelerated = cfg.extensions.accelerated_ring;
+    c.accelerated = config::accelerated_for(cfg.extensions.accelerated_ring, cpus());
     c
 }
 
@@ -250,6 +250,12 @@ pub fn plan(cfg: &Config, src: &ConfigSource, rt: Realtime) -> Result<Plan, Stri
         })
         .collect();
     notes.push(format!(
+        "accelerated ring: {} ({:?}, {} CPUs)",
+        if totem.accelerated { "on" } else { "off" },
+        cfg.extensions.accelerated_ring,
+        cpus()
+    ));
+    notes.push(format!(
         "node {} bound to {bind} ({}), token {} ms, consensus {} ms",
         b.nodeid,
         match b.mcast_addr {
@@ -340,6 +346,11 @@ pub fn detach() -> std::io::Result<()> {
         .process_group(0)
         .spawn()
         .map(|_| ())
+}
+
+/// CPUs this process may run on.
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[cfg(test)]

@@ -595,11 +595,27 @@ fn secauth_and_extensions() {
         c.extensions,
         Extensions {
             guarantee: Guarantee::Safe,
-            accelerated_ring: true,
+            accelerated_ring: YesNoAuto::Yes,
             pin_core: Some(3),
             spin_us: 50,
             ipc_socket: Some("/run/c.sock".into()),
         }
+    );
+    // The Accelerated Ring: auto (the default) is on where there are CPUs
+    // for the next node to work on while this one sends.
+    let ring = |v: &str| {
+        let text = format!("corosync_rs {{\n accelerated_ring: {v}\n}}\nnodelist {{\n node {{\n  ring0_addr: 10.0.0.1\n }}\n}}\n");
+        parse(&text).0.extensions.accelerated_ring
+    };
+    assert_eq!(ring("auto"), YesNoAuto::Auto);
+    assert_eq!(ring("no"), YesNoAuto::No);
+    assert_eq!(ring("on"), YesNoAuto::Yes);
+    assert_eq!(Extensions::default().accelerated_ring, YesNoAuto::Auto);
+    assert!(!accelerated_for(YesNoAuto::Auto, 2) && accelerated_for(YesNoAuto::Auto, 4));
+    assert!(accelerated_for(YesNoAuto::Yes, 1) && !accelerated_for(YesNoAuto::No, 64));
+    assert_eq!(
+        error("corosync_rs {\n accelerated_ring: sometimes\n}\n"),
+        "corosync.conf:2: value of 'accelerated_ring' must be one of yes, no, auto, but 'sometimes' was given"
     );
 }
 

@@ -284,7 +284,23 @@ pub(crate) fn extensions(cx: &mut Ctx, root: &Section) -> Result<Extensions, Con
         };
     }
     if let Some(e) = k.take(cx, "accelerated_ring") {
-        x.accelerated_ring = boolean(cx, e)?;
+        // yes / no in any of the boolean spellings, or auto.
+        x.accelerated_ring = match e.value.as_str() {
+            "auto" => YesNoAuto::Auto,
+            _ => match boolean(cx, e) {
+                Ok(true) => YesNoAuto::Yes,
+                Ok(false) => YesNoAuto::No,
+                Err(_) => {
+                    return Err(cx.err(
+                        e.line,
+                        format!(
+                            "value of 'accelerated_ring' must be one of yes, no, auto, but '{}' was given",
+                            e.value
+                        ),
+                    ))
+                }
+            },
+        };
     }
     if let Some(e) = k.take(cx, "pin_core") {
         x.pin_core = match e.value.as_str() {

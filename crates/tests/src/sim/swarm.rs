@@ -166,7 +166,11 @@ pub fn random_config(rng: &mut ChaCha8Rng) -> Config {
     // Half the seeds a fixed window (Corosync's), half one that grows by a
     // visit's frames per member (the daemon's default). Taken from values
     // already drawn, so that every seed's other draws stay what they were.
-    c.window_per_member = if c.token % 2 == 0 { 0 } else { c.max_messages };
+    c.window_per_member = if c.token.is_multiple_of(2) {
+        0
+    } else {
+        c.max_messages
+    };
     c
 }
 
