@@ -40,6 +40,16 @@ def tables(path):
     return out
 
 
+def by_transport(res, n, sec, min_cells, cells):
+    """{(engine, transport): cells(row)} for N nodes' rows of one section."""
+    return {
+        (e, r[0]): cells(r)
+        for e in ("c", "o")
+        for r in res[(e, n)][sec]
+        if len(r) >= min_cells
+    }
+
+
 def ratio(a, b):
     return f"{a / b:.3f}" if a is not None and b else "-"
 
@@ -105,11 +115,7 @@ def main():
     print("| nodes | corosync knet p50 / p99 | corosync udpu p50 / p99 | ours p50 / p99 | p50 ratio | p99 ratio |")
     print("|---|---|---|---|---|---|")
     for n in nodes:
-        row = {}
-        for e in ("c", "o"):
-            for r in res[(e, n)]["lat"]:
-                if len(r) >= 7:
-                    row[(e, r[0])] = (num(r[5]), num(r[6]), r[4])
+        row = by_transport(res, n, "lat", 7, lambda r: (num(r[5]), num(r[6]), r[4]))
         def cell(x):
             if not x:
                 return "-"
@@ -126,12 +132,11 @@ def main():
     print("| nodes | corosync knet | corosync udpu | ours | ours ÷ better corosync | membership changes before the kill (corosync knet, udpu / ours) |")
     print("|---|---|---|---|---|---|")
     for n in nodes:
-        row = {}
-        for e in ("c", "o"):
-            for r in res[(e, n)]["fo"]:
-                if len(r) >= 5:
-                    pre = r[6].split("/")[1].strip() if len(r) > 6 and r[6].count("/") >= 2 else "-"
-                    row[(e, r[0])] = (num(r[4]), r[4] or r[3], pre)
+        row = by_transport(res, n, "fo", 5, lambda r: (
+            num(r[4]),
+            r[4] or r[3],
+            r[6].split("/")[1].strip() if len(r) > 6 and r[6].count("/") >= 2 else "-",
+        ))
         k, u, o = row.get(("c", "knet")), row.get(("c", "udpu")), row.get(("o", "udpu"))
         cb = min([x[0] for x in (k, u) if x and x[0] is not None and x[0] >= 0], default=None)
         ov = o[0] if o and o[0] is not None and o[0] >= 0 else None
