@@ -424,11 +424,11 @@ impl Totem {
     /// Timers already armed keep their deadlines; each takes the new value
     /// the next time it is armed. Nothing changes when the result fails
     /// validation.
-    /// Receive back-pressure: while set, this node claims the whole window
-    /// in the token's flow-control count, so on their next visits the
-    /// other members broadcast nothing (neither new frames nor
-    /// retransmissions); the token keeps circulating and nothing times
-    /// out. The driver sets it while a local reader cannot keep up with
+    /// Receive back-pressure: while set, this node broadcasts no new
+    /// frames of its own and claims the whole window in the token's
+    /// flow-control count, so on their next visits the other members
+    /// broadcast nothing (neither new frames nor retransmissions); the
+    /// token keeps circulating and nothing times out. The driver sets it while a local reader cannot keep up with
     /// deliveries and clears it when it has caught up (bounding how long,
     /// so one stuck reader cannot stop the ring for good).
     pub fn set_receive_congested(&mut self, congested: bool) {
@@ -1016,6 +1016,11 @@ impl Totem {
             let share = (u64::from(window) * u64::from(my_backlog))
                 .div_ceil(u64::from(total_backlog)) as u32;
             allowance = allowance.min(share.max(1));
+        }
+        // Receive back-pressure holds our own new frames back too: they
+        // would be delivered to the reader that cannot keep up.
+        if self.receive_congested && self.state == MemberState::Operational {
+            allowance = 0;
         }
         if crate::mutant!(self, IgnoreWindow) {
             allowance = 4 * window;
