@@ -128,6 +128,30 @@ struct EventReader {
     armed: bool,
     /// We wrote the self wake-up (events remained) and have not read it.
     self_signalled: bool,
+    /// When a dispatch that found nothing last read the wake-up pipe only
+    /// to look for the daemon's end of file (see `HANGUP_CHECK`).
+    hangup_checked: Option<Instant>,
+}
+
+/// A non-blocking dispatch that finds the ring empty while our wake-up
+/// request is still pending knows the daemon wrote no wake-up byte, so the
+/// pipe can hold only the end of file of a daemon that died. It reads the
+/// pipe to notice that at most this often rather than on every call: a
+/// client that dispatches after every send (cpgbench does) otherwise pays
+/// one failing `read` per message.
+const HANGUP_CHECK: Duration = Duration::from_micros(100);
+
+impl EventReader {
+    fn hangup_check_due(&mut self) -> bool {
+        let now = Instant::now();
+        let due = self
+            .hangup_checked
+            .is_none_or(|t| now.duration_since(t) >= HANGUP_CHECK);
+        if due {
+            self.hangup_checked = Some(now);
+        }
+        due
+    }
 }
 
 struct Responses {
@@ -307,6 +331,7 @@ impl Client {
                 in_place: Vec::new(),
                 armed: true,
                 self_signalled: false,
+                hangup_checked: None,
             }),
             next_id: AtomicU64::new(1),
             gone: AtomicBool::new(false),
@@ -783,7 +808,10 @@ impl Client {
             if n > 0 || hangup {
                 break n;
             }
-            hangup |= sys::drain(wake, 4, false) == Drain::Closed;
+            let quiet = st.armed && ring.consumer_armed() && mode != DispatchMode::Blocking;
+            if !quiet || st.hangup_check_due() {
+                hangup |= sys::drain(wake, 4, false) == Drain::Closed;
+            }
             if mode != DispatchMode::Blocking || hangup {
                 break 0;
             }

@@ -823,3 +823,31 @@ fn giving_back_an_event_handled_in_place_wakes_a_blocked_dispatcher() {
     assert!(a.join().unwrap().is_some());
     assert_eq!(b.join().unwrap(), (1..8).collect::<Vec<u64>>());
 }
+
+/// A non-blocking dispatch that finds nothing reads the wake-up pipe (to see
+/// a dead daemon's end of file) only now and then: quiet dispatches on a
+/// live session say nothing, and a client that keeps dispatching without
+/// polling its fd still learns of the daemon's death.
+#[test]
+fn a_dispatch_loop_that_never_polls_still_notices_a_dead_daemon() {
+    let cfg = server_config("deathloop");
+    let ep = cfg.endpoint.clone();
+    let srv = EchoServer::start(cfg);
+    let c = Client::connect(&client_config(&ep)).unwrap();
+    c.call(1, KIND_ECHO, b"1", Wait::Park, Some(LONG)).unwrap();
+    for _ in 0..10_000 {
+        assert_eq!(c.dispatch(DispatchMode::All, None, |_, _| {}).unwrap(), 0);
+    }
+    srv.stop();
+    let t = std::time::Instant::now();
+    loop {
+        match c.dispatch(DispatchMode::All, None, |_, _| {}) {
+            Ok(0) => assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "no Disconnected 10 s after the daemon stopped"
+            ),
+            Err(ClientError::Disconnected) => break,
+            other => panic!("dispatch after the daemon stopped: {other:?}"),
+        }
+    }
+}
