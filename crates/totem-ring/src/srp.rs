@@ -425,8 +425,8 @@ impl Totem {
     /// the next time it is armed. Nothing changes when the result fails
     /// validation.
     /// Receive back-pressure: while set, this node broadcasts no new
-    /// frames of its own and claims the whole window in the token's
-    /// flow-control count, so on their next visits the other members
+    /// frames of its own (unless it is alone in its ring) and claims the
+    /// whole window in the token's flow-control count, so on their next visits the other members
     /// broadcast nothing (neither new frames nor retransmissions); the
     /// token keeps circulating and nothing times out. The driver sets it while a local reader cannot keep up with
     /// deliveries and clears it when it has caught up (bounding how long,
@@ -1018,8 +1018,15 @@ impl Totem {
             allowance = allowance.min(share.max(1));
         }
         // Receive back-pressure holds our own new frames back too: they
-        // would be delivered to the reader that cannot keep up.
-        if self.receive_congested && self.state == MemberState::Operational {
+        // would be delivered to the reader that cannot keep up. Not alone
+        // in a ring: the token comes straight back to us, and with frames
+        // queued and none sent it would circulate without end at one
+        // instant (the daemon pauses its clients' requests meanwhile, so
+        // the queue it drains is bounded).
+        if self.receive_congested
+            && self.state == MemberState::Operational
+            && self.ring_members.len() > 1
+        {
             allowance = 0;
         }
         if crate::mutant!(self, IgnoreWindow) {

@@ -832,6 +832,30 @@ fn a_receive_congested_node_holds_the_other_senders_back_without_a_ring_change()
     assert_eq!(net.nodes[0].as_ref().unwrap().ring_id(), ring);
 }
 
+/// Alone in its ring, a congested node still sends its own messages: the
+/// token comes straight back to it, and holding them back would keep it
+/// circulating without end.
+#[test]
+fn a_receive_congested_node_alone_in_its_ring_still_sends() {
+    let mut net = Net::new(1, fast());
+    assert!(
+        net.run_until(|n| n.all_operational_with(&[1]), 200_000),
+        "ring of 1 forms"
+    );
+    net.nodes[0].as_mut().unwrap().set_receive_congested(true);
+    for k in 0..5u32 {
+        net.nodes[0]
+            .as_mut()
+            .unwrap()
+            .submit(&k.to_le_bytes(), Guarantee::Agreed)
+            .unwrap();
+    }
+    assert!(
+        net.run_until(|n| n.delivered(0).len() == 5, 200_000),
+        "a congested node alone delivers its own messages"
+    );
+}
+
 /// With every member backlogged, a fixed window is shared out: 8 nodes
 /// together send at most 24 frames a rotation. The window that grows with
 /// the ring lets each one send up to a full visit (`max_messages`).

@@ -175,10 +175,11 @@ fn main() -> ExitCode {
     }
     let sum = |f: fn(&RunReport) -> u64| results.iter().map(f).sum::<u64>();
     println!(
-        "faults: dups={} clogs={} pauses={} leaves={} persist_lost={} persist_crashes={}; workload: submitted={} sent={} queue_full={}; virtual_s={} busiest_instant={}",
+        "faults: dups={} clogs={} pauses={} congestions={} leaves={} persist_lost={} persist_crashes={}; workload: submitted={} sent={} queue_full={}; virtual_s={} busiest_instant={}",
         sum(|r| r.dups),
         sum(|r| r.clogs),
         sum(|r| r.pauses),
+        sum(|r| r.congestions),
         sum(|r| r.leaves),
         sum(|r| r.persist_lost),
         sum(|r| r.persist_crashes),
@@ -207,6 +208,7 @@ fn main() -> ExitCode {
         ("duplicates", sum(|r| r.dups)),
         ("pauses", sum(|r| r.pauses)),
         ("clogs", sum(|r| r.clogs)),
+        ("congestions", sum(|r| r.congestions)),
         ("leaves", sum(|r| r.leaves)),
         ("persist_crashes", sum(|r| r.persist_crashes)),
     ]

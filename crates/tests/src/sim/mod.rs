@@ -76,6 +76,8 @@ pub struct RunReport {
     pub crashes: u64,
     pub leaves: u64,
     pub pauses: u64,
+    /// Receive back-pressure episodes (`Totem::set_receive_congested`).
+    pub congestions: u64,
     /// Stable-storage writes lost to a crash before completing.
     pub persist_lost: u64,
     /// Crashes scheduled inside a ring-seq write.
@@ -124,6 +126,8 @@ struct Node {
     counter: u64,
     /// A message refused with QueueFull, retried on the next tick.
     pending: Option<(MsgId, usize, Guarantee)>,
+    /// Receive back-pressure is on until then (0: off).
+    congested_until: u64,
 }
 
 enum Ev {
@@ -174,6 +178,15 @@ enum Ev {
     },
     Clog {
         dur: u64,
+    },
+    /// Receive back-pressure on a node (its reader cannot keep up), as the
+    /// daemon applies it, for `dur`.
+    Congest {
+        node: usize,
+        dur: u64,
+    },
+    CongestEnd {
+        node: usize,
     },
     Heal,
 }
@@ -251,6 +264,7 @@ impl World {
                 handles: BTreeMap::new(),
                 counter: 0,
                 pending: None,
+                congested_until: 0,
             })
             .collect();
         let mut w = World {
@@ -277,6 +291,7 @@ impl World {
             p,
         };
         w.schedule_all();
+        w.schedule_congestion(seed);
         w
     }
 
@@ -327,6 +342,25 @@ impl World {
             }
         }
         self.at(end, Ev::Heal);
+    }
+
+    /// Receive back-pressure episodes in the fault phase of half the seeds,
+    /// each on one node for up to four tokens. Drawn from a generator of
+    /// their own, so that every seed's other draws stay what they were.
+    fn schedule_congestion(&mut self, seed: u64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xB4C4_9E55_0C0F_FEE5);
+        if rng.gen_bool(0.5) {
+            return;
+        }
+        let end = self.p.fault_ns;
+        let token = self.p.config.token * MS;
+        let count = rng.gen_range(1..=(end / (1_000 * MS)).max(1) * 2);
+        for _ in 0..count {
+            let t = rng.gen_range(0..end);
+            let node = rng.gen_range(0..self.nodes.len());
+            let dur = rng.gen_range(MS..=(4 * token).max(MS)).min(end - t);
+            self.at(t, Ev::Congest { node, dur });
+        }
     }
 
     /// The fault phase, the healed phase (which must converge by
@@ -483,6 +517,12 @@ impl World {
             Ev::Cut { one_way, dur } => self.cut(one_way, dur),
             Ev::CutEnd { id } => self.net.remove_cut(id),
             Ev::Clog { dur } => self.clog(dur),
+            Ev::Congest { node, dur } => self.congest(node, dur),
+            Ev::CongestEnd { node } => {
+                if self.now >= self.nodes[node].congested_until {
+                    self.set_congested(node, false);
+                }
+            }
             Ev::Heal => self.heal(),
         }
     }
@@ -680,9 +720,32 @@ impl World {
         }
     }
 
+    fn congest(&mut self, i: usize, dur: u64) {
+        self.r.events += 1;
+        self.r.congestions += 1;
+        let until = self.now + dur;
+        self.nodes[i].congested_until = self.nodes[i].congested_until.max(until);
+        self.set_congested(i, true);
+        self.at(until, Ev::CongestEnd { node: i });
+    }
+
+    /// Sets the flag on the node's current incarnation (a restarted node
+    /// starts without it; the end event then finds nothing to clear).
+    fn set_congested(&mut self, i: usize, on: bool) {
+        if !on {
+            self.nodes[i].congested_until = 0;
+        }
+        if let Some(t) = self.nodes[i].totem.as_mut() {
+            t.set_receive_congested(on);
+        }
+    }
+
     fn heal(&mut self) {
         self.net.heal();
         self.drops_at_heal = self.net.drops + self.r.drops;
+        for i in 0..self.nodes.len() {
+            self.set_congested(i, false);
+        }
         for i in 0..self.nodes.len() {
             match self.nodes[i].state {
                 NodeState::Down => self.start(i),
