@@ -11,6 +11,10 @@ use crate::{
     NodeId, QueueBounds, RingId, SubmitError, Transmit,
 };
 
+/// How long a receive-congested node holds a token it could add
+/// nothing to (see `token_visit`).
+const CONGESTION_HOLD_NS: u64 = 1_000_000;
+
 /// Where a node stands in the membership protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MemberState {
@@ -426,11 +430,15 @@ impl Totem {
     /// validation.
     /// Receive back-pressure: while set, this node broadcasts no new
     /// frames of its own (unless it is alone in its ring) and claims the
-    /// whole window in the token's flow-control count, so on their next visits the other members
-    /// broadcast nothing (neither new frames nor retransmissions); the
-    /// token keeps circulating and nothing times out. The driver sets it while a local reader cannot keep up with
-    /// deliveries and clears it when it has caught up (bounding how long,
-    /// so one stuck reader cannot stop the ring for good).
+    /// whole window in the token's flow-control count, so on their next
+    /// visits the other members broadcast nothing (neither new frames nor
+    /// retransmissions). The token keeps circulating, held for a
+    /// millisecond at each of this node's visits that adds nothing (empty
+    /// rotations at full speed would take the CPU the slow reader needs),
+    /// and nothing times out. The driver sets it while a local reader
+    /// cannot keep up with deliveries and clears it when it has caught up
+    /// (bounding how long, so one stuck reader cannot stop the ring for
+    /// good).
     pub fn set_receive_congested(&mut self, congested: bool) {
         self.receive_congested = congested;
     }
@@ -1124,6 +1132,24 @@ impl Totem {
         {
             self.holding = true;
             self.arm(Timer::Hold, now.plus_ms(self.cfg.hold_ms()));
+        } else if self.state == MemberState::Operational
+            && self.receive_congested
+            && self.ring_members.len() > 1
+            && new_frames == 0
+            && retransmits == 0
+        {
+            // Receive back-pressure: nobody may send, so a token passed on
+            // at once would only circulate empty, its hops taking the CPU
+            // the slow local reader needs. Hold it briefly (a
+            // hold-cancel or the timer releases it).
+            self.holding = true;
+            self.arm(
+                Timer::Hold,
+                Instant(
+                    now.0
+                        .saturating_add(CONGESTION_HOLD_NS.min(self.cfg.hold_ms() * 1_000_000)),
+                ),
+            );
         } else {
             self.forward_token(now);
             // Accelerated Ring: the token goes out ahead of the burst it

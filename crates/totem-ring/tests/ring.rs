@@ -805,11 +805,21 @@ fn a_receive_congested_node_holds_the_other_senders_back_without_a_ring_change()
         }
     }
     let tokens_before = net.nodes[0].as_ref().unwrap().stats().tokens_received;
+    let t0 = net.now;
     net.run_until(|_| false, 20_000);
     let tokens_after = net.nodes[0].as_ref().unwrap().stats().tokens_received;
     assert!(
         tokens_after >= tokens_before + 10,
         "the token keeps circulating ({tokens_before} -> {tokens_after})"
+    );
+    // Node 3 holds each token it can add nothing to for a millisecond
+    // rather than sending it round empty at once (this network has no
+    // latency: without the hold, no time would pass at all).
+    let rotations = tokens_after - tokens_before;
+    let elapsed_ms = (net.now.0 - t0.0) / 1_000_000;
+    assert!(
+        elapsed_ms + 1 >= rotations,
+        "{rotations} rotations in {elapsed_ms} ms while node 3 was congested"
     );
     for i in 0..3 {
         assert!(
