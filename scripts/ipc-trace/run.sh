@@ -20,11 +20,13 @@ grep -qw x86-tsc $T/trace_clock || { echo "run.sh: needs the x86-tsc trace clock
 out=$(mktemp -d)
 old_clock=$(sed 's/.*\[\(.*\)\].*/\1/' $T/trace_clock)
 old_buf=$(cat $T/buffer_size_kb)
+old_on=$(cat $T/tracing_on)
 restore() {
     echo 0 > $T/tracing_on
     echo > $T/set_event; echo > $T/set_event_pid; echo > $T/trace
     echo "$old_clock" > $T/trace_clock; echo "$old_buf" > $T/buffer_size_kb
     echo 1 > $T/options/overwrite; echo 0 > $T/options/event-fork
+    echo "$old_on" > $T/tracing_on
     rm -rf "$out"
 }
 trap restore EXIT
