@@ -419,15 +419,6 @@ impl Totem {
         &self.cfg
     }
 
-    /// Takes from `new` the values Corosync lets an operator change on a
-    /// running node (its "volatile" totem keys): token, token_retransmit,
-    /// hold, token_retransmits_before_loss_const, join, consensus, merge,
-    /// downcheck, fail_recv_const, seqno_unchanged_const, miss_count_const,
-    /// window_size, max_messages and window_per_member. The rest of `new` (frame and queue
-    /// sizes, which size buffers; netmtu; the ring options) is ignored.
-    /// Timers already armed keep their deadlines; each takes the new value
-    /// the next time it is armed. Nothing changes when the result fails
-    /// validation.
     /// Receive back-pressure: while set, this node broadcasts no new
     /// frames of its own (unless it is alone in its ring) and claims the
     /// whole window in the token's flow-control count, so on their next
@@ -443,6 +434,16 @@ impl Totem {
         self.receive_congested = congested;
     }
 
+    /// Takes from `new` the values Corosync lets an operator change on a
+    /// running node (its "volatile" totem keys): token, token_retransmit,
+    /// hold, token_retransmits_before_loss_const, join, consensus, merge,
+    /// downcheck, fail_recv_const, seqno_unchanged_const, miss_count_const,
+    /// window_size, max_messages and window_per_member. The rest of `new`
+    /// (frame and queue sizes, which size buffers; netmtu; the ring
+    /// options) is ignored.
+    /// Timers already armed keep their deadlines; each takes the new value
+    /// the next time it is armed. Nothing changes when the result fails
+    /// validation.
     pub fn set_timings(&mut self, new: &Config) -> Result<(), ConfigError> {
         let mut c = self.cfg.clone();
         c.token = new.token;
@@ -1031,10 +1032,10 @@ impl Totem {
         // queued and none sent it would circulate without end at one
         // instant (the daemon pauses its clients' requests meanwhile, so
         // the queue it drains is bounded).
-        if self.receive_congested
+        let held_back = self.receive_congested
             && self.state == MemberState::Operational
-            && self.ring_members.len() > 1
-        {
+            && self.ring_members.len() > 1;
+        if held_back {
             allowance = 0;
         }
         if crate::mutant!(self, IgnoreWindow) {
@@ -1132,12 +1133,7 @@ impl Totem {
         {
             self.holding = true;
             self.arm(Timer::Hold, now.plus_ms(self.cfg.hold_ms()));
-        } else if self.state == MemberState::Operational
-            && self.receive_congested
-            && self.ring_members.len() > 1
-            && new_frames == 0
-            && retransmits == 0
-        {
+        } else if held_back && new_frames == 0 && retransmits == 0 {
             // Receive back-pressure: nobody may send, so a token passed on
             // at once would only circulate empty, its hops taking the CPU
             // the slow local reader needs. Hold it briefly (a
