@@ -466,6 +466,17 @@ impl Totem {
         Ok(())
     }
 
+    /// Whether the ring is quiet here: this node holds the idle token, or
+    /// the token's last visit found no frame that was not there at the
+    /// visit before. A driver that reads its clients' requests only when
+    /// the token comes by (sparing them a wake-up per message while the
+    /// ring is busy) must listen for requests again once it is quiet: the
+    /// token may stop at the representative, and a request would wait for
+    /// whatever woke this node next.
+    pub fn ring_quiet(&self) -> bool {
+        self.holding || self.seq_unchanged > 0
+    }
+
     pub fn state(&self) -> MemberState {
         self.state
     }

@@ -866,6 +866,48 @@ fn a_receive_congested_node_alone_in_its_ring_still_sends() {
     );
 }
 
+/// `ring_quiet` tells a driver when the token may stop: not while every
+/// rotation brings new frames, but once a visit finds nothing new, and at
+/// the representative while it holds the idle token.
+#[test]
+fn the_ring_is_quiet_once_the_token_brings_nothing_new() {
+    let cfg = Config {
+        max_messages: 4,
+        ..fast()
+    };
+    let mut net = Net::new(3, cfg);
+    assert!(
+        net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000),
+        "ring of 3 forms"
+    );
+    let quiet = |n: &Net, i: usize| n.nodes[i].as_ref().unwrap().ring_quiet();
+    assert!(
+        net.run_until(|n| (0..3).all(|i| quiet(n, i)), 200_000),
+        "an idle ring is quiet everywhere"
+    );
+    // 40 one-frame messages from node 3, 4 frames a visit: ten rotations
+    // with new frames.
+    for k in 0..40u8 {
+        net.nodes[2]
+            .as_mut()
+            .unwrap()
+            .submit(&[k; 1000], Guarantee::Agreed)
+            .unwrap();
+    }
+    assert!(net.run_until(|n| n.delivered(0).len() >= 20, 200_000));
+    assert!(net.delivered(0).len() < 32, "in the middle of the burst");
+    for i in 0..3 {
+        assert!(!quiet(&net, i), "node {} quiet while the ring is busy", i + 1);
+    }
+    assert!(
+        net.run_until(
+            |n| n.delivered(0).len() == 40 && (0..3).all(|i| quiet(n, i)),
+            200_000
+        ),
+        "quiet again once the burst is delivered"
+    );
+}
+
 /// With every member backlogged, a fixed window is shared out: 8 nodes
 /// together send at most 24 frames a rotation. The window that grows with
 /// the ring lets each one send up to a full visit (`max_messages`).
