@@ -169,7 +169,10 @@ fn timings(cfg: &Config) -> Vec<(&'static str, u32)> {
         ("seqno_unchanged_const", t.seqno_unchanged_const),
         ("miss_count_const", t.miss_count_const),
         ("window_size", t.window_size),
-        ("max_messages", t.max_messages),
+        (
+            "max_messages",
+            t.max_messages_in_effect(crate::setup::accelerated(cfg)),
+        ),
     ]
 }
 

@@ -59,7 +59,18 @@ const OVERFLOW_BYTES: usize = 64 << 20;
 const FRAME_OVERHEAD: u32 = 48 + 64;
 
 pub(crate) fn totem_config(cfg: &Config, max_message: usize) -> totem_ring::Config {
+    totem_config_on(cfg, max_message, cpus())
+}
+
+/// Whether this machine runs the Accelerated Ring with `cfg`.
+pub(crate) fn accelerated(cfg: &Config) -> bool {
+    config::accelerated_for(cfg.extensions.accelerated_ring, cpus())
+}
+
+/// [`totem_config`] on a machine with `cpus` CPUs.
+fn totem_config_on(cfg: &Config, max_message: usize, cpus: usize) -> totem_ring::Config {
     let t = &cfg.totem.timings;
+    let accelerated = config::accelerated_for(cfg.extensions.accelerated_ring, cpus);
     let mut c = totem_ring::Config::default();
     c.token = u64::from(t.token);
     // The configuration reader has applied the coefficient already.
@@ -75,14 +86,14 @@ pub(crate) fn totem_config(cfg: &Config, max_message: usize) -> totem_ring::Conf
     c.seqno_unchanged_const = t.seqno_unchanged_const;
     c.miss_count_const = t.miss_count_const;
     c.window_size = t.window_size;
-    c.max_messages = t.max_messages;
+    c.max_messages = t.max_messages_in_effect(accelerated);
     // A window named in corosync.conf is the whole ring's, as in Corosync;
     // the default grows with the ring by one visit's frames per member.
-    c.window_per_member = if t.window_fixed { 0 } else { t.max_messages };
+    c.window_per_member = if t.window_fixed { 0 } else { c.max_messages };
     c.netmtu = cfg.totem.netmtu;
     c.frame_overhead = FRAME_OVERHEAD;
     c.max_message_size = c.max_message_size.max(max_message as u32);
-    c.accelerated = config::accelerated_for(cfg.extensions.accelerated_ring, cpus());
+    c.accelerated = accelerated;
     c
 }
 
@@ -358,13 +369,38 @@ mod tests {
     use super::*;
 
     fn totem_of(text: &str) -> totem_ring::Config {
+        totem_on(text, 2)
+    }
+
+    fn totem_on(text: &str, cpus: usize) -> totem_ring::Config {
         let (cfg, _) = Config::from_str(text, "corosync.conf").expect("parses");
-        totem_config(&cfg, 0)
+        totem_config_on(&cfg, 0, cpus)
+    }
+
+    const NODES: &str = "nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n}\n";
+
+    #[test]
+    fn the_accelerated_ring_takes_longer_visits_unless_max_messages_is_written() {
+        let t = totem_on(NODES, 16);
+        assert!(t.accelerated, "auto: on with 16 CPUs");
+        assert_eq!((t.max_messages, t.window_per_member), (100, 100));
+        assert_eq!(t.window_for(3), 300);
+        let t = totem_on(NODES, 2);
+        assert!(!t.accelerated, "auto: off with 2 CPUs");
+        assert_eq!((t.max_messages, t.window_per_member), (50, 50));
+        let on = format!("corosync_rs {{\n accelerated_ring: yes\n}}\n{NODES}");
+        assert_eq!(totem_on(&on, 2).max_messages, 100);
+        let written = format!("totem {{\n max_messages: 50\n}}\n{NODES}");
+        assert_eq!(totem_on(&written, 16).max_messages, 50, "as written");
+        let small = format!("totem {{\n window_size: 80\n}}\n{NODES}");
+        let t = totem_on(&small, 16);
+        assert_eq!((t.max_messages, t.window_for(3)), (80, 80), "never more than the window");
+        t.validate().expect("valid");
     }
 
     #[test]
     fn the_default_window_grows_with_the_ring_and_a_written_one_does_not() {
-        let nodes = "nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n}\n";
+        let nodes = NODES;
         let t = totem_of(nodes);
         assert_eq!((t.window_size, t.window_per_member), (150, 50));
         assert_eq!((t.window_for(3), t.window_for(12)), (150, 600));

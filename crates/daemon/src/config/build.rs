@@ -965,6 +965,7 @@ fn finish_timings(cx: &mut Ctx, raw: &RawTotem, nodes: usize) -> Result<Timings,
             t.max_messages,
             DEFAULT_MAX_MESSAGES.min(val(t.window_size, DEFAULT_WINDOW_SIZE)),
         ),
+        max_messages_written: t.max_messages.is_some(),
         window_fixed: t.window_size.is_some(),
     };
     check_timings(cx, t, &timings, at)?;
