@@ -293,6 +293,9 @@ pub struct Totem {
     pub(crate) last_token_target: NodeId,
     pub(crate) last_fwd_seq: u32,
     pub(crate) holding: bool,
+    /// The held token was held because the ring is idle (not under
+    /// receive back-pressure): see `release_held_token`.
+    pub(crate) idle_hold: bool,
     pub(crate) my_last_fcc: u32,
     /// See [`Totem::set_receive_congested`].
     pub(crate) receive_congested: bool,
@@ -381,6 +384,7 @@ impl Totem {
             last_token_target: 0,
             last_fwd_seq: 0,
             holding: false,
+            idle_hold: false,
             my_last_fcc: 0,
             receive_congested: false,
             my_last_fcc_bytes: 0,
@@ -884,7 +888,7 @@ impl Totem {
             }
             Timer::Hold => {
                 if self.holding {
-                    self.forward_token(now);
+                    self.release_held_token(now);
                 }
             }
             Timer::TokenLoss => self.on_token_loss(now),
@@ -931,8 +935,46 @@ impl Totem {
             return self.stats.drop(DropReason::ForeignRing);
         }
         if self.holding {
+            self.release_held_token(now);
+        }
+    }
+
+    /// Lets a held token go. With frames of our own queued (a local
+    /// submit woke it, or they came meanwhile) an idle token is visited
+    /// again at once, so they leave now rather than one rotation later
+    /// (which is what forwarding the token as it was held would cost them).
+    /// Nobody else had the token since the visit that held it, so the
+    /// second visit is one with no rotation before it: the stable line
+    /// moves to the lower of the two arus forwarded, the first visit's.
+    /// That is safe only where the line had that aru already, and the
+    /// visit that held the token sent nothing (its frames would be missing
+    /// from the rotation's count). Otherwise, and for a token held under
+    /// receive back-pressure, it is forwarded as it was. (An idle hold is
+    /// not enough: this node may itself have raised the aru to `seq` on
+    /// that visit, after retransmissions; a second visit then let it
+    /// deliver a safe message another member did not have: the
+    /// simulator's I10.)
+    fn release_held_token(&mut self, now: Instant) {
+        let revisit = self.idle_hold
+            && self.my_last_fcc == 0
+            && !seq::lt(self.cur.safe_line, self.cur.fwd_aru[1])
+            && !self.sendq.is_empty()
+            && !self.receive_congested
+            && self.state == MemberState::Operational;
+        if !revisit {
+            return self.forward_token(now);
+        }
+        let Some(mut tok) = self.tok.take() else {
+            return self.forward_token(now);
+        };
+        if wire::decode_token_into(&self.last_token, &mut tok).is_ok() {
+            self.holding = false;
+            self.disarm(Timer::Hold);
+            self.token_visit(now, &mut tok);
+        } else {
             self.forward_token(now);
         }
+        self.tok = Some(tok);
     }
 
     // ------------------------------------------------------------ multicast
@@ -1143,6 +1185,7 @@ impl Totem {
             && self.seq_unchanged >= self.cfg.seqno_unchanged_const
         {
             self.holding = true;
+            self.idle_hold = true;
             self.arm(Timer::Hold, now.plus_ms(self.cfg.hold_ms()));
         } else if held_back && new_frames == 0 && retransmits == 0 {
             // Receive back-pressure: nobody may send, so a token passed on
@@ -1150,6 +1193,7 @@ impl Totem {
             // the slow local reader needs. Hold it briefly (a
             // hold-cancel or the timer releases it).
             self.holding = true;
+            self.idle_hold = false;
             self.arm(
                 Timer::Hold,
                 Instant(

@@ -908,6 +908,46 @@ fn the_ring_is_quiet_once_the_token_brings_nothing_new() {
     );
 }
 
+/// The representative holding the idle token sends what a local client
+/// submits at once, in a second visit, instead of forwarding the token as
+/// it was held and sending one rotation later.
+#[test]
+fn a_held_token_carries_the_holders_new_message_at_once() {
+    let mut net = Net::new(3, fast());
+    assert!(
+        net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000),
+        "ring of 3 forms"
+    );
+    // Idle until the token stops: once every node has been drained,
+    // nothing is in flight.
+    let mut held = false;
+    for _ in 0..200_000 {
+        net.step();
+        for i in 0..3 {
+            net.drain(i);
+        }
+        if net.inflight.is_empty() {
+            held = true;
+            break;
+        }
+    }
+    assert!(held, "an idle ring's token is held");
+    let mark = net.sent.len();
+    net.nodes[0]
+        .as_mut()
+        .unwrap()
+        .submit(b"now", Guarantee::Agreed)
+        .unwrap();
+    assert!(net.run_until(|n| (0..3).all(|i| n.delivered(i).len() == 1), 200_000));
+    let tokens_before_mcast = net.sent[mark..]
+        .iter()
+        .take_while(|(_, kind, _)| *kind != totem_ring::wire::PacketType::Mcast)
+        .filter(|(_, kind, _)| *kind == totem_ring::wire::PacketType::Token)
+        .count();
+    assert_eq!(tokens_before_mcast, 0, "no token hop before the message leaves");
+    assert_eq!(net.delivered(1), vec![(1, b"now".to_vec())]);
+}
+
 /// With every member backlogged, a fixed window is shared out: 8 nodes
 /// together send at most 24 frames a rotation. The window that grows with
 /// the ring lets each one send up to a full visit (`max_messages`).
