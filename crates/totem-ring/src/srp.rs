@@ -82,6 +82,9 @@ pub struct Stats {
     /// Messages dropped in a transitional configuration because an earlier
     /// frame they depend on was lost with a failed node.
     pub trans_discarded: u64,
+    /// Held idle tokens visited again at once for our own new frames
+    /// instead of forwarded as held (`Totem::submit` while holding).
+    pub held_token_revisits: u64,
 }
 
 impl Stats {
@@ -968,6 +971,7 @@ impl Totem {
             return self.forward_token(now);
         };
         if wire::decode_token_into(&self.last_token, &mut tok).is_ok() {
+            self.stats.held_token_revisits += 1;
             self.holding = false;
             self.disarm(Timer::Hold);
             self.token_visit(now, &mut tok);

@@ -946,6 +946,8 @@ fn a_held_token_carries_the_holders_new_message_at_once() {
         .count();
     assert_eq!(tokens_before_mcast, 0, "no token hop before the message leaves");
     assert_eq!(net.delivered(1), vec![(1, b"now".to_vec())]);
+    let revisits = |i: usize| net.nodes[i].as_ref().unwrap().stats().held_token_revisits;
+    assert_eq!((revisits(0), revisits(1), revisits(2)), (1, 0, 0));
 }
 
 /// With every member backlogged, a fixed window is shared out: 8 nodes

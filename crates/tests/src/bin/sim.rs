@@ -175,7 +175,7 @@ fn main() -> ExitCode {
     }
     let sum = |f: fn(&RunReport) -> u64| results.iter().map(f).sum::<u64>();
     println!(
-        "faults: dups={} clogs={} pauses={} congestions={} leaves={} persist_lost={} persist_crashes={}; workload: submitted={} sent={} queue_full={}; virtual_s={} busiest_instant={}",
+        "faults: dups={} clogs={} pauses={} congestions={} leaves={} persist_lost={} persist_crashes={}; workload: submitted={} sent={} queue_full={} held_revisits={}; virtual_s={} busiest_instant={}",
         sum(|r| r.dups),
         sum(|r| r.clogs),
         sum(|r| r.pauses),
@@ -186,6 +186,7 @@ fn main() -> ExitCode {
         sum(|r| r.submitted),
         sum(|r| r.sent),
         sum(|r| r.queue_full),
+        sum(|r| r.held_revisits),
         sum(|r| r.virtual_ns) / 1_000_000_000,
         results.iter().map(|r| r.busiest_instant).max().unwrap_or(0),
     );
@@ -209,6 +210,7 @@ fn main() -> ExitCode {
         ("pauses", sum(|r| r.pauses)),
         ("clogs", sum(|r| r.clogs)),
         ("congestions", sum(|r| r.congestions)),
+        ("held_revisits", sum(|r| r.held_revisits)),
         ("leaves", sum(|r| r.leaves)),
         ("persist_crashes", sum(|r| r.persist_crashes)),
     ]

@@ -78,6 +78,9 @@ pub struct RunReport {
     pub pauses: u64,
     /// Receive back-pressure episodes (`Totem::set_receive_congested`).
     pub congestions: u64,
+    /// Held tokens visited again for the holder's own frames
+    /// (`Stats::held_token_revisits`, over every node instance).
+    pub held_revisits: u64,
     /// Stable-storage writes lost to a crash before completing.
     pub persist_lost: u64,
     /// Crashes scheduled inside a ring-seq write.
@@ -610,7 +613,9 @@ impl World {
         }
         let node = &mut self.nodes[i];
         node.state = NodeState::Down;
-        node.totem = None;
+        if let Some(t) = node.totem.take() {
+            self.r.held_revisits += t.stats().held_token_revisits;
+        }
         node.inbox.clear();
         node.gen += 1;
         node.timer = None;
@@ -978,6 +983,9 @@ impl World {
         self.r.trace_hash = self.checker.trace_hash();
         self.r.drops += self.net.drops;
         self.r.dups = self.net.dups;
+        for t in self.nodes.iter().filter_map(|n| n.totem.as_ref()) {
+            self.r.held_revisits += t.stats().held_token_revisits;
+        }
         self.r.configs = c.regular_configs;
         self.r.delivered = c.delivered;
         self.r.sent = c.sent;
