@@ -208,6 +208,7 @@ pub fn plan(cfg: &Config, src: &ConfigSource, rt: Realtime) -> Result<Plan, Stri
     } else {
         tc.mode = Mode::Udpu;
     }
+    tc.sqpoll_idle_ms = (cfg.extensions.sqpoll_ms > 0).then_some(cfg.extensions.sqpoll_ms);
     let cipher = cipher(cfg)?;
     let key = if cipher == Cipher::None {
         notes.push("running without a cluster key (crypto_cipher: none)".into());

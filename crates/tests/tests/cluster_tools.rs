@@ -452,3 +452,31 @@ fn cfgtool_kill_and_shutdown() {
     assert!(!bad.status.success());
     assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
 }
+
+/// `corosync_rs { sqpoll_ms }` runs the transport's io_uring with a
+/// submission-queue polling thread: the ring forms and tokens keep coming
+/// through it, and the stats map says so (0 where io_uring is not used).
+#[test]
+fn a_ring_forms_and_runs_with_io_uring_sqpoll() {
+    let c = Cluster::builder()
+        .nodes(3)
+        .transport(Transport::Udpu)
+        .token(TOKEN)
+        .config_extra("corosync_rs {\n sqpoll_ms: 2\n}")
+        .start()
+        .expect("cluster start");
+    c.wait_membership(&[0, 1, 2], FORM)
+        .expect("three nodes form one ring");
+    for i in 0..3 {
+        c.wait_ready(i, FORM).expect("sync completes");
+    }
+    let uring = ok(&c, 0, &["corosync-cmapctl", "-m", "stats", "-g", "stats.transport.engine"]);
+    for i in 0..3 {
+        let on = stat(&c, i, "stats.transport.sqpoll");
+        assert_eq!(on, u64::from(uring.contains("io_uring")), "node {i}: {uring}");
+    }
+    let t1 = stat(&c, 1, "stats.srp.orf_token_rx");
+    std::thread::sleep(Duration::from_millis(500));
+    let t2 = stat(&c, 1, "stats.srp.orf_token_rx");
+    assert!(t2 > t1, "tokens {t1} → {t2}");
+}

@@ -311,6 +311,9 @@ pub(crate) fn extensions(cx: &mut Ctx, root: &Section) -> Result<Extensions, Con
     if let Some(e) = k.take(cx, "spin_us") {
         x.spin_us = u32_in(cx, e, 0, 1_000_000)?;
     }
+    if let Some(e) = k.take(cx, "sqpoll_ms") {
+        x.sqpoll_ms = u32_in(cx, e, 0, 10_000)?;
+    }
     if let Some(e) = k.take(cx, "ipc_socket") {
         x.ipc_socket = Some(PathBuf::from(word(cx, e)?));
     }

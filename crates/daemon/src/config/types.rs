@@ -511,6 +511,9 @@ pub enum Guarantee {
 ///                                   # tail; auto = yes with 4 CPUs or more
 ///     pin_core: none | <cpu>        # default none: the protocol thread's core
 ///     spin_us: <microseconds>       # default 0: busy-poll before sleeping (0 ..= 1000000)
+///     sqpoll_ms: <milliseconds>     # default 0 (off): a kernel thread submits the io_uring
+///                                   # sends and runs their completions, polling this long
+///                                   # after the last before it sleeps (0 ..= 10000)
 ///     ipc_socket: <path>            # default: the runtime's choice
 /// }
 /// ```
@@ -524,6 +527,11 @@ pub struct Extensions {
     pub pin_core: Option<u32>,
     /// `spin_us`.
     pub spin_us: u32,
+    /// `sqpoll_ms` (0 = off): io_uring submission-queue polling, which
+    /// moves the kernel's send and receive work off the protocol thread
+    /// onto a kernel thread of its own (one more busy CPU per daemon while
+    /// traffic flows; for machines with CPUs to spare).
+    pub sqpoll_ms: u32,
     /// `ipc_socket`.
     pub ipc_socket: Option<PathBuf>,
 }
@@ -579,6 +587,7 @@ impl Default for Extensions {
             accelerated_ring: YesNoAuto::Auto,
             pin_core: None,
             spin_us: 0,
+            sqpoll_ms: 0,
             ipc_socket: None,
         }
     }
