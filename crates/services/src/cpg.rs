@@ -235,6 +235,22 @@ pub struct Cpg {
     last_ring: RingId,
     last_members: Vec<NodeId>,
     scratch: Vec<u8>,
+    /// Where the last multicast delivered went: see [`Route`].
+    route: Option<Route>,
+}
+
+/// The last delivered multicast's group, sender and pid, the event header
+/// built for it, and the local connections it went to. One sender's
+/// messages to one group come in runs (a Totem frame packs one sender's
+/// messages), and a run skips the lookups and the header after its first
+/// message. Every input but a multicast (delivered or sent) may change the
+/// groups, the receivers or the synced nodes, so each clears it.
+struct Route {
+    group: Vec<u8>,
+    node: NodeId,
+    pid: u32,
+    header: Vec<u8>,
+    receivers: Vec<ConnId>,
 }
 
 impl Cpg {
@@ -251,6 +267,7 @@ impl Cpg {
             last_ring: RingId::default(),
             last_members: vec![local],
             scratch: Vec::new(),
+            route: None,
         }
     }
 
@@ -402,19 +419,40 @@ impl Cpg {
         pid: u32,
         msg: &[u8],
     ) {
-        let known = self.synced.contains(&node)
-            && self
-                .groups
-                .get(group)
-                .is_some_and(|s| s.contains(&(node, pid)));
-        if !known {
-            ctx.count_dropped();
-            return;
+        let hit = self
+            .route
+            .as_ref()
+            .is_some_and(|r| r.node == node && r.pid == pid && r.group == group);
+        if !hit {
+            let known = self.synced.contains(&node)
+                && self
+                    .groups
+                    .get(group)
+                    .is_some_and(|s| s.contains(&(node, pid)));
+            if !known {
+                ctx.count_dropped();
+                return;
+            }
+            let mut r = self.route.take().unwrap_or(Route {
+                group: Vec::new(),
+                node,
+                pid,
+                header: Vec::new(),
+                receivers: Vec::new(),
+            });
+            r.group.clear();
+            r.group.extend_from_slice(group);
+            (r.node, r.pid) = (node, pid);
+            r.header.clear();
+            Writer(&mut r.header).bytes(group).u32(node).u32(pid);
+            r.receivers.clear();
+            r.receivers
+                .extend(self.receivers.get(group).into_iter().flatten().copied());
+            self.route = Some(r);
         }
-        self.scratch.clear();
-        Writer(&mut self.scratch).bytes(group).u32(node).u32(pid);
-        for &conn in self.receivers.get(group).into_iter().flatten() {
-            ctx.event(conn, service::CPG, kind::DELIVER, &[&self.scratch, msg]);
+        let r = self.route.as_ref().expect("set above");
+        for &conn in &r.receivers {
+            ctx.event(conn, service::CPG, kind::DELIVER, &[&r.header, msg]);
         }
     }
 
@@ -835,6 +873,7 @@ impl Service for Cpg {
             self.mcast_async(ctx, conn, guarantee, msg);
             return;
         }
+        self.route = None;
         let is_init = matches!(req, Request::Init { .. });
         match self.request(ctx, conn, creds, req) {
             Ok(body) => ctx.respond(conn, to, CsError::Ok, &[&body]),
@@ -851,6 +890,7 @@ impl Service for Cpg {
     }
 
     fn lib_disconnect(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        self.route = None;
         self.finalize(ctx, conn);
     }
 
@@ -862,8 +902,12 @@ impl Service for Cpg {
         k: u16,
         body: &[u8],
     ) -> Result<(), DecodeError> {
+        let exec = Exec::decode(k, body)?;
+        if !matches!(exec, Exec::Mcast { .. }) {
+            self.route = None;
+        }
         let live = self.synced.contains(&sender);
-        match Exec::decode(k, body)? {
+        match exec {
             Exec::ProcJoin { group, pid } if live => self.apply_join(ctx, group, sender, pid),
             Exec::ProcJoin { group, pid } => self.pend(sender, group, pid, true),
             Exec::ProcLeave { group, pid, reason } if live => {
@@ -881,6 +925,7 @@ impl Service for Cpg {
     }
 
     fn confchg(&mut self, ctx: &mut Ctx<'_>, change: &ConfChange<'_>) {
+        self.route = None;
         match change.kind {
             ConfigKind::Transitional => self.trans = Some(change.members.to_vec()),
             ConfigKind::Regular => {
@@ -902,6 +947,7 @@ impl Service for Cpg {
     }
 
     fn sync_init(&mut self, _ctx: &mut Ctx<'_>, round: &SyncRound) {
+        self.route = None;
         self.sync = Some(Pending {
             ring: round.ring,
             members: round.members.clone(),
@@ -910,11 +956,13 @@ impl Service for Cpg {
     }
 
     fn sync_process(&mut self, ctx: &mut Ctx<'_>) -> SyncProgress {
+        self.route = None;
         self.send_joinlist(ctx);
         SyncProgress::Done
     }
 
     fn sync_activate(&mut self, ctx: &mut Ctx<'_>) {
+        self.route = None;
         let Some(p) = self.sync.take() else {
             return;
         };
@@ -935,6 +983,7 @@ impl Service for Cpg {
     }
 
     fn sync_abort(&mut self, _ctx: &mut Ctx<'_>) {
+        self.route = None;
         self.sync = None;
     }
 

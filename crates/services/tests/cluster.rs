@@ -1170,3 +1170,81 @@ fn old_ring_message_sent_during_merge_sync_respects_views() {
     assert_eq!(conf_joined(&e3[1]), vec![(1, 11, pc::reason::NODEUP)]);
     assert!(c.eng(1).stats().dropped >= 1);
 }
+
+/// Deliveries remember where the last sender's messages to a group went
+/// (`Route` in cpg.rs); a join, a leave or a disconnect between two
+/// messages of one sender must still change who gets the next one.
+#[test]
+fn receivers_change_between_messages_of_one_sender() {
+    let mut c = synced_cluster(&[1, 2]);
+    c.cpg_open(2, 20, 200);
+    c.join(2, 20, b"g");
+    c.cpg_open(1, 10, 100);
+    c.join(1, 10, b"g");
+    c.run();
+    let mcast = |c: &mut Cluster, msg: &'static [u8]| {
+        let r = c.cpg(
+            2,
+            20,
+            pc::Request::Mcast {
+                guarantee: pc::guarantee::AGREED,
+                msg,
+            },
+        );
+        assert_eq!(r.0, CsError::Ok);
+        c.run();
+    };
+    let delivered = |c: &mut Cluster, conn: u64| -> Vec<Vec<u8>> {
+        c.cpg_events(1, conn)
+            .into_iter()
+            .filter_map(|e| match e {
+                Ev::Deliver { msg, from, .. } => {
+                    assert_eq!(from, (2, 200));
+                    Some(msg)
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    mcast(&mut c, b"m1");
+    mcast(&mut c, b"m2");
+    assert_eq!(delivered(&mut c, 10), vec![b"m1".to_vec(), b"m2".to_vec()]);
+    // A second local receiver joins between two messages of the sender,
+    // and m3 is ordered between its join request and the join's delivery
+    // (node 1 held back for a round): m3 is not for it, m4 is.
+    c.cpg_open(1, 11, 101);
+    c.join(1, 11, b"g");
+    c.hold.insert(1);
+    c.cpg(
+        2,
+        20,
+        pc::Request::Mcast {
+            guarantee: pc::guarantee::AGREED,
+            msg: b"m3",
+        },
+    );
+    c.step();
+    c.hold.remove(&1);
+    c.run();
+    mcast(&mut c, b"m4");
+    assert_eq!(delivered(&mut c, 10), vec![b"m3".to_vec(), b"m4".to_vec()]);
+    assert_eq!(delivered(&mut c, 11), vec![b"m4".to_vec()]);
+    // The first one leaves, then the second disconnects.
+    assert_eq!(c.cpg(1, 10, pc::Request::Leave { group: b"g" }).0, CsError::Ok);
+    c.run();
+    mcast(&mut c, b"m5");
+    assert_eq!(delivered(&mut c, 10), Vec::<Vec<u8>>::new());
+    assert_eq!(delivered(&mut c, 11), vec![b"m5".to_vec()]);
+    c.disconnect(1, 11);
+    c.run();
+    mcast(&mut c, b"m6");
+    assert_eq!(delivered(&mut c, 10), Vec::<Vec<u8>>::new());
+    assert_eq!(delivered(&mut c, 11), Vec::<Vec<u8>>::new());
+    // The sender's own node still delivers to it.
+    let own: Vec<_> = c
+        .cpg_events(2, 20)
+        .into_iter()
+        .filter(|e| matches!(e, Ev::Deliver { .. }))
+        .collect();
+    assert_eq!(own.len(), 6);
+}
