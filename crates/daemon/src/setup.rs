@@ -395,7 +395,11 @@ mod tests {
         assert_eq!(totem_on(&written, 16).max_messages, 50, "as written");
         let small = format!("totem {{\n window_size: 80\n}}\n{NODES}");
         let t = totem_on(&small, 16);
-        assert_eq!((t.max_messages, t.window_for(3)), (80, 80), "never more than the window");
+        assert_eq!(
+            (t.max_messages, t.window_for(3)),
+            (80, 80),
+            "never more than the window"
+        );
         t.validate().expect("valid");
     }
 

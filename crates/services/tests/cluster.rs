@@ -1230,7 +1230,10 @@ fn receivers_change_between_messages_of_one_sender() {
     assert_eq!(delivered(&mut c, 10), vec![b"m3".to_vec(), b"m4".to_vec()]);
     assert_eq!(delivered(&mut c, 11), vec![b"m4".to_vec()]);
     // The first one leaves, then the second disconnects.
-    assert_eq!(c.cpg(1, 10, pc::Request::Leave { group: b"g" }).0, CsError::Ok);
+    assert_eq!(
+        c.cpg(1, 10, pc::Request::Leave { group: b"g" }).0,
+        CsError::Ok
+    );
     c.run();
     mcast(&mut c, b"m5");
     assert_eq!(delivered(&mut c, 10), Vec::<Vec<u8>>::new());

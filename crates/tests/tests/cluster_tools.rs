@@ -470,10 +470,24 @@ fn a_ring_forms_and_runs_with_io_uring_sqpoll() {
     for i in 0..3 {
         c.wait_ready(i, FORM).expect("sync completes");
     }
-    let uring = ok(&c, 0, &["corosync-cmapctl", "-m", "stats", "-g", "stats.transport.engine"]);
+    let uring = ok(
+        &c,
+        0,
+        &[
+            "corosync-cmapctl",
+            "-m",
+            "stats",
+            "-g",
+            "stats.transport.engine",
+        ],
+    );
     for i in 0..3 {
         let on = stat(&c, i, "stats.transport.sqpoll");
-        assert_eq!(on, u64::from(uring.contains("io_uring")), "node {i}: {uring}");
+        assert_eq!(
+            on,
+            u64::from(uring.contains("io_uring")),
+            "node {i}: {uring}"
+        );
     }
     let t1 = stat(&c, 1, "stats.srp.orf_token_rx");
     std::thread::sleep(Duration::from_millis(500));

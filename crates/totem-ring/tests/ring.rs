@@ -897,7 +897,11 @@ fn the_ring_is_quiet_once_the_token_brings_nothing_new() {
     assert!(net.run_until(|n| n.delivered(0).len() >= 20, 200_000));
     assert!(net.delivered(0).len() < 32, "in the middle of the burst");
     for i in 0..3 {
-        assert!(!quiet(&net, i), "node {} quiet while the ring is busy", i + 1);
+        assert!(
+            !quiet(&net, i),
+            "node {} quiet while the ring is busy",
+            i + 1
+        );
     }
     assert!(
         net.run_until(
@@ -944,7 +948,10 @@ fn a_held_token_carries_the_holders_new_message_at_once() {
         .take_while(|(_, kind, _)| *kind != totem_ring::wire::PacketType::Mcast)
         .filter(|(_, kind, _)| *kind == totem_ring::wire::PacketType::Token)
         .count();
-    assert_eq!(tokens_before_mcast, 0, "no token hop before the message leaves");
+    assert_eq!(
+        tokens_before_mcast, 0,
+        "no token hop before the message leaves"
+    );
     assert_eq!(net.delivered(1), vec![(1, b"now".to_vec())]);
     let revisits = |i: usize| net.nodes[i].as_ref().unwrap().stats().held_token_revisits;
     assert_eq!((revisits(0), revisits(1), revisits(2)), (1, 0, 0));
