@@ -4,7 +4,10 @@
 //! blocking) and a bare eventfd ping (the machine's wake-up cost). The
 //! parked pings and the eventfd pings alternate in blocks between the same
 //! two processes, so both see the same machine at the same moments (this VM's
-//! wake-up cost drifts by a quarter within seconds).
+//! wake-up cost drifts by a quarter within seconds). A third block of
+//! eventfd pings has the server wait in `epoll_wait` before it reads, as
+//! any server that waits for many clients must: `eventfd_epoll_parked_*`
+//! tells how much of the parked path's cost is that wait's.
 //!
 //! `ipc-bench [--quick]`; the last line is the summary:
 //! `busy_one_way_p50_ns=A socket_busy_one_way_p50_ns=B parked_one_way_p50_ns=C
@@ -27,8 +30,10 @@ const K_MODE: u16 = 1;
 const K_PING: u16 = 2;
 const K_TP: u16 = 3;
 const K_TP_END: u16 = 4;
-/// Payload: a block length; the server answers, then takes that many bare
-/// eventfd pings before it looks at its rings again.
+/// Payload: a block length, a warm-up flag and an epoll flag; the server
+/// answers, then takes that many bare eventfd pings (waiting in
+/// `epoll_wait` before each read with the epoll flag) before it looks at
+/// its rings again.
 const K_EFD_BLOCK: u16 = 5;
 /// Parked pings and eventfd pings alternate in blocks of this many.
 const PARKED_BLOCK: usize = 1000;
@@ -138,6 +143,8 @@ fn ipc_parent(plan: &Plan, endpoint: &Endpoint) -> BTreeMap<String, u64> {
     ]);
     close(sock_theirs);
     let mut efd_one_way = Vec::with_capacity(plan.pings_parked);
+    let mut efd_epoll_one_way = Vec::with_capacity(plan.pings_parked);
+    let efd_epoll = epoll_on(ping);
     let mut busy = false;
     let mut one_way: [Vec<u64>; 2] = [
         Vec::with_capacity(plan.pings_busy),
@@ -199,12 +206,21 @@ fn ipc_parent(plan: &Plan, endpoint: &Endpoint) -> BTreeMap<String, u64> {
                 K_EFD_BLOCK => {
                     let n = u32::from_le_bytes(p[..4].try_into().expect("4"));
                     let warm_up = p[4] != 0;
+                    let via_epoll = p[5] != 0;
                     server.respond(id, h, &[]).expect("respond");
                     for _ in 0..n {
+                        if via_epoll {
+                            epoll_wait_one(efd_epoll);
+                        }
                         let ts = read_u64(ping);
                         let now = monotonic_ns();
                         if !warm_up {
-                            efd_one_way.push(now.saturating_sub(ts));
+                            let v = if via_epoll {
+                                &mut efd_epoll_one_way
+                            } else {
+                                &mut efd_one_way
+                            };
+                            v.push(now.saturating_sub(ts));
                         }
                         write_u64(ack, 1);
                     }
@@ -231,6 +247,7 @@ fn ipc_parent(plan: &Plan, endpoint: &Endpoint) -> BTreeMap<String, u64> {
             }
         }
     }
+    close(efd_epoll);
     close(ping);
     close(ack);
     close(sock_mine);
@@ -239,6 +256,10 @@ fn ipc_parent(plan: &Plan, endpoint: &Endpoint) -> BTreeMap<String, u64> {
     m.insert("eventfd_parked_p50_ns".into(), e50);
     m.insert("eventfd_parked_p99_ns".into(), e99);
     m.insert("eventfd_parked_p999_ns".into(), e999);
+    let (e50, e99, e999) = percentiles(&mut efd_epoll_one_way);
+    m.insert("eventfd_epoll_parked_p50_ns".into(), e50);
+    m.insert("eventfd_epoll_parked_p99_ns".into(), e99);
+    m.insert("eventfd_epoll_parked_p999_ns".into(), e999);
     let (b50, b99, b999) = percentiles(&mut one_way[0]);
     let (p50, p99, p999) = percentiles(&mut one_way[1]);
     m.insert("busy_one_way_p50_ns".into(), b50);
@@ -304,13 +325,16 @@ fn ipc_child(args: &[String]) {
         for b in 0..blocks {
             let warm_up = |i: usize| if mode == 0 { i < n / 10 } else { b == 0 };
             if mode == 1 {
-                let mut req = [0u8; 5];
-                req[..4].copy_from_slice(&(block as u32).to_le_bytes());
-                req[4] = u8::from(warm_up(0));
-                call(&c, K_EFD_BLOCK, &req, Wait::Park);
-                for _ in 0..block {
-                    write_u64(ping, monotonic_ns());
-                    read_u64(ack);
+                for via_epoll in [0u8, 1] {
+                    let mut req = [0u8; 6];
+                    req[..4].copy_from_slice(&(block as u32).to_le_bytes());
+                    req[4] = u8::from(warm_up(0));
+                    req[5] = via_epoll;
+                    call(&c, K_EFD_BLOCK, &req, Wait::Park);
+                    for _ in 0..block {
+                        write_u64(ping, monotonic_ns());
+                        read_u64(ack);
+                    }
                 }
             }
             for i in 0..block {
@@ -488,6 +512,42 @@ fn raw_fd_pair(kind: &str) -> [RawFd; 2] {
     fds
 }
 
+/// An epoll set watching `fd` for input.
+fn epoll_on(fd: RawFd) -> RawFd {
+    // SAFETY: plain syscall.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(
+        ep >= 0,
+        "epoll_create1: {}",
+        std::io::Error::last_os_error()
+    );
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: 0,
+    };
+    // SAFETY: `ep` and `fd` are open; `ev` is a live epoll_event.
+    let r = unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+    assert!(r == 0, "epoll_ctl: {}", std::io::Error::last_os_error());
+    ep
+}
+
+/// Waits until the epoll set `ep` reports a ready fd.
+fn epoll_wait_one(ep: RawFd) {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    loop {
+        // SAFETY: room for one event in `ev`.
+        let n = unsafe { libc::epoll_wait(ep, &mut ev, 1, -1) };
+        if n == 1 {
+            return;
+        }
+        let e = std::io::Error::last_os_error();
+        assert!(
+            n == 0 || e.kind() == std::io::ErrorKind::Interrupted,
+            "epoll_wait: {e}"
+        );
+    }
+}
+
 fn close(fd: RawFd) {
     // SAFETY: closes an fd this process owns and no longer uses.
     unsafe { libc::close(fd) };
@@ -613,6 +673,12 @@ fn main() {
     );
     let (c, d) = (get("parked_one_way_p50_ns"), get("eventfd_parked_p50_ns"));
     let (e, f) = (get("msgs_per_s_64B"), get("socket_msgs_per_s_64B"));
+    let d_ep = get("eventfd_epoll_parked_p50_ns");
+    println!(
+        "parked/eventfd_epoll = {:.2}, eventfd_epoll/eventfd = {:.2} (the share of a multiplexed wait)",
+        c as f64 / d_ep.max(1) as f64,
+        d_ep as f64 / d.max(1) as f64
+    );
     println!(
         "goals: busy/socket_busy = {:.2} (<= 0.4), parked/eventfd = {:.2} (<= 1.1), msgs/socket_msgs = {:.1} (>= 20); {:.1} s",
         a as f64 / b.max(1) as f64,
