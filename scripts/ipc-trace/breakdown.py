@@ -10,7 +10,8 @@ server by the client), the steps are:
                    epoll_wait, collecting the ready list)
 Rows are (fd the client wrote, syscall the server waited in): the doorbell
 wakes epoll_wait (232) or epoll_pwait (281); the baseline's eventfd wakes a
-blocking read (0).
+blocking read (0), and in ipc-bench's third block (the same eventfd) an
+epoll_wait (232): that row is the multiplexed wait without our rings.
 """
 import re
 import statistics
