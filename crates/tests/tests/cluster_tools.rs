@@ -29,11 +29,16 @@ fn tool(name: &str) -> String {
     p.display().to_string()
 }
 
-fn cluster_with(key: Option<&[u8]>) -> Cluster {
+/// Three nodes over udpu, formed and synced; `extra` is appended to each
+/// node's configuration.
+fn cluster_with(key: Option<&[u8]>, extra: &str) -> Cluster {
     let mut b = Cluster::builder()
         .nodes(3)
         .transport(Transport::Udpu)
         .token(TOKEN);
+    if !extra.is_empty() {
+        b = b.config_extra(extra);
+    }
     if let Some(k) = key {
         b = b.authkey(k);
     }
@@ -105,7 +110,7 @@ fn keygen_key_runs_a_cluster_and_cfgtool_shows_links_and_nodes() {
     assert!(!bad.status.success());
     assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
 
-    let c = cluster_with(Some(&key));
+    let c = cluster_with(Some(&key), "");
     let ids = c.node_ids();
     let s = ok(&c, 0, &["corosync-cfgtool", "-s"]);
     assert!(
@@ -132,7 +137,7 @@ fn keygen_key_runs_a_cluster_and_cfgtool_shows_links_and_nodes() {
 
 #[test]
 fn cmapctl_dump_get_set_delete_track_and_stats() {
-    let c = cluster_with(None);
+    let c = cluster_with(None, "");
     let dump = ok(&c, 0, &["corosync-cmapctl"]);
     assert!(
         dump.contains(&format!("totem.token (u32) = {TOKEN}")),
@@ -284,7 +289,7 @@ fn c_probe() -> &'static PathBuf {
 #[test]
 fn c_program_and_cpgtool_and_reload() {
     let probe = c_probe();
-    let c = cluster_with(None);
+    let c = cluster_with(None, "");
     for i in 0..3 {
         let out = c
             .exec_in(i, &[probe.to_str().unwrap(), &c.node_id(i).to_string()])
@@ -430,7 +435,7 @@ fn c_program_and_cpgtool_and_reload() {
 
 #[test]
 fn cfgtool_kill_and_shutdown() {
-    let c = cluster_with(None);
+    let c = cluster_with(None, "");
     let victim = c.node_id(2);
     let out = ok(&c, 0, &["corosync-cfgtool", "-k", &victim.to_string()]);
     assert_eq!(out.trim(), format!("Killing node {victim}"));
@@ -458,18 +463,7 @@ fn cfgtool_kill_and_shutdown() {
 /// through it, and the stats map says so (0 where io_uring is not used).
 #[test]
 fn a_ring_forms_and_runs_with_io_uring_sqpoll() {
-    let c = Cluster::builder()
-        .nodes(3)
-        .transport(Transport::Udpu)
-        .token(TOKEN)
-        .config_extra("corosync_rs {\n sqpoll_ms: 2\n}")
-        .start()
-        .expect("cluster start");
-    c.wait_membership(&[0, 1, 2], FORM)
-        .expect("three nodes form one ring");
-    for i in 0..3 {
-        c.wait_ready(i, FORM).expect("sync completes");
-    }
+    let c = cluster_with(None, "corosync_rs {\n sqpoll_ms: 2\n}");
     let uring = ok(
         &c,
         0,
