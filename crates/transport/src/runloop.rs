@@ -5,7 +5,8 @@
 //! there, so nothing else on the thread blocks.
 //!
 //! Adaptive busy-polling: after activity the loop keeps polling without
-//! parking for `spin_us`, then parks. It never spins under a realtime
+//! parking for `spin_us` (yielding the CPU after every empty poll), then
+//! parks. It never spins under a realtime
 //! priority, and pinning and spinning are off unless configured (they
 //! default off where more daemons than cores share a machine).
 
@@ -329,6 +330,14 @@ impl RunLoop {
         self.ready.clear();
         if n > 0 {
             self.last_activity = Instant::now();
+        } else if spinning {
+            // An empty spin turn gives the CPU to whatever else is
+            // runnable: where daemons and clients outnumber CPUs, a spinner
+            // that never yields keeps its CPU for a whole time slice
+            // (milliseconds) while the thread it waits for cannot run.
+            // With the CPU to itself, this returns at once.
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
         }
         Ok(n)
     }
