@@ -6,9 +6,9 @@
 //!
 //! Adaptive busy-polling: after activity the loop keeps polling without
 //! parking for `spin_us` (yielding the CPU after every empty poll), then
-//! parks. It never spins under a realtime
-//! priority, and pinning and spinning are off unless configured (they
-//! default off where more daemons than cores share a machine).
+//! parks. It never spins under a realtime priority, and pinning and
+//! spinning are off unless configured (they default off where more daemons
+//! than cores share a machine).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
