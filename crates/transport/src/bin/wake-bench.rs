@@ -22,11 +22,11 @@ use io_uring::{opcode, types, IoUring};
 #[command(about = "one-way wake-up cost: blocking read vs epoll_wait vs io_uring")]
 struct Args {
     /// Wake-ups per method.
-    #[arg(long, default_value_t = 30_000)]
-    n: usize,
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u32).range(1..))]
+    n: u32,
     /// Wake-ups per block (blocks of the three methods alternate).
-    #[arg(long, default_value_t = 1_000)]
-    block: usize,
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    block: u32,
     /// Microseconds the child waits between wake-ups, so that the parent
     /// is asleep when the next one comes.
     #[arg(long, default_value_t = 60)]
@@ -150,8 +150,10 @@ fn pct(v: &[u64], q: f64) -> u64 {
 
 fn main() {
     let a = Args::parse();
-    let blocks = a.n.div_ceil(a.block);
-    let rounds = blocks * a.block * METHODS.len();
+    let (n, block) = (a.n as usize, a.block as usize);
+    // One warm-up block per method, then enough blocks for `n` samples.
+    let blocks = n.div_ceil(block) + 1;
+    let rounds = blocks * block * METHODS.len();
     let (ping, ack) = (eventfd(), eventfd());
     // SAFETY: the process is single-threaded here; the child only calls
     // async-signal-safe functions and sleeps before it exits with _exit.
@@ -165,7 +167,7 @@ fn main() {
     let started = Instant::now();
     for b in 0..blocks * METHODS.len() {
         let (i, m) = (b % METHODS.len(), METHODS[b % METHODS.len()]);
-        for _ in 0..a.block {
+        for _ in 0..block {
             let sent = w.wait(m, ping);
             let d = now_ns().saturating_sub(sent);
             // The first block of each method warms it up.
