@@ -1,17 +1,24 @@
 //! wake-bench: what a parked wake-up costs by the place the woken thread
 //! waits in. A child process writes its CLOCK_MONOTONIC time into an
 //! eventfd; the parent, asleep, wakes and takes the difference. The parent
-//! waits in one of three ways, rotated in alternating blocks so that the
-//! machine's noise falls on all three alike:
+//! waits in one of five ways, rotated in alternating blocks so that the
+//! machine's noise falls on all of them alike:
 //!
 //! - `read`: a blocking `read` of the eventfd (ipc-bench's bare baseline);
 //! - `epoll`: `epoll_wait` on a set holding the eventfd, then `read` (how
 //!   any server waiting for many clients waits; ipc-bench's parked path);
 //! - `uring`: `io_uring_enter` waiting for a multishot poll on the eventfd,
-//!   then `read` (how the daemon's run loop waits).
+//!   then `read`, on a ring set up with COOP_TASKRUN (how the daemon's run
+//!   loop waits);
+//! - `uring_defer`: the same on a ring set up with SINGLE_ISSUER and
+//!   DEFER_TASKRUN (the completion work runs in the waiter's own
+//!   `io_uring_enter` instead of as task work that interrupts it);
+//! - `uring_read`: a one-shot io_uring `read` of the eventfd on a
+//!   DEFER_TASKRUN ring, re-armed for every wake-up (no separate `read`).
 //!
 //! The last line is one summary of plain decimals:
-//! `read_p50_ns=… epoll_p50_ns=… uring_p50_ns=… epoll_over_read=… uring_over_read=…`.
+//! `read_p50_ns=… epoll_p50_ns=… uring_p50_ns=… uring_defer_p50_ns=… uring_read_p50_ns=…
+//!  epoll_over_read=… uring_over_read=… uring_defer_over_read=… uring_read_over_read=…`.
 
 use std::time::{Duration, Instant};
 
@@ -19,12 +26,12 @@ use clap::Parser;
 use io_uring::{opcode, types, IoUring};
 
 #[derive(Parser)]
-#[command(about = "one-way wake-up cost: blocking read vs epoll_wait vs io_uring")]
+#[command(about = "one-way wake-up cost: blocking read vs epoll_wait vs io_uring (three set-ups)")]
 struct Args {
     /// Wake-ups per method.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u32).range(1..))]
     n: u32,
-    /// Wake-ups per block (blocks of the three methods alternate).
+    /// Wake-ups per block (blocks of the five methods alternate).
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
     block: u32,
     /// Microseconds the child waits between wake-ups, so that the parent
@@ -38,9 +45,17 @@ enum Method {
     Read,
     Epoll,
     Uring,
+    UringDefer,
+    UringRead,
 }
 
-const METHODS: [Method; 3] = [Method::Read, Method::Epoll, Method::Uring];
+const METHODS: [Method; 5] = [
+    Method::Read,
+    Method::Epoll,
+    Method::Uring,
+    Method::UringDefer,
+    Method::UringRead,
+];
 
 fn now_ns() -> u64 {
     let mut t = libc::timespec {
@@ -89,6 +104,25 @@ fn child(ping: i32, ack: i32, rounds: usize, gap: Duration) -> ! {
 struct Waiters {
     epoll: i32,
     ring: IoUring,
+    defer: IoUring,
+    read_ring: IoUring,
+    value: Box<u64>,
+}
+
+fn arm_poll(ring: &mut IoUring, ping: i32) {
+    let poll = opcode::PollAdd::new(types::Fd(ping), libc::POLLIN as u32)
+        .multi(true)
+        .build();
+    // SAFETY: the poll references only the fd, which outlives the ring.
+    unsafe { ring.submission().push(&poll).expect("room") };
+}
+
+fn defer_ring() -> IoUring {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(8)
+        .expect("io_uring with DEFER_TASKRUN")
 }
 
 impl Waiters {
@@ -103,14 +137,22 @@ impl Waiters {
         // SAFETY: both fds are open; `ev` is a live epoll_event.
         let r = unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, ping, &mut ev) };
         assert_eq!(r, 0, "epoll_ctl");
-        let mut ring = IoUring::new(8).expect("io_uring");
-        let poll = opcode::PollAdd::new(types::Fd(ping), libc::POLLIN as u32)
-            .multi(true)
-            .build();
-        // SAFETY: the poll references only the fd, which outlives the ring.
-        unsafe { ring.submission().push(&poll).expect("room") };
+        let mut ring = IoUring::builder()
+            .setup_coop_taskrun()
+            .build(8)
+            .expect("io_uring with COOP_TASKRUN");
+        arm_poll(&mut ring, ping);
         ring.submit().expect("submit");
-        Waiters { epoll, ring }
+        let mut defer = defer_ring();
+        arm_poll(&mut defer, ping);
+        defer.submit().expect("submit");
+        Waiters {
+            epoll,
+            ring,
+            defer,
+            read_ring: defer_ring(),
+            value: Box::new(0),
+        }
     }
 
     /// Waits for the next ping by `m`; returns its timestamp.
@@ -122,17 +164,28 @@ impl Waiters {
                 // SAFETY: one live epoll_event.
                 while unsafe { libc::epoll_wait(self.epoll, &mut ev, 1, -1) } != 1 {}
             }
-            Method::Uring => {
-                self.ring.submit_and_wait(1).expect("io_uring_enter");
-                let more = self.ring.completion().next().map(|c| c.flags());
-                let more = more.is_some_and(io_uring::cqueue::more);
-                if !more {
-                    let poll = opcode::PollAdd::new(types::Fd(ping), libc::POLLIN as u32)
-                        .multi(true)
-                        .build();
-                    // SAFETY: as in `new`.
-                    unsafe { self.ring.submission().push(&poll).expect("room") };
+            Method::Uring | Method::UringDefer => {
+                let ring = match m {
+                    Method::Uring => &mut self.ring,
+                    _ => &mut self.defer,
+                };
+                ring.submit_and_wait(1).expect("io_uring_enter");
+                let more = ring.completion().next().map(|c| c.flags());
+                if !more.is_some_and(io_uring::cqueue::more) {
+                    arm_poll(ring, ping);
                 }
+            }
+            Method::UringRead => {
+                let read =
+                    opcode::Read::new(types::Fd(ping), (&mut *self.value as *mut u64).cast(), 8)
+                        .build();
+                // SAFETY: `value` is boxed and outlives the request, which
+                // completes before this function returns.
+                unsafe { self.read_ring.submission().push(&read).expect("room") };
+                self.read_ring.submit_and_wait(1).expect("io_uring_enter");
+                let res = self.read_ring.completion().next().map(|c| c.result());
+                assert_eq!(res, Some(8), "io_uring eventfd read");
+                return *self.value;
             }
         }
         read_u64(ping)
@@ -163,7 +216,7 @@ fn main() {
         child(ping, ack, rounds, Duration::from_micros(a.gap_us));
     }
     let mut w = Waiters::new(ping);
-    let mut samples: [Vec<u64>; 3] = Default::default();
+    let mut samples: [Vec<u64>; 5] = Default::default();
     let started = Instant::now();
     for b in 0..blocks * METHODS.len() {
         let (i, m) = (b % METHODS.len(), METHODS[b % METHODS.len()]);
@@ -180,11 +233,14 @@ fn main() {
     let mut status = 0;
     // SAFETY: reaps our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
-    let mut p = [0u64; 3];
-    for (i, name) in ["read", "epoll", "uring"].iter().enumerate() {
+    let mut p = [0u64; 5];
+    for (i, name) in ["read", "epoll", "uring", "uring_defer", "uring_read"]
+        .iter()
+        .enumerate()
+    {
         p[i] = p50(&mut samples[i]);
         println!(
-            "{name:>5}: p50 {} ns, p99 {} ns ({} wake-ups)",
+            "{name:>11}: p50 {} ns, p99 {} ns ({} wake-ups)",
             p[i],
             pct(&samples[i], 0.99),
             samples[i].len()
@@ -192,11 +248,15 @@ fn main() {
     }
     println!("({:.1} s)", started.elapsed().as_secs_f64());
     println!(
-        "read_p50_ns={} epoll_p50_ns={} uring_p50_ns={} epoll_over_read={:.3} uring_over_read={:.3}",
+        "read_p50_ns={} epoll_p50_ns={} uring_p50_ns={} uring_defer_p50_ns={} uring_read_p50_ns={} epoll_over_read={:.3} uring_over_read={:.3} uring_defer_over_read={:.3} uring_read_over_read={:.3}",
         p[0],
         p[1],
         p[2],
+        p[3],
+        p[4],
         p[1] as f64 / p[0] as f64,
-        p[2] as f64 / p[0] as f64
+        p[2] as f64 / p[0] as f64,
+        p[3] as f64 / p[0] as f64,
+        p[4] as f64 / p[0] as f64
     );
 }
