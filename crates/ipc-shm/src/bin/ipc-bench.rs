@@ -123,8 +123,11 @@ fn ipc_parent(plan: &Plan, endpoint: &Endpoint) -> BTreeMap<String, u64> {
     let idle = idle_memory(&mut server, &mut pl, plan.idle_sessions, endpoint);
     let ep = endpoint_arg(endpoint);
     // The bare eventfd baseline: `ping` carries the client's timestamp to
-    // the server, `ack` answers it.
+    // the server, `ack` answers it. The baseline through `epoll_wait` has a
+    // pair of its own: an eventfd in an epoll set costs its writer the
+    // set's callback, which must not weigh on the plain one.
     let [ping, ack] = raw_fd_pair("efd");
+    let [ping_ep, ack_ep] = raw_fd_pair("efd");
     // The socket throughput baseline: the server receives on `sock_mine`.
     let [sock_mine, sock_theirs] = raw_fd_pair("sock");
     let child = spawn_child(&[
@@ -140,11 +143,13 @@ fn ipc_parent(plan: &Plan, endpoint: &Endpoint) -> BTreeMap<String, u64> {
         ping.to_string(),
         ack.to_string(),
         sock_theirs.to_string(),
+        ping_ep.to_string(),
+        ack_ep.to_string(),
     ]);
     close(sock_theirs);
     let mut efd_one_way = Vec::with_capacity(plan.pings_parked);
     let mut efd_epoll_one_way = Vec::with_capacity(plan.pings_parked);
-    let efd_epoll = epoll_on(ping);
+    let efd_epoll = epoll_on(ping_ep);
     let mut busy = false;
     let mut one_way: [Vec<u64>; 2] = [
         Vec::with_capacity(plan.pings_busy),
@@ -208,6 +213,11 @@ fn ipc_parent(plan: &Plan, endpoint: &Endpoint) -> BTreeMap<String, u64> {
                     let warm_up = p[4] != 0;
                     let via_epoll = p[5] != 0;
                     server.respond(id, h, &[]).expect("respond");
+                    let (ping, ack) = if via_epoll {
+                        (ping_ep, ack_ep)
+                    } else {
+                        (ping, ack)
+                    };
                     for _ in 0..n {
                         if via_epoll {
                             epoll_wait_one(efd_epoll);
@@ -248,9 +258,9 @@ fn ipc_parent(plan: &Plan, endpoint: &Endpoint) -> BTreeMap<String, u64> {
         }
     }
     close(efd_epoll);
-    close(ping);
-    close(ack);
-    close(sock_mine);
+    for fd in [ping, ack, ping_ep, ack_ep, sock_mine] {
+        close(fd);
+    }
     let mut m = child_results(child);
     let (e50, e99, e999) = percentiles(&mut efd_one_way);
     m.insert("eventfd_parked_p50_ns".into(), e50);
@@ -305,6 +315,8 @@ fn ipc_child(args: &[String]) {
     let c = Client::connect(&cfg).expect("connect");
     let ping: RawFd = args[4].parse().expect("fd");
     let ack: RawFd = args[5].parse().expect("fd");
+    let ping_ep: RawFd = args[7].parse().expect("fd");
+    let ack_ep: RawFd = args[8].parse().expect("fd");
     let mut out = String::from("RESULT");
     for (mode, n, wait, name) in [
         (0u8, pings_busy, Wait::Spin, "busy"),
@@ -331,6 +343,11 @@ fn ipc_child(args: &[String]) {
                     req[4] = u8::from(warm_up(0));
                     req[5] = via_epoll;
                     call(&c, K_EFD_BLOCK, &req, Wait::Park);
+                    let (ping, ack) = if via_epoll == 1 {
+                        (ping_ep, ack_ep)
+                    } else {
+                        (ping, ack)
+                    };
                     for _ in 0..block {
                         write_u64(ping, monotonic_ns());
                         read_u64(ack);
@@ -350,8 +367,9 @@ fn ipc_child(args: &[String]) {
         let (a, b, d) = percentiles(&mut rtt);
         out += &format!(" {name}_round_trip_p50_ns={a} {name}_round_trip_p99_ns={b} {name}_round_trip_p999_ns={d}");
     }
-    close(ping);
-    close(ack);
+    for fd in [ping, ack, ping_ep, ack_ep] {
+        close(fd);
+    }
     call(&c, K_MODE, &[0], Wait::Park);
     let sock: RawFd = args[6].parse().expect("fd");
     for (i, spec) in args[3].split(',').enumerate() {

@@ -40,6 +40,7 @@ struct Args {
     gap_us: u64,
 }
 
+/// In `METHODS` order: a method's discriminant indexes its eventfd.
 #[derive(Clone, Copy)]
 enum Method {
     Read,
@@ -88,20 +89,28 @@ fn eventfd() -> i32 {
     fd
 }
 
-/// The child: `rounds` wake-ups, each after `gap` of quiet, each
-/// acknowledged by the parent before the next.
-fn child(ping: i32, ack: i32, rounds: usize, gap: Duration) -> ! {
-    for _ in 0..rounds {
-        std::thread::sleep(gap);
-        write_u64(ping, now_ns());
-        read_u64(ack);
+/// The child: `blocks` blocks of `block` wake-ups, each after `gap` of
+/// quiet and acknowledged by the parent before the next; block `b` pings
+/// the eventfd of method `b % METHODS.len()`.
+fn child(pings: &[i32; METHODS.len()], ack: i32, blocks: usize, block: usize, gap: Duration) -> ! {
+    for b in 0..blocks {
+        let ping = pings[b % METHODS.len()];
+        for _ in 0..block {
+            std::thread::sleep(gap);
+            write_u64(ping, now_ns());
+            read_u64(ack);
+        }
     }
     // SAFETY: leaves the forked child without running the parent's exit
     // handlers or destructors twice.
     unsafe { libc::_exit(0) }
 }
 
+/// Each method waits on an eventfd of its own, so that a ping wakes only
+/// the waiter being measured (a poll left armed on a shared eventfd would
+/// queue work, and stale completions, behind every other method's pings).
 struct Waiters {
+    pings: [i32; METHODS.len()],
     epoll: i32,
     ring: IoUring,
     defer: IoUring,
@@ -126,7 +135,7 @@ fn defer_ring() -> IoUring {
 }
 
 impl Waiters {
-    fn new(ping: i32) -> Waiters {
+    fn new(pings: [i32; METHODS.len()]) -> Waiters {
         // SAFETY: plain syscall.
         let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         assert!(epoll >= 0, "epoll_create1");
@@ -135,18 +144,19 @@ impl Waiters {
             u64: 0,
         };
         // SAFETY: both fds are open; `ev` is a live epoll_event.
-        let r = unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, ping, &mut ev) };
+        let r = unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, pings[1], &mut ev) };
         assert_eq!(r, 0, "epoll_ctl");
         let mut ring = IoUring::builder()
             .setup_coop_taskrun()
             .build(8)
             .expect("io_uring with COOP_TASKRUN");
-        arm_poll(&mut ring, ping);
+        arm_poll(&mut ring, pings[2]);
         ring.submit().expect("submit");
         let mut defer = defer_ring();
-        arm_poll(&mut defer, ping);
+        arm_poll(&mut defer, pings[3]);
         defer.submit().expect("submit");
         Waiters {
+            pings,
             epoll,
             ring,
             defer,
@@ -156,7 +166,8 @@ impl Waiters {
     }
 
     /// Waits for the next ping by `m`; returns its timestamp.
-    fn wait(&mut self, m: Method, ping: i32) -> u64 {
+    fn wait(&mut self, m: Method) -> u64 {
+        let ping = self.pings[m as usize];
         match m {
             Method::Read => {}
             Method::Epoll => {
@@ -206,22 +217,28 @@ fn main() {
     let (n, block) = (a.n as usize, a.block as usize);
     // One warm-up block per method, then enough blocks for `n` samples.
     let blocks = n.div_ceil(block) + 1;
-    let rounds = blocks * block * METHODS.len();
-    let (ping, ack) = (eventfd(), eventfd());
+    let pings: [i32; METHODS.len()] = std::array::from_fn(|_| eventfd());
+    let ack = eventfd();
     // SAFETY: the process is single-threaded here; the child only calls
     // async-signal-safe functions and sleeps before it exits with _exit.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
-        child(ping, ack, rounds, Duration::from_micros(a.gap_us));
+        child(
+            &pings,
+            ack,
+            blocks * METHODS.len(),
+            block,
+            Duration::from_micros(a.gap_us),
+        );
     }
-    let mut w = Waiters::new(ping);
-    let mut samples: [Vec<u64>; 5] = Default::default();
+    let mut w = Waiters::new(pings);
+    let mut samples: [Vec<u64>; METHODS.len()] = Default::default();
     let started = Instant::now();
     for b in 0..blocks * METHODS.len() {
         let (i, m) = (b % METHODS.len(), METHODS[b % METHODS.len()]);
         for _ in 0..block {
-            let sent = w.wait(m, ping);
+            let sent = w.wait(m);
             let d = now_ns().saturating_sub(sent);
             // The first block of each method warms it up.
             if b >= METHODS.len() {
@@ -233,7 +250,7 @@ fn main() {
     let mut status = 0;
     // SAFETY: reaps our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
-    let mut p = [0u64; 5];
+    let mut p = [0u64; METHODS.len()];
     for (i, name) in ["read", "epoll", "uring", "uring_defer", "uring_read"]
         .iter()
         .enumerate()
