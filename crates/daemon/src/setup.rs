@@ -64,13 +64,13 @@ pub(crate) fn totem_config(cfg: &Config, max_message: usize) -> totem_ring::Conf
 
 /// Whether this machine runs the Accelerated Ring with `cfg`.
 pub(crate) fn accelerated(cfg: &Config) -> bool {
-    config::accelerated_for(cfg.extensions.accelerated_ring, cpus())
+    config::accelerated_for(cfg.extensions.accelerated_ring)
 }
 
 /// [`totem_config`] on a machine with `cpus` CPUs.
 fn totem_config_on(cfg: &Config, max_message: usize, cpus: usize) -> totem_ring::Config {
     let t = &cfg.totem.timings;
-    let accelerated = config::accelerated_for(cfg.extensions.accelerated_ring, cpus);
+    let accelerated = config::accelerated_for(cfg.extensions.accelerated_ring);
     let mut c = totem_ring::Config::default();
     c.token = u64::from(t.token);
     // The configuration reader has applied the coefficient already.
@@ -94,6 +94,8 @@ fn totem_config_on(cfg: &Config, max_message: usize, cpus: usize) -> totem_ring:
     c.frame_overhead = FRAME_OVERHEAD;
     c.max_message_size = c.max_message_size.max(max_message as u32);
     c.accelerated = accelerated;
+    c.accelerate_from_frames =
+        config::accelerate_from_frames(cfg.extensions.accelerated_ring, cpus, c.max_messages);
     c
 }
 
@@ -263,7 +265,11 @@ pub fn plan(cfg: &Config, src: &ConfigSource, rt: Realtime) -> Result<Plan, Stri
         .collect();
     notes.push(format!(
         "accelerated ring: {} ({:?}, {} CPUs)",
-        if totem.accelerated { "on" } else { "off" },
+        match (totem.accelerated, totem.accelerate_from_frames) {
+            (false, _) => "off".to_string(),
+            (true, 0) => "on".to_string(),
+            (true, n) => format!("on for visits of {n} frames or more"),
+        },
         cfg.extensions.accelerated_ring,
         cpus()
     ));
@@ -384,13 +390,20 @@ mod tests {
     fn the_accelerated_ring_takes_longer_visits_unless_max_messages_is_written() {
         let t = totem_on(NODES, 16);
         assert!(t.accelerated, "auto: on with 16 CPUs");
+        assert_eq!(t.accelerate_from_frames, 0, "every visit with 16 CPUs");
         assert_eq!((t.max_messages, t.window_per_member), (100, 100));
         assert_eq!(t.window_for(3), 300);
         let t = totem_on(NODES, 2);
-        assert!(!t.accelerated, "auto: off with 2 CPUs");
-        assert_eq!((t.max_messages, t.window_per_member), (50, 50));
+        assert!(t.accelerated, "auto: on with 2 CPUs");
+        assert_eq!(t.accelerate_from_frames, 50, "full visits only with 2 CPUs");
+        assert_eq!((t.max_messages, t.window_per_member), (100, 100));
         let on = format!("corosync_rs {{\n accelerated_ring: yes\n}}\n{NODES}");
-        assert_eq!(totem_on(&on, 2).max_messages, 100);
+        let t = totem_on(&on, 2);
+        assert_eq!((t.max_messages, t.accelerate_from_frames), (100, 0));
+        let off = format!("corosync_rs {{\n accelerated_ring: no\n}}\n{NODES}");
+        let t = totem_on(&off, 16);
+        assert!(!t.accelerated, "off");
+        assert_eq!((t.max_messages, t.window_per_member), (50, 50));
         let written = format!("totem {{\n max_messages: 50\n}}\n{NODES}");
         assert_eq!(totem_on(&written, 16).max_messages, 50, "as written");
         let small = format!("totem {{\n window_size: 80\n}}\n{NODES}");
@@ -407,8 +420,9 @@ mod tests {
     fn the_default_window_grows_with_the_ring_and_a_written_one_does_not() {
         let nodes = NODES;
         let t = totem_of(nodes);
-        assert_eq!((t.window_size, t.window_per_member), (150, 50));
-        assert_eq!((t.window_for(3), t.window_for(12)), (150, 600));
+        // `auto` runs the Accelerated Ring, so visits of 100 frames.
+        assert_eq!((t.window_size, t.window_per_member), (150, 100));
+        assert_eq!((t.window_for(3), t.window_for(12)), (300, 1200));
         let t = totem_of(&format!("totem {{\n max_messages: 20\n}}\n{nodes}"));
         assert_eq!(t.window_for(12), 240, "a visit's frames per member");
         let t = totem_of(&format!("totem {{\n window_size: 150\n}}\n{nodes}"));

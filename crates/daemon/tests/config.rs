@@ -603,8 +603,9 @@ fn secauth_and_extensions() {
             ipc_socket: Some("/run/c.sock".into()),
         }
     );
-    // The Accelerated Ring: auto (the default) is on where there are CPUs
-    // for the next node to work on while this one sends.
+    // The Accelerated Ring: auto (the default) is on, ahead of every visit
+    // where there are CPUs for the next node to work on while this one
+    // sends, and ahead of the long visits only below 4 CPUs.
     let ring = |v: &str| {
         let text = format!("corosync_rs {{\n accelerated_ring: {v}\n}}\nnodelist {{\n node {{\n  ring0_addr: 10.0.0.1\n }}\n}}\n");
         parse(&text).0.extensions.accelerated_ring
@@ -613,8 +614,11 @@ fn secauth_and_extensions() {
     assert_eq!(ring("no"), YesNoAuto::No);
     assert_eq!(ring("on"), YesNoAuto::Yes);
     assert_eq!(Extensions::default().accelerated_ring, YesNoAuto::Auto);
-    assert!(!accelerated_for(YesNoAuto::Auto, 2) && accelerated_for(YesNoAuto::Auto, 4));
-    assert!(accelerated_for(YesNoAuto::Yes, 1) && !accelerated_for(YesNoAuto::No, 64));
+    assert!(accelerated_for(YesNoAuto::Auto) && accelerated_for(YesNoAuto::Yes));
+    assert!(!accelerated_for(YesNoAuto::No));
+    assert_eq!(accelerate_from_frames(YesNoAuto::Auto, 2, 100), 50);
+    assert_eq!(accelerate_from_frames(YesNoAuto::Auto, 4, 100), 0);
+    assert_eq!(accelerate_from_frames(YesNoAuto::Yes, 2, 100), 0);
     assert_eq!(
         error("corosync_rs {\n accelerated_ring: sometimes\n}\n"),
         "corosync.conf:2: value of 'accelerated_ring' must be one of yes, no, auto, but 'sometimes' was given"

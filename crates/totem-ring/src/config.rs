@@ -81,6 +81,9 @@ pub struct Config {
     /// Accelerated Ring: pass the token before the burst's frames, and ask
     /// for retransmission only up to the previous token's seq.
     pub accelerated: bool,
+    /// With `accelerated`: only a visit whose burst has at least this many
+    /// frames passes the token ahead of it (0: every visit).
+    pub accelerate_from_frames: u32,
     /// First message sequence number of every ring minus one (tests start
     /// it near wraparound; Corosync starts at 0).
     pub initial_seq: u32,
@@ -116,6 +119,7 @@ impl Default for Config {
             send_queue_messages: 65536,
             send_queue_bytes: 16 << 20,
             accelerated: false,
+            accelerate_from_frames: 0,
             initial_seq: 0,
             #[cfg(feature = "mutants")]
             mutant: None,

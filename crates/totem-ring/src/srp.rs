@@ -1212,6 +1212,7 @@ impl Totem {
             if self.cfg.accelerated
                 && self.last_token_target != self.id
                 && self.txq.len() > txq_mark + 1
+                && (self.txq.len() - txq_mark - 1) as u32 >= self.cfg.accelerate_from_frames
             {
                 let tokbuf = self.txq.pop_back().expect("longer than the mark");
                 self.txq.insert(txq_mark, tokbuf);

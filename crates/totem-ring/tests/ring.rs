@@ -36,6 +36,9 @@ struct Net {
     sent: Vec<(NodeId, totem_ring::wire::PacketType, usize)>,
     /// Every token visit: (new frames, the rotation's frames so far).
     visits: Vec<(u32, u32)>,
+    /// Every token and multicast frame put on the wire: sender, whether it
+    /// is the token, and its seq (the token's: the highest one assigned).
+    seqs: Vec<(NodeId, bool, u32)>,
 }
 
 impl Net {
@@ -59,6 +62,7 @@ impl Net {
             commits_seen: Vec::new(),
             sent: Vec::new(),
             visits: Vec::new(),
+            seqs: Vec::new(),
         }
     }
 
@@ -89,6 +93,11 @@ impl Net {
             };
             if let Ok((kind, _)) = totem_ring::wire::peek_header(&bytes) {
                 self.sent.push((id, kind, bytes.len()));
+            }
+            match totem_ring::wire::decode(&bytes) {
+                Ok(totem_ring::wire::Packet::Token(t)) => self.seqs.push((id, true, t.seq)),
+                Ok(totem_ring::wire::Packet::Mcast(m)) => self.seqs.push((id, false, m.header.seq)),
+                _ => {}
             }
             self.inflight.push_back((id, to, bytes));
         }
@@ -955,6 +964,74 @@ fn a_held_token_carries_the_holders_new_message_at_once() {
     assert_eq!(net.delivered(1), vec![(1, b"now".to_vec())]);
     let revisits = |i: usize| net.nodes[i].as_ref().unwrap().stats().held_token_revisits;
     assert_eq!((revisits(0), revisits(1), revisits(2)), (1, 0, 0));
+}
+
+/// The Accelerated Ring passes the token ahead of a visit's frames: of
+/// every visit, or (`accelerate_from_frames`, the daemon's `auto` on 2
+/// CPUs) only of one with at least that many frames, a shorter one sending
+/// its frames first. Delivery is the same either way.
+#[test]
+fn the_accelerated_ring_passes_the_token_ahead_of_long_visits() {
+    // Node 1's visits, in order: for each of its tokens, how many of the
+    // frames it announces (seq at most the token's) were still unsent
+    // when it left.
+    fn ahead_per_visit(net: &Net) -> Vec<usize> {
+        let mine: Vec<(bool, u32)> = net
+            .seqs
+            .iter()
+            .filter(|e| e.0 == 1)
+            .map(|e| (e.1, e.2))
+            .collect();
+        let mut out = Vec::new();
+        for (i, &(is_token, seq)) in mine.iter().enumerate() {
+            if is_token {
+                let later = mine[i + 1..]
+                    .iter()
+                    .take_while(|e| !e.0)
+                    .filter(|e| totem_ring::seq::le(e.1, seq))
+                    .count();
+                out.push(later);
+            }
+        }
+        out
+    }
+    for (accelerated, from) in [(false, 0), (true, 0), (true, 10)] {
+        let cfg = Config {
+            max_messages: 10,
+            accelerated,
+            accelerate_from_frames: from,
+            ..fast()
+        };
+        let mut net = Net::new(2, cfg);
+        assert!(net.run_until(|n| n.all_operational_with(&[1, 2]), 200_000));
+        net.seqs.clear();
+        // About 26 frames: visits of 10, 10 and the rest.
+        let msgs: Vec<Vec<u8>> = (0..35u8).map(|k| vec![k; 1000]).collect();
+        for m in &msgs {
+            net.nodes[0]
+                .as_mut()
+                .unwrap()
+                .submit(m, Guarantee::Agreed)
+                .unwrap();
+        }
+        assert!(net.run_until(|n| n.delivered(1).len() == msgs.len(), 200_000));
+        let want_msgs: Vec<(NodeId, Vec<u8>)> = msgs.iter().map(|m| (1, m.clone())).collect();
+        assert_eq!(net.delivered(0), want_msgs);
+        assert_eq!(net.delivered(1), want_msgs);
+        let frames = net.seqs.iter().filter(|e| e.0 == 1 && !e.1).count();
+        assert!((21..30).contains(&frames), "{frames} frames");
+        let want = match (accelerated, from) {
+            (false, _) => vec![0, 0, 0],
+            (true, 0) => vec![10, 10, frames - 20],
+            _ => vec![10, 10, 0],
+        };
+        let ahead = ahead_per_visit(&net);
+        assert_eq!(
+            ahead[..3],
+            want[..],
+            "accelerated {accelerated}, from {from} frames: {ahead:?}"
+        );
+    }
 }
 
 /// With every member backlogged, a fixed window is shared out: 8 nodes

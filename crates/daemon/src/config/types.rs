@@ -593,17 +593,27 @@ impl Default for Extensions {
     }
 }
 
-/// Whether `accelerated_ring: auto` runs the Accelerated Ring on a machine
-/// with `cpus` CPUs: yes from 4 up. Passing the token before a visit's
-/// burst lets the next node work while this one sends, which pays where
-/// the nodes have cores to do it on: +23–45% throughput at 3 nodes on a
-/// 16-CPU machine (`scripts/device-bench`), against −10–20% at 64 B and
-/// no change from 1 KiB up with 3 nodes and their clients sharing 2 CPUs
-/// (`cluster-bench`).
-pub fn accelerated_for(setting: YesNoAuto, cpus: usize) -> bool {
+/// Whether the Accelerated Ring runs with `setting`: `auto` is on
+/// everywhere, every visit passing the token ahead of its burst from 4 CPUs
+/// up and only a full one below (see [`accelerate_from_frames`]).
+pub fn accelerated_for(setting: YesNoAuto) -> bool {
     match setting {
-        YesNoAuto::Yes => true,
+        YesNoAuto::Yes | YesNoAuto::Auto => true,
         YesNoAuto::No => false,
-        YesNoAuto::Auto => cpus >= 4,
+    }
+}
+
+/// The fewest frames a visit's burst needs for the token to go out ahead
+/// of it (0: every visit). Passing the token first lets the next node work
+/// while this one sends, which pays where the nodes have cores to do it
+/// on: +23–45% throughput at 3 nodes on a 16-CPU machine
+/// (`scripts/device-bench`). With 3 daemons and their clients on 2 CPUs it
+/// paid only for long visits (16 KiB to 1 MiB messages: +20–35%) and cost
+/// up to 10–20% at 64 B, where a visit carries about 5 frames: there
+/// `auto` accelerates the visits that take at least half of `max_messages`.
+pub fn accelerate_from_frames(setting: YesNoAuto, cpus: usize, max_messages: u32) -> u32 {
+    match setting {
+        YesNoAuto::Auto if cpus < 4 => max_messages / 2,
+        _ => 0,
     }
 }

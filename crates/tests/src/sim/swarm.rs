@@ -171,6 +171,14 @@ pub fn random_config(rng: &mut ChaCha8Rng) -> Config {
     } else {
         c.max_messages
     };
+    // With the Accelerated Ring: every visit passes the token ahead of its
+    // burst, only the fuller half (the daemon's `auto` on 2 CPUs), or only
+    // the full ones; again from a value already drawn.
+    c.accelerate_from_frames = match c.miss_count_const % 3 {
+        0 => 0,
+        1 => c.max_messages / 2,
+        _ => c.max_messages,
+    };
     c
 }
 

@@ -13,8 +13,9 @@ pub const COROSYNC_BIN: &str = "/usr/sbin/corosync";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Variant {
-    /// corosync-rs over udpu; `accel` sets `corosync_rs { accelerated_ring }`.
-    Ours { accel: bool },
+    /// corosync-rs over udpu; `accel` writes `corosync_rs { accelerated_ring }`
+    /// (`None`: its default, `auto`).
+    Ours { accel: Option<bool> },
     /// Corosync 3.1.7 with the anchor's configuration.
     Corosync { knet: bool },
 }
@@ -22,8 +23,9 @@ pub enum Variant {
 impl Variant {
     pub fn name(self) -> &'static str {
         match self {
-            Variant::Ours { accel: false } => "ours",
-            Variant::Ours { accel: true } => "ours+accel",
+            Variant::Ours { accel: None } => "ours",
+            Variant::Ours { accel: Some(true) } => "ours+accel",
+            Variant::Ours { accel: Some(false) } => "ours-accel",
             Variant::Corosync { knet: false } => "corosync-udpu",
             Variant::Corosync { knet: true } => "corosync-knet",
         }
@@ -31,10 +33,10 @@ impl Variant {
     pub fn is_ours(self) -> bool {
         matches!(self, Variant::Ours { .. })
     }
-    /// Runs latency and failover too (the accelerated-ring variant is a
-    /// throughput comparison only).
+    /// Runs latency and failover too (the Accelerated Ring written on or
+    /// off is a throughput comparison only).
     pub fn full_suite(self) -> bool {
-        self != Variant::Ours { accel: true }
+        !matches!(self, Variant::Ours { accel: Some(_) })
     }
 }
 
@@ -122,7 +124,7 @@ pub fn config_text(
         "system {{\n    state_dir: {}\n}}\n",
         node_dir.join("state").display()
     );
-    if let Variant::Ours { accel } = v {
+    if let Variant::Ours { accel: Some(accel) } = v {
         s += &format!(
             "corosync_rs {{\n    accelerated_ring: {}\n}}\n",
             if accel { "yes" } else { "no" }

@@ -101,8 +101,9 @@ fn usage() -> ! {
     eprintln!(
         "usage: cluster-bench [--engines ours,corosync] [--nodes N] [--quick] [--out DIR]\n\
          \n\
-         Runs corosync-rs (Accelerated Ring off and on) and Corosync 3 (udpu and knet,\n\
-         installed with apt-get when missing) side by side in network namespaces\n\
+         Runs corosync-rs (its defaults as `ours`, and for throughput the Accelerated\n\
+         Ring written on and off as `ours+accel` and `ours-accel`) and Corosync 3 (udpu\n\
+         and knet, installed with apt-get when missing) side by side in network namespaces\n\
          (needs root). Build first: cargo build --release -p daemon -p client -p bench.\n\
          --quick takes about 3 minutes, a full run about 12.\n\
          CLUSTER_BENCH_OURS_TOTEM='key: value;key: value' adds totem lines to ours'\n\
@@ -204,8 +205,9 @@ fn main() {
 
     let mut variants = Vec::new();
     if o.engines.iter().any(|e| e == "ours") {
-        variants.push(Variant::Ours { accel: false });
-        variants.push(Variant::Ours { accel: true });
+        variants.push(Variant::Ours { accel: None });
+        variants.push(Variant::Ours { accel: Some(true) });
+        variants.push(Variant::Ours { accel: Some(false) });
     }
     if o.engines.iter().any(|e| e == "corosync") {
         variants.push(Variant::Corosync { knet: false });

@@ -8,11 +8,13 @@ use plotters::prelude::*;
 use crate::engine::Variant;
 use crate::{VariantResult, SIZES};
 
-const OURS: Variant = Variant::Ours { accel: false };
-const OURS_ACCEL: Variant = Variant::Ours { accel: true };
-const ALL: [Variant; 4] = [
+const OURS: Variant = Variant::Ours { accel: None };
+const OURS_ACCEL: Variant = Variant::Ours { accel: Some(true) };
+const OURS_NO_ACCEL: Variant = Variant::Ours { accel: Some(false) };
+const ALL: [Variant; 5] = [
     OURS,
     OURS_ACCEL,
+    OURS_NO_ACCEL,
     Variant::Corosync { knet: false },
     Variant::Corosync { knet: true },
 ];
@@ -252,12 +254,13 @@ pub fn write_all(out: &Path, note: &str, results: &[VariantResult]) {
     }
     let _ = writeln!(
         md,
-        "\n| row | {} | ours/corosync | ours+accel/corosync |",
+        "\n| row | {} | ours/corosync | ours+accel/corosync | ours-accel/corosync |",
         ALL.map(|v| v.name()).join(" | ")
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
-    let mut csv =
-        String::from("row,ours,ours+accel,corosync-udpu,corosync-knet,ratio,ratio_accel\n");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let mut csv = String::from(
+        "row,ours,ours+accel,ours-accel,corosync-udpu,corosync-knet,ratio,ratio_accel,ratio_no_accel\n",
+    );
     for row in &rows {
         let cells: Vec<String> = (0..ALL.len())
             .map(|i| {
@@ -271,15 +274,16 @@ pub fn write_all(out: &Path, note: &str, results: &[VariantResult]) {
             .collect();
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             row.name,
             cells.join(" | "),
             fmt_ratio(row.ratio(OURS)),
-            fmt_ratio(row.ratio(OURS_ACCEL))
+            fmt_ratio(row.ratio(OURS_ACCEL)),
+            fmt_ratio(row.ratio(OURS_NO_ACCEL))
         );
         let _ = writeln!(
             csv,
-            "\"{}\",{},{},{}",
+            "\"{}\",{},{},{},{}",
             row.name,
             row.vals
                 .iter()
@@ -287,13 +291,14 @@ pub fn write_all(out: &Path, note: &str, results: &[VariantResult]) {
                 .collect::<Vec<_>>()
                 .join(","),
             fmt_plain(row.ratio(OURS)),
-            fmt_plain(row.ratio(OURS_ACCEL))
+            fmt_plain(row.ratio(OURS_ACCEL)),
+            fmt_plain(row.ratio(OURS_NO_ACCEL))
         );
     }
     // CPU per daemon.
     let _ = writeln!(
         md,
-        "\nDaemon CPU% per node (100 = one core) over each throughput point:\n\n| point | {} |\n|---|---|---|---|---|",
+        "\nDaemon CPU% per node (100 = one core) over each throughput point:\n\n| point | {} |\n|---|---|---|---|---|---|",
         ALL.map(|v| v.name()).join(" | ")
     );
     let mut points_csv = String::from(
@@ -418,9 +423,10 @@ fn summary_line(rows: &[Row], results: &[VariantResult]) -> String {
     )
 }
 
-const COLORS: [RGBColor; 4] = [
+const COLORS: [RGBColor; 5] = [
     RGBColor(200, 30, 30),
     RGBColor(230, 140, 20),
+    RGBColor(140, 60, 160),
     RGBColor(30, 90, 200),
     RGBColor(30, 150, 60),
 ];
