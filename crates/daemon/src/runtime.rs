@@ -845,6 +845,12 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         state.engine_timeout(now);
         state.drain_totem();
         state.submit_pending();
+        // The clients' events go out before the turn's datagrams: a
+        // delivering node's client then waits for no UDP send of ours (each
+        // 17-20 us here, the peer's receive and wake-up included).
+        // Remote p50 at 1000 msgs/s 227 against 244 us (6 alternating
+        // `cluster-bench --quick` rounds), 64 B throughput unchanged.
+        state.server.publish_events();
         state.flush_transmits(&mut rl);
         state.extras.transport = rl.transport().stats();
         if state.extras.older_than(stats_map::REFRESH) {
