@@ -34,7 +34,7 @@ pub struct Config {
     /// Token visits with our aru stuck behind the ring before we leave the
     /// ring as a failed receiver. Corosync: `fail_recv_const`, default 2500.
     pub fail_recv_const: u32,
-    /// Idle rotations before the representative starts holding the token.
+    /// Idle rotations before the node that sent last (else the representative) holds the token.
     /// Corosync: `seqno_unchanged_const`, default 30.
     pub seqno_unchanged_const: u32,
     /// Token visits a gap must be seen before it is put on the retransmit

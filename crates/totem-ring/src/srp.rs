@@ -140,6 +140,8 @@ pub(crate) struct RingState {
     pub visits: u32,
     pub last_token_seq: Option<u32>,
     pub own_last: Option<u32>,
+    /// The node that sent frame `high` (0: no frame in this ring yet).
+    pub high_origin: NodeId,
     pub senders: Vec<SenderState>,
     /// Set once our commit entry reported this ring's contents: plain frames
     /// of this ring are no longer accepted (recovery must work on exactly
@@ -160,6 +162,7 @@ impl RingState {
             visits: 0,
             last_token_seq: None,
             own_last: None,
+            high_origin: 0,
             senders: Vec::new(),
             frozen: false,
         }
@@ -176,15 +179,20 @@ impl RingState {
         self.visits = 0;
         self.last_token_seq = None;
         self.own_last = None;
+        self.high_origin = 0;
         self.senders.clear();
         self.frozen = false;
     }
 
-    /// Stores a frame; advances aru and high. Returns whether it was new.
-    pub fn insert(&mut self, seq: u32, frame: &[u8]) -> Insert {
+    /// Stores a frame `origin` sent; advances aru and high. Returns
+    /// whether it was new.
+    pub fn insert(&mut self, seq: u32, origin: NodeId, frame: &[u8]) -> Insert {
         let r = self.store.insert(seq, frame);
         if let Insert::New = r {
-            self.high = seq::max(self.high, seq);
+            if seq::gt(seq, self.high) {
+                self.high = seq;
+                self.high_origin = origin;
+            }
             while self.store.has(self.my_aru.wrapping_add(1)) {
                 self.my_aru = self.my_aru.wrapping_add(1);
             }
@@ -310,6 +318,10 @@ pub struct Totem {
     pub(crate) fail_recv_count: u32,
     pub(crate) last_visit_aru: u32,
     pub(crate) hold_cancel_sent: bool,
+    /// A hold-cancel came while we did not hold the token: do not hold it
+    /// at the next visit (its sender may have asked just before we would
+    /// have; it will not ask again).
+    pub(crate) hold_cancel_seen: bool,
 
     // Send queue.
     pub(crate) sendq: VecDeque<QueuedMsg>,
@@ -398,6 +410,7 @@ impl Totem {
             fail_recv_count: 0,
             last_visit_aru: 0,
             hold_cancel_sent: false,
+            hold_cancel_seen: false,
             sendq: VecDeque::with_capacity(cfg.send_queue_messages.min(65536) as usize),
             sendq_bytes: 0,
             head_offset: 0,
@@ -478,7 +491,7 @@ impl Totem {
     /// visit before. A driver that reads its clients' requests only when
     /// the token comes by (sparing them a wake-up per message while the
     /// ring is busy) must listen for requests again once it is quiet: the
-    /// token may stop at the representative, and a request would wait for
+    /// token may stop at the last sender, and a request would wait for
     /// whatever woke this node next.
     pub fn ring_quiet(&self) -> bool {
         self.holding || self.seq_unchanged > 0
@@ -913,8 +926,27 @@ impl Totem {
         }
     }
 
-    /// The representative holding an idle token forwards it at once when
-    /// there is something to send; others ask it to with a hold-cancel.
+    /// Who keeps the token once the ring is idle and its seq is `seq`: the
+    /// node that sent the last frame, so that a node sending alone finds
+    /// the token with it for its next message (no hold-cancel, no hops);
+    /// the representative when this ring has no frame yet or the last
+    /// sender is gone. On an idle ring every member holds every frame up to
+    /// `seq`, so all of them name the same node. (Corosync: always the
+    /// representative.)
+    fn idle_holder(&self, seq: u32) -> NodeId {
+        let o = self.cur.high_origin;
+        if self.cur.high == seq && o != 0 && self.ring_members.contains(&o) {
+            o
+        } else {
+            self.cur.ring.rep
+        }
+    }
+
+    /// The node holding an idle token forwards it at once when there is
+    /// something to send; others ask it to with a hold-cancel. The holder
+    /// stops at its `seqno_unchanged_const`-th idle visit, when the others
+    /// have counted one fewer: they ask from there on (a request that
+    /// arrives before the hold keeps the token going: `hold_cancel_seen`).
     fn wake_held_token(&mut self) {
         if self.state != MemberState::Operational {
             return;
@@ -922,7 +954,7 @@ impl Totem {
         if self.holding {
             let now = self.now;
             self.arm(Timer::Hold, now);
-        } else if self.seq_unchanged >= self.cfg.seqno_unchanged_const
+        } else if self.seq_unchanged >= self.cfg.seqno_unchanged_const.saturating_sub(1).max(1)
             && !self.hold_cancel_sent
             && self.ring_members.len() > 1
         {
@@ -939,6 +971,8 @@ impl Totem {
         }
         if self.holding {
             self.release_held_token(now);
+        } else {
+            self.hold_cancel_seen = true;
         }
     }
 
@@ -1002,7 +1036,7 @@ impl Totem {
             return self.stats.drop(DropReason::StaleMembership);
         }
         self.stats.frames_received += 1;
-        match self.cur.insert(h.seq, raw) {
+        match self.cur.insert(h.seq, h.origin, raw) {
             Insert::New => {}
             Insert::Duplicate => {
                 self.stats.duplicate_frames += 1;
@@ -1034,7 +1068,7 @@ impl Totem {
             return;
         }
         if seq::gt(im.header.seq, rec.low) && seq::le(im.header.seq, rec.high) {
-            let _ = old.insert(im.header.seq, inner);
+            let _ = old.insert(im.header.seq, im.header.origin, inner);
         }
     }
 
@@ -1183,9 +1217,11 @@ impl Totem {
         });
 
         let idle = tok.seq == tok.aru && tok.rtr_len == 0 && self.sendq.is_empty();
+        let cancelled = std::mem::take(&mut self.hold_cancel_seen);
         if self.state == MemberState::Operational
-            && self.cur.ring.rep == self.id
+            && self.idle_holder(tok.seq) == self.id
             && idle
+            && !cancelled
             && self.seq_unchanged >= self.cfg.seqno_unchanged_const
         {
             self.holding = true;
@@ -1474,7 +1510,7 @@ impl Totem {
         }
         tok.seq = seq;
         self.cur.own_last = Some(seq);
-        let _ = self.cur.insert(seq, &b);
+        let _ = self.cur.insert(seq, self.id, &b);
         self.stats.frames_sent += 1;
         self.txq.push_back((Destination::Multicast, b));
         Some(carried)
@@ -1531,7 +1567,7 @@ impl Totem {
             b.extend_from_slice(inner);
             let n = inner.len() as u32;
             tok.seq = seq;
-            let _ = self.cur.insert(seq, &b);
+            let _ = self.cur.insert(seq, self.id, &b);
             self.stats.frames_sent += 1;
             self.txq.push_back((Destination::Multicast, b));
             frames += 1;

@@ -107,7 +107,8 @@ fn usage() -> ! {
          (needs root). Build first: cargo build --release -p daemon -p client -p bench.\n\
          --quick takes about 3 minutes, a full run about 12.\n\
          CLUSTER_BENCH_OURS_TOTEM='key: value;key: value' adds totem lines to ours'\n\
-         configuration (tuning experiments; the summary then is not the default's)."
+         configuration (tuning experiments; the summary then is not the default's).\n\
+         CLUSTER_BENCH_LAT_SENDER=K has node K send in the latency points (default 1)."
     );
     std::process::exit(2)
 }
@@ -523,6 +524,7 @@ fn lat_point(
         ..LatPoint::default()
     };
     let nodes: Vec<usize> = (0..n).collect();
+    let sender = lat_sender(n);
     let group = format!("l{k}");
     let limit = Duration::from_secs_f64(plan.lat_secs + 45.0);
     let cdf = |i: usize| work.join(format!("cdf-l{k}-n{i}.txt"));
@@ -549,7 +551,7 @@ fn lat_point(
         .map(|s| s.to_string())
         .collect();
         a.push(cdf(i).display().to_string());
-        if i == 0 {
+        if i == sender {
             a.push("--send".into());
         }
         a
@@ -563,7 +565,7 @@ fn lat_point(
     for (i, f) in out.results.iter().enumerate() {
         let Some(f) = f else { continue };
         *false_confchg += num(f, "ring_changes").max(0.0) as u64;
-        if i == 0 {
+        if i == sender {
             lp.own = q(f);
             lp.samples = num(f, "samples");
         } else {
@@ -590,6 +592,16 @@ fn lat_point(
             .collect();
     }
     lp
+}
+
+/// The latency points' sender (index from 0): node 1, the ring's
+/// representative, unless `CLUSTER_BENCH_LAT_SENDER` names another (1..=n).
+fn lat_sender(n: usize) -> usize {
+    std::env::var("CLUSTER_BENCH_LAT_SENDER")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|s| (1..=n).contains(s))
+        .map_or(0, |s| s - 1)
 }
 
 fn failover_rep(
