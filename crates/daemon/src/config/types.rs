@@ -21,8 +21,10 @@ pub const DEFAULT_MERGE: u32 = 200;
 pub const DEFAULT_DOWNCHECK: u32 = 1000;
 /// Token rotations without receiving expected messages before a node declares itself failed.
 pub const DEFAULT_FAIL_RECV_CONST: u32 = 2500;
-/// Idle token rotations before the node that sent last (the representative if none has) holds the token.
-pub const DEFAULT_SEQNO_UNCHANGED_CONST: u32 = 30;
+/// Idle token rotations before the node that sent last (the
+/// representative if none has) holds the token (Corosync: 30; see
+/// `totem_ring::Config::seqno_unchanged_const`).
+pub const DEFAULT_SEQNO_UNCHANGED_CONST: u32 = 4;
 /// Sightings of a gap before it is added to the retransmit list.
 pub const DEFAULT_MISS_COUNT_CONST: u32 = 5;
 /// Frames multicast per token rotation, all nodes together (Corosync: 50;
