@@ -947,6 +947,8 @@ impl Totem {
     /// stops at its `seqno_unchanged_const`-th idle visit, when the others
     /// have counted one fewer: they ask from there on (a request that
     /// arrives before the hold keeps the token going: `hold_cancel_seen`).
+    /// With `seqno_unchanged_const` 1 that is from 0: every visit that
+    /// finds a local message waiting may send one.
     fn wake_held_token(&mut self) {
         if self.state != MemberState::Operational {
             return;
@@ -954,7 +956,7 @@ impl Totem {
         if self.holding {
             let now = self.now;
             self.arm(Timer::Hold, now);
-        } else if self.seq_unchanged >= self.cfg.seqno_unchanged_const.saturating_sub(1).max(1)
+        } else if self.seq_unchanged >= self.cfg.seqno_unchanged_const.saturating_sub(1)
             && !self.hold_cancel_sent
             && self.ring_members.len() > 1
         {

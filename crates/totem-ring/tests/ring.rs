@@ -988,57 +988,66 @@ fn an_idle_token_rests_with_the_last_sender() {
         net.sent[mark..].iter().map(|&(n, k, _)| (n, k)).collect()
     };
     use totem_ring::wire::PacketType::{HoldCancel, Mcast, Token};
-    let mut net = Net::new(3, fast());
-    assert!(net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000));
-    for (k, msg) in [b"one", b"two"].iter().enumerate() {
+    // The default, and the shortest idle count (the others then ask from
+    // zero idle visits).
+    for unchanged in [Config::default().seqno_unchanged_const, 1] {
+        let cfg = Config {
+            seqno_unchanged_const: unchanged,
+            ..fast()
+        };
+        let mut net = Net::new(3, cfg.clone());
+        assert!(net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000));
+        for (k, msg) in [b"one", b"two"].iter().enumerate() {
+            until_held(&mut net);
+            let mark = net.sent.len();
+            net.nodes[2]
+                .as_mut()
+                .unwrap()
+                .submit(*msg, Guarantee::Agreed)
+                .unwrap();
+            assert!(net.run_until(|n| (0..3).all(|i| n.delivered(i).len() == k + 1), 200_000));
+            let sent = kinds(&net, mark);
+            let first_mcast = sent.iter().position(|&(_, t)| t == Mcast).unwrap();
+            if k == 1 {
+                // Node 3 sent last, so the idle token waited with it.
+                assert_eq!(sent[first_mcast].0, 3, "{sent:?}");
+                assert!(
+                    sent[..first_mcast]
+                        .iter()
+                        .all(|&(_, t)| t != Token && t != HoldCancel),
+                    "node 3's second message leaves at once: {sent:?}"
+                );
+            }
+        }
+        let revisits =
+            |net: &Net, i: usize| net.nodes[i].as_ref().unwrap().stats().held_token_revisits;
+        assert_eq!(revisits(&net, 2), 1, "the held token was visited again");
+        // Node 2's message: a hold-cancel sets the token going, long before
+        // the hold timer would have.
         until_held(&mut net);
         let mark = net.sent.len();
-        net.nodes[2]
+        let t0 = net.now;
+        net.nodes[1]
             .as_mut()
             .unwrap()
-            .submit(*msg, Guarantee::Agreed)
+            .submit(b"three", Guarantee::Agreed)
             .unwrap();
-        assert!(net.run_until(|n| (0..3).all(|i| n.delivered(i).len() == k + 1), 200_000));
+        assert!(net.run_until(|n| (0..3).all(|i| n.delivered(i).len() == 3), 200_000));
         let sent = kinds(&net, mark);
-        let first_mcast = sent.iter().position(|&(_, t)| t == Mcast).unwrap();
-        if k == 1 {
-            // Node 3 sent last, so the idle token waited with it.
-            assert_eq!(sent[first_mcast].0, 3, "{sent:?}");
-            assert!(
-                sent[..first_mcast]
-                    .iter()
-                    .all(|&(_, t)| t != Token && t != HoldCancel),
-                "node 3's second message leaves at once: {sent:?}"
+        assert_eq!(sent.first(), Some(&(2, HoldCancel)), "{sent:?}");
+        let hold_ns = cfg.hold_ms() * 1_000_000;
+        assert!(
+            net.now.0 - t0.0 < hold_ns / 4,
+            "took {} ns",
+            net.now.0 - t0.0
+        );
+        for i in 0..3 {
+            let got: Vec<Vec<u8>> = net.delivered(i).into_iter().map(|(_, m)| m).collect();
+            assert_eq!(
+                got,
+                vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
             );
         }
-    }
-    let revisits = |net: &Net, i: usize| net.nodes[i].as_ref().unwrap().stats().held_token_revisits;
-    assert_eq!(revisits(&net, 2), 1, "the held token was visited again");
-    // Node 2's message: a hold-cancel sets the token going, long before
-    // the hold timer would have.
-    until_held(&mut net);
-    let mark = net.sent.len();
-    let t0 = net.now;
-    net.nodes[1]
-        .as_mut()
-        .unwrap()
-        .submit(b"three", Guarantee::Agreed)
-        .unwrap();
-    assert!(net.run_until(|n| (0..3).all(|i| n.delivered(i).len() == 3), 200_000));
-    let sent = kinds(&net, mark);
-    assert_eq!(sent.first(), Some(&(2, HoldCancel)), "{sent:?}");
-    let hold_ns = fast().hold_ms() * 1_000_000;
-    assert!(
-        net.now.0 - t0.0 < hold_ns / 4,
-        "took {} ns",
-        net.now.0 - t0.0
-    );
-    for i in 0..3 {
-        let got: Vec<Vec<u8>> = net.delivered(i).into_iter().map(|(_, m)| m).collect();
-        assert_eq!(
-            got,
-            vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
-        );
     }
 }
 
