@@ -243,6 +243,22 @@ impl Net {
         })
     }
 
+    /// On a ring of two: node 1 submits `msgs` (agreed); both nodes
+    /// deliver exactly them, in order.
+    fn node1_sends_to_pair(&mut self, msgs: &[Vec<u8>]) {
+        for m in msgs {
+            self.nodes[0]
+                .as_mut()
+                .unwrap()
+                .submit(m, Guarantee::Agreed)
+                .unwrap();
+        }
+        assert!(self.run_until(|n| n.delivered(1).len() == msgs.len(), 200_000));
+        let want: Vec<(NodeId, Vec<u8>)> = msgs.iter().map(|m| (1, m.clone())).collect();
+        assert_eq!(self.delivered(0), want);
+        assert_eq!(self.delivered(1), want);
+    }
+
     fn delivered(&self, i: usize) -> Vec<(NodeId, Vec<u8>)> {
         self.seen[i]
             .iter()
@@ -353,17 +369,7 @@ fn every_frame_of_a_burst_but_the_last_is_full_length() {
     let msgs: Vec<Vec<u8>> = (0..120u32)
         .map(|k| vec![k as u8; [1000, 333, 64, 1400, 7][k as usize % 5]])
         .collect();
-    for m in &msgs {
-        net.nodes[0]
-            .as_mut()
-            .unwrap()
-            .submit(m, Guarantee::Agreed)
-            .unwrap();
-    }
-    assert!(net.run_until(|n| n.delivered(1).len() == msgs.len(), 200_000));
-    let want: Vec<(NodeId, Vec<u8>)> = msgs.iter().map(|m| (1, m.clone())).collect();
-    assert_eq!(net.delivered(0), want);
-    assert_eq!(net.delivered(1), want);
+    net.node1_sends_to_pair(&msgs);
     // Node 1's bursts: the multicast frames between two of its tokens.
     let mut bursts: Vec<Vec<usize>> = vec![Vec::new()];
     for &(from, kind, len) in &net.sent {
@@ -1092,17 +1098,7 @@ fn the_accelerated_ring_passes_the_token_ahead_of_long_visits() {
         net.seqs.clear();
         // About 26 frames: visits of 10, 10 and the rest.
         let msgs: Vec<Vec<u8>> = (0..35u8).map(|k| vec![k; 1000]).collect();
-        for m in &msgs {
-            net.nodes[0]
-                .as_mut()
-                .unwrap()
-                .submit(m, Guarantee::Agreed)
-                .unwrap();
-        }
-        assert!(net.run_until(|n| n.delivered(1).len() == msgs.len(), 200_000));
-        let want_msgs: Vec<(NodeId, Vec<u8>)> = msgs.iter().map(|m| (1, m.clone())).collect();
-        assert_eq!(net.delivered(0), want_msgs);
-        assert_eq!(net.delivered(1), want_msgs);
+        net.node1_sends_to_pair(&msgs);
         let frames = net.seqs.iter().filter(|e| e.0 == 1 && !e.1).count();
         assert!((21..30).contains(&frames), "{frames} frames");
         let want = match (accelerated, from) {
