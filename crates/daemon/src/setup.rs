@@ -84,6 +84,11 @@ fn totem_config_on(cfg: &Config, max_message: usize, cpus: usize) -> totem_ring:
     c.downcheck = u64::from(t.downcheck);
     c.fail_recv_const = t.fail_recv_const;
     c.seqno_unchanged_const = t.seqno_unchanged_const;
+    // A count named in corosync.conf is rotations, as in Corosync; the
+    // default also holds after the same number of idle hops on larger rings.
+    if t.seqno_unchanged_written {
+        c.hold_after_idle_hops = 0;
+    }
     c.miss_count_const = t.miss_count_const;
     c.window_size = t.window_size;
     c.max_messages = t.max_messages_in_effect(accelerated);
@@ -428,5 +433,27 @@ mod tests {
         let t = totem_of(&format!("totem {{\n window_size: 150\n}}\n{nodes}"));
         assert_eq!(t.window_per_member, 0);
         assert_eq!(t.window_for(12), 150, "as written, as in Corosync");
+    }
+
+    #[test]
+    fn the_default_idle_hold_comes_sooner_on_larger_rings_and_a_written_one_does_not() {
+        let t = totem_of(NODES);
+        let visits: Vec<u32> = [2, 3, 6, 12, 16]
+            .iter()
+            .map(|&n| t.idle_visits_before_hold(n))
+            .collect();
+        assert_eq!(visits, [4, 4, 2, 1, 1], "12 idle hops, at most 4 rotations");
+        let t = totem_of(&format!(
+            "totem {{
+ seqno_unchanged_const: 4
+}}
+{NODES}"
+        ));
+        assert_eq!(t.hold_after_idle_hops, 0);
+        assert_eq!(
+            t.idle_visits_before_hold(12),
+            4,
+            "rotations, as in Corosync"
+        );
     }
 }

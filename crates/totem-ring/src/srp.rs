@@ -457,7 +457,8 @@ impl Totem {
     /// Takes from `new` the values Corosync lets an operator change on a
     /// running node (its "volatile" totem keys): token, token_retransmit,
     /// hold, token_retransmits_before_loss_const, join, consensus, merge,
-    /// downcheck, fail_recv_const, seqno_unchanged_const, miss_count_const,
+    /// downcheck, fail_recv_const, seqno_unchanged_const (with
+    /// hold_after_idle_hops), miss_count_const,
     /// window_size, max_messages and window_per_member. The rest of `new`
     /// (frame and queue sizes, which size buffers; netmtu; the ring
     /// options) is ignored.
@@ -477,6 +478,7 @@ impl Totem {
         c.downcheck = new.downcheck;
         c.fail_recv_const = new.fail_recv_const;
         c.seqno_unchanged_const = new.seqno_unchanged_const;
+        c.hold_after_idle_hops = new.hold_after_idle_hops;
         c.miss_count_const = new.miss_count_const;
         c.window_size = new.window_size;
         c.max_messages = new.max_messages;
@@ -933,6 +935,10 @@ impl Totem {
     /// sender is gone. On an idle ring every member holds every frame up to
     /// `seq`, so all of them name the same node. (Corosync: always the
     /// representative.)
+    fn idle_visits_before_hold(&self) -> u32 {
+        self.cfg.idle_visits_before_hold(self.ring_members.len())
+    }
+
     fn idle_holder(&self, seq: u32) -> NodeId {
         let o = self.cur.high_origin;
         if self.cur.high == seq && o != 0 && self.ring_members.contains(&o) {
@@ -944,10 +950,11 @@ impl Totem {
 
     /// The node holding an idle token forwards it at once when there is
     /// something to send; others ask it to with a hold-cancel. The holder
-    /// stops at its `seqno_unchanged_const`-th idle visit, when the others
+    /// stops at its `idle_visits_before_hold`-th idle visit (from
+    /// `seqno_unchanged_const` and `hold_after_idle_hops`), when the others
     /// have counted one fewer: they ask from there on (a request that
     /// arrives before the hold keeps the token going: `hold_cancel_seen`).
-    /// With `seqno_unchanged_const` 1 that is from 0: every visit that
+    /// With a count of 1 that is from 0: every visit that
     /// finds a local message waiting may send one.
     fn wake_held_token(&mut self) {
         if self.state != MemberState::Operational {
@@ -956,7 +963,7 @@ impl Totem {
         if self.holding {
             let now = self.now;
             self.arm(Timer::Hold, now);
-        } else if self.seq_unchanged >= self.cfg.seqno_unchanged_const.saturating_sub(1)
+        } else if self.seq_unchanged >= self.idle_visits_before_hold().saturating_sub(1)
             && !self.hold_cancel_sent
             && self.ring_members.len() > 1
         {
@@ -965,6 +972,17 @@ impl Totem {
             wire::encode_ring_packet(PacketType::HoldCancel, self.id, self.cur.ring, &mut b);
             self.txq.push_back((Destination::Multicast, b));
         }
+    }
+
+    /// Whether the stable line covers the aru this visit forwards, so that
+    /// a held token may be visited again when a local message comes (see
+    /// `release_held_token`). The idle token is held only then: with the
+    /// Accelerated Ring the token reaches the next node ahead of the last
+    /// frame, which lowers the token's aru for one more rotation, and a
+    /// token held too early (after one idle visit of a 12-node ring) could
+    /// only be forwarded as held, so the next message waited a rotation.
+    fn held_visit_repeatable(&self) -> bool {
+        !seq::lt(self.cur.safe_line, self.cur.fwd_aru[1])
     }
 
     fn on_hold_cancel(&mut self, now: Instant, ring: RingId) {
@@ -996,7 +1014,7 @@ impl Totem {
     fn release_held_token(&mut self, now: Instant) {
         let revisit = self.idle_hold
             && self.my_last_fcc == 0
-            && !seq::lt(self.cur.safe_line, self.cur.fwd_aru[1])
+            && self.held_visit_repeatable()
             && !self.sendq.is_empty()
             && !self.receive_congested
             && self.state == MemberState::Operational;
@@ -1224,7 +1242,8 @@ impl Totem {
             && self.idle_holder(tok.seq) == self.id
             && idle
             && !cancelled
-            && self.seq_unchanged >= self.cfg.seqno_unchanged_const
+            && self.seq_unchanged >= self.idle_visits_before_hold()
+            && self.held_visit_repeatable()
         {
             self.holding = true;
             self.idle_hold = true;

@@ -1057,6 +1057,90 @@ fn an_idle_token_rests_with_the_last_sender() {
     }
 }
 
+/// On a larger ring the idle token comes to rest after about the same
+/// number of idle hops as on 3 nodes (`hold_after_idle_hops`), not after
+/// the same number of rotations: 12 nodes hold it after one idle rotation
+/// where Corosync's counting takes four (two more with the Accelerated
+/// Ring, whose token reaches the next node ahead of the last frame and so
+/// leaves the stable line behind for a rotation). The holder, the last
+/// sender, is visited again at once for its next message; a message from
+/// a node that does not hold it leaves by a hold-cancel.
+#[test]
+fn a_larger_ring_holds_the_idle_token_after_as_many_hops() {
+    use totem_ring::wire::PacketType::{HoldCancel, Mcast, Token};
+    fn until_held(net: &mut Net) {
+        let n = net.nodes.len();
+        let held = (0..400_000).any(|_| {
+            net.step();
+            (0..n).for_each(|i| net.drain(i));
+            net.inflight.is_empty()
+        });
+        assert!(held, "an idle ring's token is held");
+    }
+    // Node `from` sends; returns the packets sent until all delivered it.
+    fn send(net: &mut Net, from: usize, k: usize) -> Vec<(NodeId, totem_ring::wire::PacketType)> {
+        let mark = net.sent.len();
+        net.nodes[from]
+            .as_mut()
+            .unwrap()
+            .submit(b"m", Guarantee::Agreed)
+            .unwrap();
+        let n = net.nodes.len();
+        assert!(net.run_until(|net| (0..n).all(|i| net.delivered(i).len() == k), 400_000));
+        net.sent[mark..].iter().map(|s| (s.0, s.1)).collect()
+    }
+    // Token hops from node 1's first message until the token rests.
+    fn hops_to_rest(nodes: u32, cfg: Config) -> (usize, Net) {
+        let members: Vec<NodeId> = (1..=nodes).collect();
+        let mut net = Net::new(nodes, cfg);
+        assert!(net.run_until(|n| n.all_operational_with(&members), 400_000));
+        send(&mut net, 0, 1);
+        let mark = net.sent.len();
+        until_held(&mut net);
+        let hops = net.sent[mark..].iter().filter(|s| s.1 == Token).count();
+        (hops, net)
+    }
+    for accelerated in [false, true] {
+        for nodes in [6, 12] {
+            let by_hops = Config {
+                accelerated,
+                ..fast()
+            };
+            let rotations = Config {
+                hold_after_idle_hops: 0,
+                ..by_hops.clone()
+            };
+            assert_eq!(rotations.idle_visits_before_hold(nodes as usize), 4);
+            let (few, mut net) = hops_to_rest(nodes, by_hops.clone());
+            let (many, _) = hops_to_rest(nodes, rotations);
+            let n = nodes as usize;
+            let visits = by_hops.idle_visits_before_hold(n) as usize;
+            assert!(visits < 4, "{nodes} nodes hold after {visits} idle visits");
+            let most = if accelerated { visits + 2 } else { visits };
+            assert!(
+                few <= most * n && few < many && many >= 3 * n,
+                "{nodes} nodes, accelerated {accelerated}: {few} hops to rest by hops, {many} by rotations"
+            );
+            // The holder's next message leaves at once: its own token
+            // revisit (sent ahead with the Accelerated Ring), no hop.
+            let sent = send(&mut net, 0, 2);
+            let first_mcast = sent.iter().position(|&(_, t)| t == Mcast).unwrap();
+            assert!(
+                sent[..first_mcast].iter().all(|&(from, _)| from == 1),
+                "{sent:?}"
+            );
+            let revisits = net.nodes[0].as_ref().unwrap().stats().held_token_revisits;
+            assert_eq!(revisits, 1, "{nodes} nodes, accelerated {accelerated}");
+            // A node that does not hold it asks for it.
+            until_held(&mut net);
+            let t0 = net.now;
+            let sent = send(&mut net, n / 2, 3);
+            assert_eq!(sent.first(), Some(&(nodes / 2 + 1, HoldCancel)));
+            assert!(net.now.0 - t0.0 < by_hops.hold_ms() * 1_000_000 / 4);
+        }
+    }
+}
+
 /// The Accelerated Ring passes the token ahead of a visit's frames: of
 /// every visit, or (`accelerate_from_frames`, the daemon's `auto` on 2
 /// CPUs) only of one with at least that many frames, a shorter one sending

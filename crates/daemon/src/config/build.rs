@@ -967,6 +967,7 @@ fn finish_timings(cx: &mut Ctx, raw: &RawTotem, nodes: usize) -> Result<Timings,
         ),
         max_messages_written: t.max_messages.is_some(),
         window_fixed: t.window_size.is_some(),
+        seqno_unchanged_written: t.seqno_unchanged_const.is_some(),
     };
     check_timings(cx, t, &timings, at)?;
     Ok(timings)

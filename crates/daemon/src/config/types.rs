@@ -241,6 +241,11 @@ pub struct Timings {
     /// ring's size, as in Corosync (otherwise it grows by
     /// `max_messages` frames per member; `totem_ring::Config::window_per_member`).
     pub window_fixed: bool,
+    /// `seqno_unchanged_const` was written: the idle token is held after
+    /// that many rotations whatever the ring's size, as in Corosync
+    /// (otherwise larger rings hold it sooner;
+    /// `totem_ring::Config::hold_after_idle_hops`).
+    pub seqno_unchanged_written: bool,
 }
 
 impl Timings {

@@ -171,6 +171,15 @@ pub fn random_config(rng: &mut ChaCha8Rng) -> Config {
     } else {
         c.max_messages
     };
+    // The idle token held after rotations only (Corosync's counting, as
+    // when corosync.conf names seqno_unchanged_const), after the daemon's
+    // default 12 idle hops, or after one idle visit whatever the count;
+    // again from a value already drawn.
+    c.hold_after_idle_hops = match c.fail_recv_const % 3 {
+        0 => 0,
+        1 => 12,
+        _ => 1,
+    };
     // With the Accelerated Ring: every visit passes the token ahead of its
     // burst, only the fuller half (the daemon's `auto` on 2 CPUs), or only
     // the full ones; again from a value already drawn.
