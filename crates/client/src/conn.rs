@@ -260,9 +260,15 @@ impl Conn {
                 .map_err(|e| request_error(&e))?;
             match handled {
                 Some(r) => {
-                    r?;
-                    self.check_open()?;
+                    // The event's room goes back to the daemon in batches;
+                    // a call that returns before finding the ring empty
+                    // gives back the rest.
+                    if let Err(e) = r.and_then(|()| self.check_open()) {
+                        self.client.release_dispatched();
+                        return Err(e);
+                    }
                     if matches!(flags, DispatchFlags::One | DispatchFlags::OneNonblocking) {
+                        self.client.release_dispatched();
                         return Ok(());
                     }
                 }

@@ -372,6 +372,12 @@ impl RingPtrs {
             && h.producer_waiting.swap(0, Ordering::AcqRel) != 0
     }
 
+    /// Whether the producer holds spilled frames and waits for room (a
+    /// plain load: the flag shares the consumer's own cache line).
+    pub(crate) fn producer_waits(&self) -> bool {
+        self.hdr().producer_waiting.load(Ordering::Relaxed) != 0
+    }
+
     /// Whether the consumer's wake-up request is still pending (the
     /// producer has not taken it).
     pub(crate) fn consumer_armed(&self) -> bool {

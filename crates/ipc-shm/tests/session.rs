@@ -851,3 +851,55 @@ fn a_dispatch_loop_that_never_polls_still_notices_a_dead_daemon() {
         }
     }
 }
+
+/// Room freed by events handled in place goes back to the daemon in
+/// batches (a sixteenth of the ring), all of it once a dispatch finds the
+/// ring empty, and at once when the daemon holds spilled events and waits
+/// for room.
+#[test]
+fn room_of_events_handled_in_place_goes_back_in_batches() {
+    let (mut server, mut pl, ccfg) = small_rings("inplace-batch");
+    let (c, id) = connect(&mut server, &mut pl, ccfg);
+    let send = |server: &mut Server, i: u64, len: usize| {
+        let h = FrameHeader {
+            service: 1,
+            kind: 7,
+            request_id: i,
+        };
+        server.send_event(id, h, &vec![i as u8; len]).unwrap()
+    };
+    let in_ring = |server: &Server| {
+        let s = server.session_info().find(|s| s.id == id).unwrap();
+        (s.event_ring_bytes, s.event_overflow_frames)
+    };
+    // 16-byte events take 32 bytes of the 4 KiB ring: a batch is 8 of them.
+    for i in 0..20 {
+        send(&mut server, i, 16);
+    }
+    assert_eq!(in_ring(&server), (640, 0));
+    for i in 0..3 {
+        assert_eq!(c.dispatch_in_place(|h, _| h.request_id).unwrap(), Some(i));
+    }
+    assert_eq!(in_ring(&server), (640, 0), "three events: not yet");
+    for i in 3..8 {
+        assert_eq!(c.dispatch_in_place(|h, _| h.request_id).unwrap(), Some(i));
+    }
+    assert_eq!(in_ring(&server), (640 - 8 * 32, 0), "a batch");
+    while c.dispatch_in_place(|_, _| ()).unwrap().is_some() {}
+    assert_eq!(in_ring(&server), (0, 0), "the rest, once the ring is empty");
+    // Fill the ring and spill: the first event given back, far less than a
+    // batch, frees its room for the daemon at once.
+    let mut i = 100;
+    while send(&mut server, i, 16) == Delivery::Ring {
+        i += 1;
+    }
+    assert_eq!(in_ring(&server).1, 1);
+    assert!(c.dispatch_in_place(|_, _| ()).unwrap().is_some());
+    pl.turn(&mut server, Some(Duration::ZERO)).unwrap();
+    while server.next_event().is_some() {}
+    assert_eq!(
+        in_ring(&server).1,
+        0,
+        "the spilled event went into the ring"
+    );
+}
