@@ -86,9 +86,11 @@ fn totem_config_on(cfg: &Config, max_message: usize, cpus: usize) -> totem_ring:
     c.seqno_unchanged_const = t.seqno_unchanged_const;
     // A count named in corosync.conf is rotations, as in Corosync; the
     // default also holds after the same number of idle hops on larger rings.
-    if t.seqno_unchanged_written {
-        c.hold_after_idle_hops = 0;
-    }
+    c.hold_after_idle_hops = if t.seqno_unchanged_written {
+        0
+    } else {
+        totem_ring::Config::default().hold_after_idle_hops
+    };
     c.miss_count_const = t.miss_count_const;
     c.window_size = t.window_size;
     c.max_messages = t.max_messages_in_effect(accelerated);
