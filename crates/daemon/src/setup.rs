@@ -438,6 +438,23 @@ mod tests {
     }
 
     #[test]
+    fn a_visit_longer_than_the_default_window_is_fine_where_the_window_grows() {
+        let t = totem_of(&format!("totem {{\n max_messages: 200\n}}\n{NODES}"));
+        assert_eq!((t.max_messages, t.window_per_member), (200, 200));
+        assert_eq!((t.window_for(1), t.window_for(12)), (200, 2400));
+        t.validate().expect("valid");
+        let fixed = format!("totem {{\n window_size: 150\n max_messages: 200\n}}\n{NODES}");
+        let e = Config::from_str(&fixed, "corosync.conf")
+            .err()
+            .expect("refused");
+        assert!(
+            e.to_string()
+                .starts_with("corosync.conf:3: max_messages (200)"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_default_idle_hold_comes_sooner_on_larger_rings_and_a_written_one_does_not() {
         let t = totem_of(NODES);
         let visits: Vec<u32> = [2, 3, 6, 12, 16]

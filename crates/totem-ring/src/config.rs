@@ -273,8 +273,13 @@ impl Config {
                 "window_size and max_messages must be ≥ 1",
             ));
         }
-        if self.max_messages > self.window_size {
-            return Err(bad("max_messages", "must be ≤ window_size"));
+        // A window that grows with the ring holds a visit from one member
+        // up; a fixed one must hold it as written.
+        if self.max_messages > self.window_for(1) {
+            return Err(bad(
+                "max_messages",
+                "must be ≤ window_size (or, where the window grows with the ring, ≤ window_per_member)",
+            ));
         }
         if self.fail_recv_const == 0 || self.miss_count_const == 0 {
             return Err(bad(
