@@ -12,6 +12,8 @@
 #   ours/  our corosync, corosync-cmapctl, corosync-keygen, libcorosync_rs.so
 #       and cpgbench_own (the anchor's client source) built against our
 #       libcpg with RUNPATH $ORIGIN, all stripped
+#   perf/, ours-prof/  only with PROFILE=1, for profile.sh: this machine's
+#       perf with its libraries, and ours with symbols
 #
 # The additions, so that one harness drives both engines:
 #   devrun.sh: ENGINE_DIR=DIR takes corosync, corosync-keygen,
@@ -66,4 +68,19 @@ install -m 0755 "$repo/target/release/libcorosync_rs.so" "$O/"
 gcc -O2 -Wall -o "$O/cpgbench_own" "$D/cpgbench_own.c" -I "$repo/crates/client/include" \
     -L "$O" -lcorosync_rs -Wl,-rpath,'$ORIGIN'
 strip --strip-unneeded "$O"/*
+
+# --- PROFILE=1: what profile.sh needs (perf is not installed there) --------
+rm -rf "$D/perf" "$D/ours-prof"
+if [ "${PROFILE:-0}" = 1 ]; then
+    # this machine's perf and the libraries it loads (glibc stays the
+    # target's: perf needs GLIBC_2.34, the device has 2.39), ~30 MB
+    mkdir -p "$D/perf/lib"
+    cp "$(command -v perf)" "$D/perf/"
+    ldd "$(command -v perf)" | awk '/=>/ {print $3}' | grep -v -e '/libc\.so' -e '/libm\.so' |
+        xargs -I{} cp -L {} "$D/perf/lib/"
+    # the same build with its symbols (no debug info), for perf report there
+    cp -r "$O" "$D/ours-prof"
+    objcopy --strip-debug "$repo/target/release/corosync" "$D/ours-prof/corosync"
+    objcopy --strip-debug "$repo/target/release/libcorosync_rs.so" "$D/ours-prof/libcorosync_rs.so"
+fi
 echo "prepare.sh: $(du -sh "$D" | cut -f1) in $D"
