@@ -444,9 +444,9 @@ mod tests {
         assert_eq!((t.window_for(1), t.window_for(12)), (200, 2400));
         t.validate().expect("valid");
         let fixed = format!("totem {{\n window_size: 150\n max_messages: 200\n}}\n{NODES}");
-        let e = Config::from_str(&fixed, "corosync.conf")
-            .err()
-            .expect("refused");
+        let Err(e) = Config::from_str(&fixed, "corosync.conf") else {
+            panic!("a visit longer than a written window is refused");
+        };
         assert!(
             e.to_string()
                 .starts_with("corosync.conf:3: max_messages (200)"),
