@@ -902,4 +902,23 @@ fn room_of_events_handled_in_place_goes_back_in_batches() {
         0,
         "the spilled event went into the ring"
     );
+    // A request that finds its ring full (a daemon that reads no requests
+    // while this client's events wait for room, say) gives back the room
+    // of the events handled so far.
+    while c.dispatch_in_place(|_, _| ()).unwrap().is_some() {}
+    for i in 200..210 {
+        send(&mut server, i, 16);
+    }
+    for _ in 0..3 {
+        assert!(c.dispatch_in_place(|_, _| ()).unwrap().is_some());
+    }
+    assert_eq!(in_ring(&server).0, 10 * 32, "three events: not yet");
+    loop {
+        match c.send(1, KIND_ONE_WAY, &[0; 100]) {
+            Ok(_) => {}
+            Err(ClientError::TryAgain) => break,
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+    assert_eq!(in_ring(&server).0, 7 * 32, "given back with the TRY_AGAIN");
 }
