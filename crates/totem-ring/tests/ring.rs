@@ -235,6 +235,17 @@ impl Net {
         f(self)
     }
 
+    /// Runs until nothing is in flight: the idle ring's token is held.
+    fn until_held(&mut self) {
+        let n = self.nodes.len();
+        let held = (0..400_000).any(|_| {
+            self.step();
+            (0..n).for_each(|i| self.drain(i));
+            self.inflight.is_empty()
+        });
+        assert!(held, "an idle ring's token is held");
+    }
+
     fn all_operational_with(&self, members: &[NodeId]) -> bool {
         members.iter().all(|&m| {
             self.nodes[m as usize - 1]
@@ -978,18 +989,6 @@ fn a_held_token_carries_the_holders_new_message_at_once() {
 /// takes a hold-cancel to get it going.
 #[test]
 fn an_idle_token_rests_with_the_last_sender() {
-    fn until_held(net: &mut Net) {
-        for _ in 0..200_000 {
-            net.step();
-            for i in 0..3 {
-                net.drain(i);
-            }
-            if net.inflight.is_empty() {
-                return;
-            }
-        }
-        panic!("an idle ring's token is held");
-    }
     let kinds = |net: &Net, mark: usize| -> Vec<(NodeId, totem_ring::wire::PacketType)> {
         net.sent[mark..].iter().map(|&(n, k, _)| (n, k)).collect()
     };
@@ -1004,7 +1003,7 @@ fn an_idle_token_rests_with_the_last_sender() {
         let mut net = Net::new(3, cfg.clone());
         assert!(net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000));
         for (k, msg) in [b"one", b"two"].iter().enumerate() {
-            until_held(&mut net);
+            net.until_held();
             let mark = net.sent.len();
             net.nodes[2]
                 .as_mut()
@@ -1030,7 +1029,7 @@ fn an_idle_token_rests_with_the_last_sender() {
         assert_eq!(revisits(&net, 2), 1, "the held token was visited again");
         // Node 2's message: a hold-cancel sets the token going, long before
         // the hold timer would have.
-        until_held(&mut net);
+        net.until_held();
         let mark = net.sent.len();
         let t0 = net.now;
         net.nodes[1]
@@ -1068,15 +1067,6 @@ fn an_idle_token_rests_with_the_last_sender() {
 #[test]
 fn a_larger_ring_holds_the_idle_token_after_as_many_hops() {
     use totem_ring::wire::PacketType::{HoldCancel, Mcast, Token};
-    fn until_held(net: &mut Net) {
-        let n = net.nodes.len();
-        let held = (0..400_000).any(|_| {
-            net.step();
-            (0..n).for_each(|i| net.drain(i));
-            net.inflight.is_empty()
-        });
-        assert!(held, "an idle ring's token is held");
-    }
     // Node `from` sends; returns the packets sent until all delivered it.
     fn send(net: &mut Net, from: usize, k: usize) -> Vec<(NodeId, totem_ring::wire::PacketType)> {
         let mark = net.sent.len();
@@ -1096,7 +1086,7 @@ fn a_larger_ring_holds_the_idle_token_after_as_many_hops() {
         assert!(net.run_until(|n| n.all_operational_with(&members), 400_000));
         send(&mut net, 0, 1);
         let mark = net.sent.len();
-        until_held(&mut net);
+        net.until_held();
         let hops = net.sent[mark..].iter().filter(|s| s.1 == Token).count();
         (hops, net)
     }
@@ -1132,7 +1122,7 @@ fn a_larger_ring_holds_the_idle_token_after_as_many_hops() {
             let revisits = net.nodes[0].as_ref().unwrap().stats().held_token_revisits;
             assert_eq!(revisits, 1, "{nodes} nodes, accelerated {accelerated}");
             // A node that does not hold it asks for it.
-            until_held(&mut net);
+            net.until_held();
             let t0 = net.now;
             let sent = send(&mut net, n / 2, 3);
             assert_eq!(sent.first(), Some(&(nodes / 2 + 1, HoldCancel)));
