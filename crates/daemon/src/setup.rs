@@ -91,6 +91,8 @@ fn totem_config_on(cfg: &Config, max_message: usize, cpus: usize) -> totem_ring:
     } else {
         totem_ring::Config::default().hold_after_idle_hops
     };
+    // The run loop has no use for them.
+    c.sent_events = false;
     c.miss_count_const = t.miss_count_const;
     c.window_size = t.window_size;
     c.max_messages = t.max_messages_in_effect(accelerated);

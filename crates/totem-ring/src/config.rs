@@ -99,6 +99,11 @@ pub struct Config {
     /// With `accelerated`: only a visit whose burst has at least this many
     /// frames passes the token ahead of it (0: every visit).
     pub accelerate_from_frames: u32,
+    /// Report every sequenced message as [`crate::Event::Sent`] (the
+    /// simulator's checker maps handles to sequence numbers with it). An
+    /// application that does not read them turns them off: one event fewer
+    /// per message it sends.
+    pub sent_events: bool,
     /// First message sequence number of every ring minus one (tests start
     /// it near wraparound; Corosync starts at 0).
     pub initial_seq: u32,
@@ -136,6 +141,7 @@ impl Default for Config {
             send_queue_bytes: 16 << 20,
             accelerated: false,
             accelerate_from_frames: 0,
+            sent_events: true,
             initial_seq: 0,
             #[cfg(feature = "mutants")]
             mutant: None,

@@ -107,8 +107,9 @@ fn deliver_frame(
     mode: Mode,
     max_msg: usize,
 ) -> Outcome {
-    // Frames were validated when they were stored.
-    let Ok(m) = wire::decode_mcast(frame) else {
+    // Frames were validated when they were stored: only the header is
+    // read again.
+    let Ok(m) = wire::decode_mcast_header(frame) else {
         return Outcome::Discarded;
     };
     let h = m.header;

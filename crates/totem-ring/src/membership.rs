@@ -2,7 +2,7 @@
 //! (the commit token's two passes), Recovery (old-ring frames re-broadcast
 //! on the new ring) and the installation of the new configuration.
 
-use crate::srp::{DropReason, MemberState, Pending, Recovery, RingState, Timer};
+use crate::srp::{ConfigPending, DropReason, MemberState, Pending, Recovery, RingState, Timer};
 use crate::wire::{self, CommitEntry, Token, UNFILLED};
 use crate::{seq, ConfigKind, Destination, Instant, NodeId, RingId, Totem};
 
@@ -532,13 +532,13 @@ impl Totem {
                     rec.trans_members.clone()
                 };
                 self.stats.config_changes += 1;
-                self.push_event(Pending::Config {
+                self.push_event(Pending::Config(Box::new(ConfigPending {
                     kind: ConfigKind::Transitional,
                     left: minus(old_members, &trans),
                     members: trans,
                     joined: Vec::new(),
                     ring: self.cur.ring,
-                });
+                })));
             }
             if !late_old {
                 self.finish_old_transitional(&mut old, &rec);
@@ -546,13 +546,13 @@ impl Totem {
         }
         let prev_members = prev.as_ref().map_or(&[][..], |(_, m)| m.as_slice());
         self.stats.config_changes += 1;
-        self.push_event(Pending::Config {
+        self.push_event(Pending::Config(Box::new(ConfigPending {
             kind: ConfigKind::Regular,
             left: minus(prev_members, &members),
             joined: minus(&members, prev_members),
             members: members.clone(),
             ring: self.cur.ring,
-        });
+        })));
         if late_old && prev.is_some() {
             self.finish_old_transitional(&mut old, &rec);
         }

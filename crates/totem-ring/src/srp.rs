@@ -221,13 +221,8 @@ pub(crate) enum Pending {
         seq: u32,
         guarantee: Guarantee,
     },
-    Config {
-        kind: ConfigKind,
-        members: Vec<NodeId>,
-        left: Vec<NodeId>,
-        joined: Vec<NodeId>,
-        ring: RingId,
-    },
+    /// Boxed: a delivery (the common event) then moves in half the bytes.
+    Config(Box<ConfigPending>),
     Persist(u64),
     Sent {
         handle: MsgHandle,
@@ -242,6 +237,15 @@ pub(crate) enum Pending {
         ring_size: u32,
         rotation_frames: u32,
     },
+}
+
+/// A configuration change waiting in the event queue.
+pub(crate) struct ConfigPending {
+    pub kind: ConfigKind,
+    pub members: Vec<NodeId>,
+    pub left: Vec<NodeId>,
+    pub joined: Vec<NodeId>,
+    pub ring: RingId,
 }
 
 /// The recovery plan computed from the second pass of the commit token.
@@ -337,7 +341,9 @@ pub struct Totem {
     pub(crate) loopback: VecDeque<Vec<u8>>,
     pub(crate) events: VecDeque<Pending>,
     pub(crate) arena: Vec<u8>,
-    pub(crate) ev_current: Option<Pending>,
+    /// The configuration change `poll_event` last returned (its lists are
+    /// lent to the caller).
+    pub(crate) ev_current: Option<Box<ConfigPending>>,
     pub(crate) timers: [Option<Instant>; TIMERS],
     pub(crate) stats: Stats,
 }
@@ -763,14 +769,14 @@ impl Totem {
     }
 
     /// The next event for the application, in delivery order.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         let Some(p) = self.events.pop_front() else {
             self.arena.clear();
             self.ev_current = None;
             return None;
         };
-        self.ev_current = Some(p);
-        Some(match self.ev_current.as_ref().expect("just set") {
+        Some(match p {
             Pending::Deliver {
                 off,
                 len,
@@ -779,31 +785,24 @@ impl Totem {
                 seq,
                 guarantee,
             } => Event::Deliver {
-                payload: &self.arena[*off..*off + *len],
-                sender: *sender,
-                ring: *ring,
-                seq: *seq,
-                guarantee: *guarantee,
-            },
-            Pending::Config {
-                kind,
-                members,
-                left,
-                joined,
+                payload: &self.arena[off..off + len],
+                sender,
                 ring,
-            } => Event::ConfigChange {
-                kind: *kind,
-                members,
-                left,
-                joined,
-                ring_id: *ring,
+                seq,
+                guarantee,
             },
-            Pending::Persist(s) => Event::PersistRingSeq(*s),
-            Pending::Sent { handle, ring, seq } => Event::Sent {
-                handle: *handle,
-                ring: *ring,
-                seq: *seq,
-            },
+            Pending::Config(c) => {
+                let c = self.ev_current.insert(c);
+                Event::ConfigChange {
+                    kind: c.kind,
+                    members: &c.members,
+                    left: &c.left,
+                    joined: &c.joined,
+                    ring_id: c.ring,
+                }
+            }
+            Pending::Persist(s) => Event::PersistRingSeq(s),
+            Pending::Sent { handle, ring, seq } => Event::Sent { handle, ring, seq },
             Pending::TokenVisit {
                 ring,
                 token_seq,
@@ -812,12 +811,12 @@ impl Totem {
                 ring_size,
                 rotation_frames,
             } => Event::TokenVisit {
-                ring: *ring,
-                token_seq: *token_seq,
-                new_frames: *new_frames,
-                retransmits: *retransmits,
-                ring_size: *ring_size,
-                rotation_frames: *rotation_frames,
+                ring,
+                token_seq,
+                new_frames,
+                retransmits,
+                ring_size,
+                rotation_frames,
             },
         })
     }
@@ -1538,11 +1537,13 @@ impl Totem {
     }
 
     fn message_sequenced(&mut self, m: QueuedMsg, seq: u32) {
-        self.push_event(Pending::Sent {
-            handle: m.handle,
-            ring: self.cur.ring,
-            seq,
-        });
+        if self.cfg.sent_events {
+            self.push_event(Pending::Sent {
+                handle: m.handle,
+                ring: self.cur.ring,
+                seq,
+            });
+        }
         if m.data.capacity() <= POOLED_MSG_MAX && self.msg_pool.len() < POOL_MAX {
             self.msg_pool.push(m.data);
         }

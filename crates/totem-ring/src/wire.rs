@@ -343,6 +343,23 @@ pub fn decode_token_into(buf: &[u8], out: &mut Token) -> Result<(), DecodeError>
 
 /// Decodes a multicast frame's header; the payload is returned unparsed.
 pub fn decode_mcast(buf: &[u8]) -> Result<Mcast<'_>, DecodeError> {
+    let m = decode_mcast_header(buf)?;
+    if m.header.encapsulated() {
+        // The inner frame must itself be a plain multicast frame.
+        let inner = decode_mcast(m.payload)?;
+        if inner.header.encapsulated() {
+            return Err(DecodeError::Malformed);
+        }
+    } else {
+        validate_messages(m.payload)?;
+    }
+    Ok(m)
+}
+
+/// `decode_mcast` without walking the packed messages: for frames that
+/// were validated when they were stored (delivery reads each stored frame
+/// once more, and its message iterator still stops at anything malformed).
+pub fn decode_mcast_header(buf: &[u8]) -> Result<Mcast<'_>, DecodeError> {
     let (t, sender) = peek_header(buf)?;
     if t != PacketType::Mcast {
         return Err(DecodeError::BadType);
@@ -370,15 +387,6 @@ pub fn decode_mcast(buf: &[u8]) -> Result<Mcast<'_>, DecodeError> {
         delivered_upto,
     };
     let payload = r.rest();
-    if header.encapsulated() {
-        // The inner frame must itself be a plain multicast frame.
-        let inner = decode_mcast(payload)?;
-        if inner.header.encapsulated() {
-            return Err(DecodeError::Malformed);
-        }
-    } else {
-        validate_messages(payload)?;
-    }
     Ok(Mcast { header, payload })
 }
 

@@ -39,6 +39,8 @@ struct Net {
     /// Every token and multicast frame put on the wire: sender, whether it
     /// is the token, and its seq (the token's: the highest one assigned).
     seqs: Vec<(NodeId, bool, u32)>,
+    /// `Event::Sent` reported, per node.
+    sent_events: Vec<usize>,
 }
 
 impl Net {
@@ -63,6 +65,7 @@ impl Net {
             sent: Vec::new(),
             visits: Vec::new(),
             seqs: Vec::new(),
+            sent_events: vec![0; n as usize],
         }
     }
 
@@ -122,7 +125,7 @@ impl Net {
                     rotation_frames,
                     ..
                 } => self.visits.push((new_frames, rotation_frames)),
-                _ => {}
+                Event::Sent { .. } => self.sent_events[i] += 1,
             }
         }
         for s in persist {
@@ -454,6 +457,30 @@ fn graceful_leave_reforms_without_token_loss() {
         "took {} ns",
         net.now.0 - start.0
     );
+}
+
+#[test]
+fn sent_events_come_only_when_asked_for() {
+    for on in [true, false] {
+        let mut net = Net::new(
+            2,
+            Config {
+                sent_events: on,
+                ..fast()
+            },
+        );
+        assert!(net.run_until(|n| n.all_operational_with(&[1, 2]), 200_000));
+        for k in 0..10u8 {
+            let t = net.nodes[0].as_mut().unwrap();
+            t.submit(&[k; 40], Guarantee::Agreed).unwrap();
+        }
+        assert!(net.run_until(|n| (0..2).all(|i| n.delivered(i).len() == 10), 200_000));
+        assert_eq!(
+            net.sent_events,
+            vec![if on { 10 } else { 0 }, 0],
+            "sent_events {on}"
+        );
+    }
 }
 
 #[test]
