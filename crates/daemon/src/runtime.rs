@@ -321,6 +321,15 @@ impl State {
                     guarantee,
                     ..
                 } => engine.deliver(sender, guarantee, payload, &mut out),
+                Event::DeliverParts {
+                    parts,
+                    sender,
+                    guarantee,
+                    ..
+                } => {
+                    let pieces: Vec<&[u8]> = parts.iter().collect();
+                    engine.deliver_parts(sender, guarantee, &pieces, &mut out);
+                }
                 Event::ConfigChange {
                     kind,
                     members,

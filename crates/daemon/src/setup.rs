@@ -93,6 +93,9 @@ fn totem_config_on(cfg: &Config, max_message: usize, cpus: usize) -> totem_ring:
     };
     // The run loop has no use for them.
     c.sent_events = false;
+    // A large message goes from Totem's store to the clients' event rings
+    // in its pieces, without being reassembled into a buffer first.
+    c.deliver_parts_from = 8192;
     c.miss_count_const = t.miss_count_const;
     c.window_size = t.window_size;
     c.max_messages = t.max_messages_in_effect(accelerated);

@@ -411,6 +411,7 @@ impl Cpg {
         }
     }
 
+    /// Hands a message to the group's local members.
     fn deliver_mcast(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -419,41 +420,74 @@ impl Cpg {
         pid: u32,
         msg: &[u8],
     ) {
-        let hit = self
-            .route
-            .as_ref()
-            .is_some_and(|r| r.node == node && r.pid == pid && r.group == group);
-        if !hit {
-            let known = self.synced.contains(&node)
-                && self
-                    .groups
-                    .get(group)
-                    .is_some_and(|s| s.contains(&(node, pid)));
-            if !known {
-                ctx.count_dropped();
-                return;
-            }
-            let mut r = self.route.take().unwrap_or(Route {
-                group: Vec::new(),
-                node,
-                pid,
-                header: Vec::new(),
-                receivers: Vec::new(),
-            });
-            r.group.clear();
-            r.group.extend_from_slice(group);
-            (r.node, r.pid) = (node, pid);
-            r.header.clear();
-            Writer(&mut r.header).bytes(group).u32(node).u32(pid);
-            r.receivers.clear();
-            r.receivers
-                .extend(self.receivers.get(group).into_iter().flatten().copied());
-            self.route = Some(r);
+        if !self.route_cached(group, node, pid) && !self.set_route(ctx, group, node, pid) {
+            return;
         }
         let r = self.route.as_ref().expect("set above");
         for &conn in &r.receivers {
             ctx.event(conn, service::CPG, kind::DELIVER, &[&r.header, msg]);
         }
+    }
+
+    /// `deliver_mcast` of a message given as its pieces, in order.
+    fn deliver_mcast_parts(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        group: &[u8],
+        node: NodeId,
+        pid: u32,
+        msg: &[&[u8]],
+    ) {
+        if !self.route_cached(group, node, pid) && !self.set_route(ctx, group, node, pid) {
+            return;
+        }
+        let r = self.route.as_ref().expect("set above");
+        let mut parts = Vec::with_capacity(msg.len() + 1);
+        parts.push(&r.header[..]);
+        parts.extend_from_slice(msg);
+        for &conn in &r.receivers {
+            ctx.event(conn, service::CPG, kind::DELIVER, &parts);
+        }
+    }
+
+    /// Whether `route` is the one for `node`/`pid`'s messages to `group`.
+    fn route_cached(&self, group: &[u8], node: NodeId, pid: u32) -> bool {
+        self.route
+            .as_ref()
+            .is_some_and(|r| r.node == node && r.pid == pid && r.group == group)
+    }
+
+    /// Sets `route` to who receives `node`/`pid`'s messages to `group` here
+    /// and the event header they get; false (counted as dropped) for a
+    /// sender that is not a member.
+    #[cold]
+    fn set_route(&mut self, ctx: &mut Ctx<'_>, group: &[u8], node: NodeId, pid: u32) -> bool {
+        let known = self.synced.contains(&node)
+            && self
+                .groups
+                .get(group)
+                .is_some_and(|s| s.contains(&(node, pid)));
+        if !known {
+            ctx.count_dropped();
+            return false;
+        }
+        let mut r = self.route.take().unwrap_or(Route {
+            group: Vec::new(),
+            node,
+            pid,
+            header: Vec::new(),
+            receivers: Vec::new(),
+        });
+        r.group.clear();
+        r.group.extend_from_slice(group);
+        (r.node, r.pid) = (node, pid);
+        r.header.clear();
+        Writer(&mut r.header).bytes(group).u32(node).u32(pid);
+        r.receivers.clear();
+        r.receivers
+            .extend(self.receivers.get(group).into_iter().flatten().copied());
+        self.route = Some(r);
+        true
     }
 
     /// A join or leave from a node outside `synced`: only its pending join
@@ -921,6 +955,37 @@ impl Service for Cpg {
                 entries,
             } => self.on_joinlist(sender, ring, first, &entries),
         }
+        Ok(())
+    }
+
+    /// A multicast in pieces goes to the members' event rings as it lies
+    /// (Totem's store): only its header is read here.
+    fn exec_deliver_parts(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        sender: NodeId,
+        guarantee: Guarantee,
+        k: u16,
+        head: &[u8],
+        rest: &[&[u8]],
+    ) -> Result<(), DecodeError> {
+        if k != exec_kind::MCAST {
+            let mut body = head.to_vec();
+            for p in rest {
+                body.extend_from_slice(p);
+            }
+            return self.exec_deliver(ctx, sender, guarantee, k, &body);
+        }
+        let mut r = Reader(head);
+        let group = get_name(&mut r)?;
+        let pid = r.u32("pid")?;
+        let first = r.rest();
+        let mut msg: Vec<&[u8]> = Vec::with_capacity(rest.len() + 1);
+        if !first.is_empty() {
+            msg.push(first);
+        }
+        msg.extend_from_slice(rest);
+        self.deliver_mcast_parts(ctx, group, sender, pid, &msg);
         Ok(())
     }
 

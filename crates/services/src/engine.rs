@@ -30,7 +30,7 @@ use crate::cmap::{Cmap, Keys};
 use crate::cpg::{Cpg, MCAST_OVERHEAD};
 use crate::evs::Evs;
 use crate::proto::CsError;
-use crate::service::{ConfChange, Creds, Ctx, Env, Service, SyncProgress, SyncRound};
+use crate::service::{ConfChange, Creds, Ctx, Env, Service, SyncProgress, SyncRound, DELIVER_HEAD};
 use crate::votequorum;
 use crate::wire::{self, Barrier, SYNC_SERVICE};
 use crate::{ConfigKind, ConnId, Guarantee, Instant, NodeId, Output, ReplyTo, RingId};
@@ -235,6 +235,71 @@ impl Engine {
         out: &mut impl Output,
     ) {
         self.deliver_dyn(sender, guarantee, payload, out);
+        self.pump(out);
+    }
+
+    /// A message Totem delivered in pieces (`Event::DeliverParts`): the
+    /// pieces in order. The service header and the first bytes after it
+    /// are gathered (at most `DELIVER_HEAD` bytes); the rest goes to the
+    /// service where it lies.
+    pub fn deliver_parts(
+        &mut self,
+        sender: NodeId,
+        guarantee: Guarantee,
+        parts: &[&[u8]],
+        out: &mut impl Output,
+    ) {
+        let mut head = [0u8; DELIVER_HEAD];
+        let mut n = 0;
+        let mut rest: Vec<&[u8]> = Vec::with_capacity(parts.len());
+        for p in parts {
+            let k = (DELIVER_HEAD - n).min(p.len());
+            head[n..n + k].copy_from_slice(&p[..k]);
+            n += k;
+            if k < p.len() {
+                rest.push(&p[k..]);
+            }
+        }
+        let head = &head[..n];
+        match wire::split(head) {
+            Ok((service, kind, body)) if service != SYNC_SERVICE => {
+                match self.services.iter().position(|s| s.id() == service) {
+                    Some(i) => {
+                        let Engine {
+                            env,
+                            stats,
+                            dying,
+                            services,
+                            timers,
+                            ..
+                        } = self;
+                        let mut ctx = Ctx {
+                            out,
+                            env,
+                            stats,
+                            dying,
+                            timers,
+                        };
+                        if services[i]
+                            .exec_deliver_parts(&mut ctx, sender, guarantee, kind, body, &rest)
+                            .is_err()
+                        {
+                            self.stats.malformed += 1;
+                        }
+                    }
+                    None => self.stats.malformed += 1,
+                }
+            }
+            _ => {
+                // Sync barriers are never that long; anything else here is
+                // handled as one buffer.
+                let mut all = head.to_vec();
+                for p in &rest {
+                    all.extend_from_slice(p);
+                }
+                self.deliver_dyn(sender, guarantee, &all, out);
+            }
+        }
         self.pump(out);
     }
 

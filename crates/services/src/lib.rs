@@ -45,7 +45,7 @@ pub mod wire;
 mod test_support;
 
 pub use engine::{Engine, EngineConfig, EngineStats};
-pub use service::{ConfChange, Creds, Ctx, Env, Service, SyncProgress, SyncRound};
+pub use service::{ConfChange, Creds, Ctx, Env, Service, SyncProgress, SyncRound, DELIVER_HEAD};
 pub use totem_ring::Instant;
 pub use totem_ring::{ConfigKind, Guarantee, NodeId, RingId};
 pub use votequorum::{QuorumConfig, TieBreaker};

@@ -187,6 +187,12 @@ impl Ctx<'_> {
     }
 }
 
+/// Bytes of a message delivered in pieces that the engine gathers before
+/// handing the rest on where it lies (`Service::exec_deliver_parts`):
+/// enough for every service's executive header (CPG's: a group name of up
+/// to 128 bytes with its length, and a pid).
+pub const DELIVER_HEAD: usize = 256;
+
 /// One service (EVS, CPG, and the AIS services to come).
 pub trait Service {
     /// Service id (`proto::service::*`), also the Totem message prefix.
@@ -223,6 +229,29 @@ pub trait Service {
         kind: u16,
         body: &[u8],
     ) -> Result<(), DecodeError>;
+
+    /// `exec_deliver` of a message that arrives in pieces (Totem's delivery
+    /// of a fragmented message where it lies): the engine gathers the
+    /// message's first [`DELIVER_HEAD`] bytes (all of it if shorter); `head`
+    /// is what follows the service header in them and `rest` the pieces
+    /// after them, in order. The default copies both into one buffer; a
+    /// service that passes its payload on can take the pieces as they are.
+    fn exec_deliver_parts(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        sender: NodeId,
+        guarantee: Guarantee,
+        kind: u16,
+        head: &[u8],
+        rest: &[&[u8]],
+    ) -> Result<(), DecodeError> {
+        let mut body = Vec::with_capacity(head.len() + rest.iter().map(|p| p.len()).sum::<usize>());
+        body.extend_from_slice(head);
+        for p in rest {
+            body.extend_from_slice(p);
+        }
+        self.exec_deliver(ctx, sender, guarantee, kind, &body)
+    }
 
     /// Every configuration change, transitional and regular, in order.
     fn confchg(&mut self, ctx: &mut Ctx<'_>, change: &ConfChange<'_>);

@@ -102,6 +102,35 @@ fn mix(h: u64, v: u64) -> u64 {
     (h.rotate_left(5) ^ v).wrapping_mul(MIX)
 }
 
+/// Counts one delivery of `len` bytes given as `pieces`: the digest takes
+/// the sender, the length and the first 8 bytes.
+fn count_delivery<'a>(
+    c: &mut NodeCounters,
+    me: usize,
+    sender: NodeId,
+    len: usize,
+    pieces: impl Iterator<Item = &'a [u8]>,
+) {
+    c.delivered += 1;
+    c.delivered_bytes += len as u64;
+    if sender as usize == me + 1 {
+        c.own_delivered += 1;
+    }
+    let mut head = [0u8; 8];
+    let mut n = 0;
+    for p in pieces {
+        let k = (8 - n).min(p.len());
+        head[n..n + k].copy_from_slice(&p[..k]);
+        n += k;
+        if n == 8 {
+            break;
+        }
+    }
+    let h = mix(c.delivery_digest, u64::from(sender));
+    let h = mix(h, len as u64);
+    c.delivery_digest = mix(h, u64::from_le_bytes(head));
+}
+
 impl Network {
     fn take_buffer(&mut self, bytes: &[u8]) -> Vec<u8> {
         let mut buf = self.pool.pop().unwrap_or_default();
@@ -115,18 +144,9 @@ impl Network {
         match *ev {
             Event::Deliver {
                 payload, sender, ..
-            } => {
-                c.delivered += 1;
-                c.delivered_bytes += payload.len() as u64;
-                if sender as usize == me + 1 {
-                    c.own_delivered += 1;
-                }
-                let mut head = [0u8; 8];
-                let n = payload.len().min(8);
-                head[..n].copy_from_slice(&payload[..n]);
-                let h = mix(c.delivery_digest, u64::from(sender));
-                let h = mix(h, payload.len() as u64);
-                c.delivery_digest = mix(h, u64::from_le_bytes(head));
+            } => count_delivery(c, me, sender, payload.len(), std::iter::once(payload)),
+            Event::DeliverParts { parts, sender, .. } => {
+                count_delivery(c, me, sender, parts.len(), parts.iter())
             }
             Event::ConfigChange { .. } => c.config_changes += 1,
             Event::PersistRingSeq(seq) => self.persist.push(seq),

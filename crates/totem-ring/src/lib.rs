@@ -38,6 +38,7 @@ mod store;
 pub mod wire;
 
 pub use config::{Config, ConfigError};
+pub use deliver::Parts;
 pub use srp::{DropReason, MemberState, Stats, Totem, DROP_REASONS};
 
 /// A node's identifier on the ring (Corosync's nodeid). 0 is never valid.
@@ -108,6 +109,16 @@ pub enum Event<'a> {
         sender: NodeId,
         ring: RingId,
         /// Sequence number of the frame that completed the message.
+        seq: u32,
+        guarantee: Guarantee,
+    },
+    /// A message delivered in the pieces it travelled in (a fragmented one
+    /// of at least [`Config::deliver_parts_from`] bytes): its bytes are
+    /// `parts` in order. `seq` is the frame that completed it.
+    DeliverParts {
+        parts: Parts<'a>,
+        sender: NodeId,
+        ring: RingId,
         seq: u32,
         guarantee: Guarantee,
     },

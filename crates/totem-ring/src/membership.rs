@@ -72,6 +72,7 @@ impl Totem {
     /// Recovery failed: go back to the previous ring's state, which still
     /// holds every old-ring frame (including those recovered meanwhile).
     fn abort_recovery(&mut self) {
+        self.settle_refs();
         if let Some(old) = self.old.take() {
             let new = std::mem::replace(&mut self.cur, old);
             self.spare = Some(new);
@@ -458,6 +459,7 @@ impl Totem {
             .take()
             .unwrap_or_else(|| RingState::new(self.cfg.retransmit_queue));
         fresh.reset(c.ring, self.cfg.initial_seq);
+        self.settle_refs();
         let mut old = std::mem::replace(&mut self.cur, fresh);
         old.frozen = true;
         self.old = Some(old);

@@ -121,10 +121,30 @@ pub(crate) struct SenderState {
     pub origin: NodeId,
     /// Seq of the origin's last frame this node processed for delivery.
     pub last_own: Option<u32>,
+    /// The message being reassembled, as a copy (complete while it has
+    /// fewer than `Config::deliver_parts_from` bytes)...
     pub reasm: Vec<u8>,
+    /// ...and, with delivery by reference, as its pieces in the store.
+    pub reasm_refs: Vec<crate::deliver::FragRef>,
+    /// Bytes reassembled so far (the copy holds them all, or none).
+    pub reasm_len: usize,
     pub in_frag: bool,
     /// The chain broke in a transitional configuration: deliver nothing more.
     pub broken: bool,
+}
+
+impl SenderState {
+    /// The message being reassembled stops pointing into `store`: its
+    /// pieces are copied unless the copy is complete already.
+    pub(crate) fn refs_to_copy(&mut self, store: &crate::store::Store) {
+        if !self.reasm_refs.is_empty() && self.reasm.len() != self.reasm_len {
+            self.reasm.clear();
+            for p in &self.reasm_refs {
+                self.reasm.extend_from_slice(p.resolve(store));
+            }
+        }
+        self.reasm_refs.clear();
+    }
 }
 
 /// Everything this node knows about one ring's message stream.
@@ -216,6 +236,17 @@ pub(crate) enum Pending {
     Deliver {
         off: usize,
         len: usize,
+        sender: NodeId,
+        ring: RingId,
+        seq: u32,
+        guarantee: Guarantee,
+    },
+    /// A delivery by reference: `count` pieces from `Totem::frag_refs`
+    /// at `start`, `len` bytes in all.
+    DeliverRefs {
+        start: u32,
+        count: u32,
+        len: u32,
         sender: NodeId,
         ring: RingId,
         seq: u32,
@@ -341,6 +372,12 @@ pub struct Totem {
     pub(crate) loopback: VecDeque<Vec<u8>>,
     pub(crate) events: VecDeque<Pending>,
     pub(crate) arena: Vec<u8>,
+    /// Pieces of the queued deliveries by reference (cleared with the
+    /// arena once the queue is empty).
+    pub(crate) frag_refs: Vec<crate::deliver::FragRef>,
+    /// The lowest frame seq the queued deliveries point at: the store
+    /// releases nothing from there on while they wait.
+    pub(crate) refs_pin: Option<u32>,
     /// The configuration change `poll_event` last returned (its lists are
     /// lent to the caller).
     pub(crate) ev_current: Option<Box<ConfigPending>>,
@@ -428,6 +465,8 @@ impl Totem {
             loopback: VecDeque::with_capacity(8),
             events: VecDeque::with_capacity(queue_cap),
             arena: Vec::new(),
+            frag_refs: Vec::new(),
+            refs_pin: None,
             ev_current: None,
             timers: [None; TIMERS],
             stats: Stats::default(),
@@ -773,10 +812,36 @@ impl Totem {
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         let Some(p) = self.events.pop_front() else {
             self.arena.clear();
+            self.frag_refs.clear();
+            self.refs_pin = None;
             self.ev_current = None;
             return None;
         };
-        Some(match p {
+        // Deliveries are nearly every event: theirs is the inlined path.
+        if let Pending::Deliver {
+            off,
+            len,
+            sender,
+            ring,
+            seq,
+            guarantee,
+        } = p
+        {
+            return Some(Event::Deliver {
+                payload: &self.arena[off..off + len],
+                sender,
+                ring,
+                seq,
+                guarantee,
+            });
+        }
+        Some(self.other_event(p))
+    }
+
+    /// `poll_event` for everything but a delivery by copy.
+    #[inline(never)]
+    fn other_event(&mut self, p: Pending) -> Event<'_> {
+        match p {
             Pending::Deliver {
                 off,
                 len,
@@ -786,6 +851,25 @@ impl Totem {
                 guarantee,
             } => Event::Deliver {
                 payload: &self.arena[off..off + len],
+                sender,
+                ring,
+                seq,
+                guarantee,
+            },
+            Pending::DeliverRefs {
+                start,
+                count,
+                len,
+                sender,
+                ring,
+                seq,
+                guarantee,
+            } => Event::DeliverParts {
+                parts: crate::deliver::Parts {
+                    store: &self.cur.store,
+                    refs: &self.frag_refs[start as usize..(start + count) as usize],
+                    len: len as usize,
+                },
                 sender,
                 ring,
                 seq,
@@ -818,10 +902,92 @@ impl Totem {
                 ring_size,
                 rotation_frames,
             },
-        })
+        }
     }
 
     // -------------------------------------------------------------- helpers
+
+    /// `upto`, lowered below the lowest frame that queued deliveries or
+    /// unfinished reassemblies by reference point at (released later).
+    /// A pin a quarter of the store's window behind `upto` is dropped first
+    /// (what points there becomes a copy): the store accepts frames only
+    /// within its window of the lowest one it holds, so a pin kept while a
+    /// slow sender's next piece or an unpolled event waits could otherwise
+    /// fill the window and stop the ring.
+    fn unpinned_upto(&mut self, upto: u32) -> u32 {
+        let span = self.cur.store.capacity() / 4;
+        let far = |p: u32| seq::lt(p, upto) && seq::dist(p, upto) >= span;
+        let store = &self.cur.store;
+        for st in &mut self.cur.senders {
+            if st.reasm_refs.first().is_some_and(|r| far(r.seq)) {
+                st.refs_to_copy(store);
+            }
+        }
+        if self.refs_pin.is_some_and(far) {
+            self.settle_events();
+        }
+        let pins = self
+            .cur
+            .senders
+            .iter()
+            .filter_map(|s| s.reasm_refs.first().map(|r| r.seq))
+            .chain(self.refs_pin);
+        pins.fold(
+            upto,
+            |u, p| {
+                if seq::lt(u, p) {
+                    u
+                } else {
+                    p.wrapping_sub(1)
+                }
+            },
+        )
+    }
+
+    /// Before the current ring's store is reset or moved: every delivery
+    /// and reassembly that points into it becomes a copy.
+    pub(crate) fn settle_refs(&mut self) {
+        let store = &self.cur.store;
+        for st in &mut self.cur.senders {
+            st.refs_to_copy(store);
+        }
+        self.settle_events();
+    }
+
+    /// Every queued delivery that points into the store becomes a copy.
+    fn settle_events(&mut self) {
+        if self.refs_pin.is_none() {
+            return;
+        }
+        let store = &self.cur.store;
+        for ev in self.events.iter_mut() {
+            if let Pending::DeliverRefs {
+                start,
+                count,
+                len,
+                sender,
+                ring,
+                seq,
+                guarantee,
+            } = *ev
+            {
+                let off = self.arena.len();
+                for p in &self.frag_refs[start as usize..(start + count) as usize] {
+                    self.arena.extend_from_slice(p.resolve(store));
+                }
+                *ev = Pending::Deliver {
+                    off,
+                    len: len as usize,
+                    sender,
+                    ring,
+                    seq,
+                    guarantee,
+                };
+            }
+        }
+        self.frag_refs.clear();
+        self.refs_pin = None;
+    }
 
     pub(crate) fn take_buf(&mut self) -> Vec<u8> {
         let mut b = self
@@ -1298,6 +1464,7 @@ impl Totem {
             MemberState::Operational => {
                 self.deliver_regular();
                 let upto = seq::min(self.cur.delivered, self.cur.safe_line);
+                let upto = self.unpinned_upto(upto);
                 self.cur.store.release_upto(upto);
                 // A node whose aru stays behind the ring leaves it cleanly.
                 if self.cur.my_aru == self.last_visit_aru && seq::lt(self.cur.my_aru, tok.seq) {
@@ -1318,7 +1485,7 @@ impl Totem {
             MemberState::Recovery => {
                 // Recovery frames were unpacked into the old ring's store on
                 // receipt; once every member has them they can go.
-                let upto = self.cur.safe_line;
+                let upto = self.unpinned_upto(self.cur.safe_line);
                 self.cur.store.release_upto(upto);
                 // Two consecutive visits with nothing pending, aru = seq and
                 // no frame sent in between: every node was seen holding

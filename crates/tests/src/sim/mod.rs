@@ -850,6 +850,17 @@ impl World {
                     } => self
                         .checker
                         .deliver(p, payload, sender, ring, seq, guarantee),
+                    Event::DeliverParts {
+                        parts,
+                        sender,
+                        ring,
+                        seq,
+                        guarantee,
+                    } => {
+                        let payload = parts.to_vec();
+                        self.checker
+                            .deliver(p, &payload, sender, ring, seq, guarantee)
+                    }
                     Event::ConfigChange {
                         kind,
                         members,

@@ -188,6 +188,15 @@ pub fn random_config(rng: &mut ChaCha8Rng) -> Config {
         1 => c.max_messages / 2,
         _ => c.max_messages,
     };
+    // A third of the seeds reassemble every message into one buffer, a
+    // third deliver every fragmented one where its pieces lie in the store,
+    // a third only those of 8 KiB or more (the daemon's way); again from a
+    // value already drawn.
+    c.deliver_parts_from = match c.rtr_max % 3 {
+        0 => 0,
+        1 => 1,
+        _ => 8192,
+    };
     c
 }
 
