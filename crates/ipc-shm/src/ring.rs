@@ -306,6 +306,7 @@ impl RingPtrs {
     /// Writes a frame whose payload is `parts` concatenated at the private
     /// `tail` if it fits given the consumer's `head`; returns whether it was
     /// written. Publishes nothing: the caller stores the new tail.
+    #[inline]
     pub(crate) fn write_frame(
         &self,
         tail: &mut u64,
@@ -404,6 +405,7 @@ impl RingPtrs {
 /// draining a backlog does not pull the producer's cache line per frame.
 /// Every chunk header is still decoded and checked against the cached
 /// (validated) tail before its bytes are touched.
+#[inline]
 pub(crate) fn consume_frame(
     ring: &RingPtrs,
     head: &mut u64,

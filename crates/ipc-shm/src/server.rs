@@ -621,10 +621,14 @@ impl Server {
     /// still reports connections and disconnections (hang-ups included),
     /// and still moves queued responses and events into their rings.
     /// Resuming steps again every session that signalled meanwhile.
+    #[inline]
     pub fn set_requests_paused(&mut self, paused: bool) {
-        if self.requests_paused == paused {
-            return;
+        if self.requests_paused != paused {
+            self.change_requests_paused(paused);
         }
+    }
+
+    fn change_requests_paused(&mut self, paused: bool) {
         self.requests_paused = paused;
         if !paused {
             for idx in std::mem::take(&mut self.held) {

@@ -129,6 +129,9 @@ pub struct Engine {
     over_limit: BTreeSet<ConnId>,
     /// In sync order.
     services: Vec<Box<dyn Service>>,
+    /// Index into `services` by service id (ids are small; a look-up per
+    /// request and per delivery instead of asking each service its id).
+    by_id: Vec<Option<u8>>,
     /// Indices into `services` of the syncing ones, in order.
     participants: Vec<usize>,
     /// Members of the transitional configuration since the last regular.
@@ -152,6 +155,15 @@ impl Engine {
         let participants = (0..services.len())
             .filter(|&i| services[i].syncs())
             .collect();
+        let top = services
+            .iter()
+            .map(|s| usize::from(s.id()))
+            .max()
+            .unwrap_or(0);
+        let mut by_id = vec![None; top + 1];
+        for (i, s) in services.iter().enumerate() {
+            by_id[usize::from(s.id())] = Some(i as u8);
+        }
         assert!(
             cfg.max_message > MCAST_OVERHEAD,
             "max_message must leave room for CPG's header"
@@ -172,6 +184,7 @@ impl Engine {
             conns: BTreeMap::new(),
             over_limit: BTreeSet::new(),
             services,
+            by_id,
             participants,
             trans: None,
             round: None,
@@ -193,7 +206,7 @@ impl Engine {
         while let Some((&key, _)) = self.timers.iter().find(|(_, &at)| at <= now) {
             self.timers.remove(&key);
             let (service, id) = key;
-            if let Some(i) = self.services.iter().position(|s| s.id() == service) {
+            if let Some(i) = self.service_index(service) {
                 self.with_ctx(out, |svc, ctx| svc.timer(ctx, id), i);
             }
         }
@@ -263,7 +276,7 @@ impl Engine {
         let head = &head[..n];
         match wire::split(head) {
             Ok((service, kind, body)) if service != SYNC_SERVICE => {
-                match self.services.iter().position(|s| s.id() == service) {
+                match self.service_index(service) {
                     Some(i) => {
                         let Engine {
                             env,
@@ -321,7 +334,7 @@ impl Engine {
             }
             return;
         }
-        let Some(i) = self.services.iter().position(|s| s.id() == service) else {
+        let Some(i) = self.service_index(service) else {
             self.stats.malformed += 1;
             return;
         };
@@ -420,7 +433,7 @@ impl Engine {
             self.stats.bad_requests += 1;
             Some(CsError::BadHandle)
         } else {
-            match self.services.iter().position(|s| s.id() == service) {
+            match self.service_index(service) {
                 None => {
                     self.stats.bad_requests += 1;
                     Some(CsError::NotSupported)
@@ -583,7 +596,25 @@ impl Engine {
 
     /// Runs the current participant's `sync_process` while Totem's queue
     /// has room, then sends its barrier once it is done.
+    /// The index in `services` of service `id`.
+    #[inline]
+    fn service_index(&self, id: u16) -> Option<usize> {
+        self.by_id
+            .get(usize::from(id))
+            .copied()
+            .flatten()
+            .map(usize::from)
+    }
+
+    /// Runs the sync round's processing step while it has work.
+    #[inline]
     fn pump(&mut self, out: &mut dyn Output) {
+        if self.round.as_ref().is_some_and(|r| r.processing) {
+            self.pump_round(out);
+        }
+    }
+
+    fn pump_round(&mut self, out: &mut dyn Output) {
         for _ in 0..MAX_PROCESS_CALLS {
             let Some(round) = self.round.as_ref() else {
                 return;
