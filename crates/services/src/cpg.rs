@@ -940,11 +940,11 @@ impl Service for Cpg {
         if !matches!(exec, Exec::Mcast { .. }) {
             self.route = None;
         }
-        let live = self.synced.contains(&sender);
+        let live = |c: &Cpg| c.synced.contains(&sender);
         match exec {
-            Exec::ProcJoin { group, pid } if live => self.apply_join(ctx, group, sender, pid),
+            Exec::ProcJoin { group, pid } if live(self) => self.apply_join(ctx, group, sender, pid),
             Exec::ProcJoin { group, pid } => self.pend(sender, group, pid, true),
-            Exec::ProcLeave { group, pid, reason } if live => {
+            Exec::ProcLeave { group, pid, reason } if live(self) => {
                 self.apply_leave(ctx, group, sender, pid, reason)
             }
             Exec::ProcLeave { group, pid, .. } => self.pend(sender, group, pid, false),
