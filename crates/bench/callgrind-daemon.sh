@@ -17,7 +17,8 @@
 # shared VM. Needs root (a network namespace), valgrind and gcc.
 #
 # Usage: crates/bench/callgrind-daemon.sh   (env: SIZE=64 TIME=6; KEEP=FILE keeps
-# the long run's callgrind output for callgrind_annotate)
+# the long run's callgrind output for callgrind_annotate; CLIENT=1 counts the
+# client instead: cpgbench and our libcpg, sending and receiving each message)
 # The last line is `daemon_instr_per_msg=<decimal>`.
 set -euo pipefail
 
@@ -65,14 +66,16 @@ logging {
 EOF
 
 run() { # name seconds -> prints the messages delivered; leaves $out/name.cg
-    ip netns exec "$ns" valgrind --tool=callgrind --callgrind-out-file="$out/$1.cg" \
-        "$root/target/release/corosync" -f -c "$out/corosync.conf" \
+    local vg=(valgrind --tool=callgrind --callgrind-out-file="$out/$1.cg") dvg=() cvg=()
+    if [ -n "${CLIENT:-}" ]; then cvg=("${vg[@]}"); else dvg=("${vg[@]}"); fi
+    ip netns exec "$ns" "${dvg[@]}" "$root/target/release/corosync" -f -c "$out/corosync.conf" \
         >"$out/$1.log" 2>&1 &
     dpid=$!
     local r=""
     for _ in $(seq 1 300); do
-        r=$(ip netns exec "$ns" "$out/cpgbench" tput --size "$SIZE" --time "$2" --send \
-            --senders 1 --members 1 --group cgd --timeout 60 2>/dev/null | grep RESULT) && break
+        r=$(ip netns exec "$ns" "${cvg[@]}" "$out/cpgbench" tput --size "$SIZE" --time "$2" \
+            --send --senders 1 --members 1 --group cgd --timeout 60 2>/dev/null |
+            grep RESULT) && break
         sleep 0.2
     done
     [ -n "$r" ] || { echo "callgrind-daemon: no client run (see $out/$1.log)" >&2; tail "$out/$1.log" >&2; exit 1; }
@@ -90,6 +93,8 @@ b=$(total "$out/long.cg")
 echo "instructions: $a with $ma messages, $b with $mb (size $SIZE)" >&2
 if [ -n "${KEEP:-}" ]; then cp "$out/long.cg" "$KEEP"; fi
 callgrind_annotate --inclusive=no --auto=no "$out/long.cg" 2>/dev/null | sed -n '/^Ir/,$p' | sed -n 1,25p >&2 || true
-awk -v d=$((b - a)) -v m=$((mb - ma)) 'BEGIN {
+who=daemon
+[ -n "${CLIENT:-}" ] && who=client
+awk -v d=$((b - a)) -v m=$((mb - ma)) -v who="$who" 'BEGIN {
     if (m <= 0) { print "callgrind-daemon: no messages" > "/dev/stderr"; exit 1 }
-    printf "daemon_instr_per_msg=%.1f\n", d / m }'
+    printf "%s_instr_per_msg=%.1f\n", who, d / m }'

@@ -46,6 +46,26 @@ pub(crate) unsafe fn put<T>(p: *mut T, v: T) -> Result<(), CsError> {
     Ok(())
 }
 
+/// Slices of a call's iovecs: a few inline (the common case, one or two
+/// iovecs a message), more on the heap. A multicast allocated a `Vec` for
+/// them: 5% of a 64-byte sender's instructions with the allocator (callgrind).
+pub(crate) enum Slices<'a> {
+    Inline([&'a [u8]; INLINE_IOVS], usize),
+    Heap(Vec<&'a [u8]>),
+}
+
+const INLINE_IOVS: usize = 8;
+
+impl<'a> std::ops::Deref for Slices<'a> {
+    type Target = [&'a [u8]];
+    fn deref(&self) -> &[&'a [u8]] {
+        match self {
+            Slices::Inline(a, n) => &a[..*n],
+            Slices::Heap(v) => v,
+        }
+    }
+}
+
 /// The buffers an iovec array describes.
 ///
 /// # Safety
@@ -54,16 +74,18 @@ pub(crate) unsafe fn put<T>(p: *mut T, v: T) -> Result<(), CsError> {
 pub(crate) unsafe fn iov_slices<'a>(
     iov: *const libc::iovec,
     n: c_uint,
-) -> Result<Vec<&'a [u8]>, CsError> {
+) -> Result<Slices<'a>, CsError> {
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok(Slices::Inline([&[]; INLINE_IOVS], 0));
     }
     if iov.is_null() {
         return Err(CsError::InvalidParam);
     }
     // SAFETY: non-NULL and pointing to `n` iovecs by the caller's contract.
     let iovs = unsafe { std::slice::from_raw_parts(iov, n as usize) };
-    let mut parts = Vec::with_capacity(iovs.len());
+    let mut inline: [&'a [u8]; INLINE_IOVS] = [&[]; INLINE_IOVS];
+    let mut heap = Vec::new();
+    let mut count = 0;
     for v in iovs {
         if v.iov_len == 0 {
             continue;
@@ -73,7 +95,63 @@ pub(crate) unsafe fn iov_slices<'a>(
         }
         // SAFETY: a non-empty iovec describes `iov_len` readable bytes at
         // `iov_base` (caller's contract), unchanged during the call.
-        parts.push(unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) });
+        let part = unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) };
+        if count < INLINE_IOVS {
+            inline[count] = part;
+        } else {
+            if heap.is_empty() {
+                heap.reserve(iovs.len());
+                heap.extend_from_slice(&inline);
+            }
+            heap.push(part);
+        }
+        count += 1;
     }
-    Ok(parts)
+    Ok(if count <= INLINE_IOVS {
+        Slices::Inline(inline, count)
+    } else {
+        Slices::Heap(heap)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iov(b: &[u8]) -> libc::iovec {
+        libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        }
+    }
+
+    #[test]
+    fn iovecs_become_slices_inline_or_on_the_heap() {
+        // SAFETY (every call below): the iovecs describe live local buffers.
+        let none = unsafe { iov_slices(std::ptr::null(), 0) }.unwrap();
+        assert!(none.is_empty());
+        let (a, b) = (b"abc".to_vec(), b"de".to_vec());
+        let few = [iov(&a), iov(&[]), iov(&b)];
+        let s = unsafe { iov_slices(few.as_ptr(), few.len() as c_uint) }.unwrap();
+        assert!(matches!(s, Slices::Inline(_, 2)));
+        assert_eq!(&*s, &[&a[..], &b[..]]);
+        let bufs: Vec<Vec<u8>> = (0..12u8).map(|k| vec![k; usize::from(k) + 1]).collect();
+        let many: Vec<libc::iovec> = bufs.iter().map(|b| iov(b)).collect();
+        let s = unsafe { iov_slices(many.as_ptr(), many.len() as c_uint) }.unwrap();
+        assert!(matches!(s, Slices::Heap(_)));
+        let want: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+        assert_eq!(&*s, &want[..]);
+        let bad = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 4,
+        }];
+        assert_eq!(
+            unsafe { iov_slices(bad.as_ptr(), 1) }.err(),
+            Some(CsError::InvalidParam)
+        );
+        assert_eq!(
+            unsafe { iov_slices(std::ptr::null(), 3) }.err(),
+            Some(CsError::InvalidParam)
+        );
+    }
 }
