@@ -970,11 +970,13 @@ impl Service for Cpg {
         rest: &[&[u8]],
     ) -> Result<(), DecodeError> {
         if k != exec_kind::MCAST {
-            let mut body = head.to_vec();
-            for p in rest {
-                body.extend_from_slice(p);
-            }
-            return self.exec_deliver(ctx, sender, guarantee, k, &body);
+            return self.exec_deliver(
+                ctx,
+                sender,
+                guarantee,
+                k,
+                &crate::service::gather(head, rest),
+            );
         }
         let mut r = Reader(head);
         let group = get_name(&mut r)?;

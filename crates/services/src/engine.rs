@@ -278,25 +278,17 @@ impl Engine {
             Ok((service, kind, body)) if service != SYNC_SERVICE => {
                 match self.service_index(service) {
                     Some(i) => {
-                        let Engine {
-                            env,
-                            stats,
-                            dying,
-                            services,
-                            timers,
-                            ..
-                        } = self;
-                        let mut ctx = Ctx {
+                        let mut ok = true;
+                        self.with_ctx(
                             out,
-                            env,
-                            stats,
-                            dying,
-                            timers,
-                        };
-                        if services[i]
-                            .exec_deliver_parts(&mut ctx, sender, guarantee, kind, body, &rest)
-                            .is_err()
-                        {
+                            |svc, ctx| {
+                                ok = svc
+                                    .exec_deliver_parts(ctx, sender, guarantee, kind, body, &rest)
+                                    .is_ok();
+                            },
+                            i,
+                        );
+                        if !ok {
                             self.stats.malformed += 1;
                         }
                     }
@@ -306,10 +298,7 @@ impl Engine {
             _ => {
                 // Sync barriers are never that long; anything else here is
                 // handled as one buffer.
-                let mut all = head.to_vec();
-                for p in &rest {
-                    all.extend_from_slice(p);
-                }
+                let all = crate::service::gather(head, &rest);
                 self.deliver_dyn(sender, guarantee, &all, out);
             }
         }

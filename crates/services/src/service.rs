@@ -187,6 +187,16 @@ impl Ctx<'_> {
     }
 }
 
+/// `head` and then `rest`, in one buffer.
+pub(crate) fn gather(head: &[u8], rest: &[&[u8]]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(head.len() + rest.iter().map(|p| p.len()).sum::<usize>());
+    v.extend_from_slice(head);
+    for p in rest {
+        v.extend_from_slice(p);
+    }
+    v
+}
+
 /// Bytes of a message delivered in pieces that the engine gathers before
 /// handing the rest on where it lies (`Service::exec_deliver_parts`):
 /// enough for every service's executive header (CPG's: a group name of up
@@ -245,12 +255,7 @@ pub trait Service {
         head: &[u8],
         rest: &[&[u8]],
     ) -> Result<(), DecodeError> {
-        let mut body = Vec::with_capacity(head.len() + rest.iter().map(|p| p.len()).sum::<usize>());
-        body.extend_from_slice(head);
-        for p in rest {
-            body.extend_from_slice(p);
-        }
-        self.exec_deliver(ctx, sender, guarantee, kind, &body)
+        self.exec_deliver(ctx, sender, guarantee, kind, &gather(head, rest))
     }
 
     /// Every configuration change, transitional and regular, in order.

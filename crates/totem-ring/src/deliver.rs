@@ -140,7 +140,7 @@ impl Outbox<'_> {
         let len: u32 = pieces.iter().map(|p| p.len).sum();
         let first = pieces[0].seq;
         *r.pin = Some(r.pin.map_or(first, |p| seq::min(p, first)));
-        self.events.push_back(Pending::DeliverRefs {
+        let ev = Pending::DeliverRefs {
             start,
             count: pieces.len() as u32,
             len,
@@ -148,24 +148,30 @@ impl Outbox<'_> {
             ring,
             seq,
             guarantee,
-        });
+        };
+        self.queue(ev, len as usize);
+    }
+
+    /// Queues a delivery of `len` bytes and counts it.
+    #[inline]
+    fn queue(&mut self, ev: Pending, len: usize) {
+        self.events.push_back(ev);
         self.stats.messages_delivered += 1;
-        self.stats.bytes_delivered += u64::from(len);
+        self.stats.bytes_delivered += len as u64;
     }
 
     fn emit(&mut self, data: &[u8], sender: u32, ring: RingId, seq: u32, guarantee: Guarantee) {
         let off = self.arena.len();
         self.arena.extend_from_slice(data);
-        self.events.push_back(Pending::Deliver {
+        let ev = Pending::Deliver {
             off,
             len: data.len(),
             sender,
             ring,
             seq,
             guarantee,
-        });
-        self.stats.messages_delivered += 1;
-        self.stats.bytes_delivered += data.len() as u64;
+        };
+        self.queue(ev, data.len());
     }
 
     /// `emit` of a reassembled message, which `data` gives up (left
@@ -182,16 +188,15 @@ impl Outbox<'_> {
             std::mem::swap(self.arena, data);
             data.clear();
             let len = self.arena.len();
-            self.events.push_back(Pending::Deliver {
+            let ev = Pending::Deliver {
                 off: 0,
                 len,
                 sender,
                 ring,
                 seq,
                 guarantee,
-            });
-            self.stats.messages_delivered += 1;
-            self.stats.bytes_delivered += len as u64;
+            };
+            self.queue(ev, len);
         } else {
             self.emit(data, sender, ring, seq, guarantee);
             data.clear();

@@ -838,24 +838,12 @@ impl Totem {
         Some(self.other_event(p))
     }
 
-    /// `poll_event` for everything but a delivery by copy.
+    /// `poll_event` for everything but a delivery by copy (which it
+    /// handles itself and never passes on).
     #[inline(never)]
     fn other_event(&mut self, p: Pending) -> Event<'_> {
         match p {
-            Pending::Deliver {
-                off,
-                len,
-                sender,
-                ring,
-                seq,
-                guarantee,
-            } => Event::Deliver {
-                payload: &self.arena[off..off + len],
-                sender,
-                ring,
-                seq,
-                guarantee,
-            },
+            Pending::Deliver { .. } => unreachable!("poll_event handles deliveries by copy"),
             Pending::DeliverRefs {
                 start,
                 count,
