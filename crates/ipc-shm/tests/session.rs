@@ -922,3 +922,53 @@ fn room_of_events_handled_in_place_goes_back_in_batches() {
     }
     assert_eq!(in_ring(&server).0, 7 * 32, "given back with the TRY_AGAIN");
 }
+
+#[test]
+fn events_taken_one_at_a_time_come_in_order_with_the_fd_readable_while_some_wait() {
+    // Events dispatched in place one by one, of sizes that make the 4 KiB
+    // ring wrap (pads) again and again, some sent while earlier ones are
+    // still being taken: each comes once, in order, its bytes intact, and
+    // the pollable fd is readable exactly while another one waits.
+    let (mut server, mut pl, ccfg) = small_rings("one-by-one");
+    let (c, id) = connect(&mut server, &mut pl, ccfg);
+    let mut sent = 0u64;
+    let mut taken = 0u64;
+    let mut send = |server: &mut Server, n: usize| {
+        for _ in 0..n {
+            let len = 1 + (sent as usize * 37) % 300;
+            let h = FrameHeader {
+                service: 1,
+                kind: 7,
+                request_id: sent,
+            };
+            let body = vec![sent as u8; len];
+            assert_eq!(server.send_event(id, h, &body).unwrap(), Delivery::Ring);
+            sent += 1;
+        }
+        sent
+    };
+    for round in 0..40 {
+        let mut upto = send(&mut server, 3 + round % 7);
+        let mut more = round % 3 == 0;
+        while taken < upto {
+            let got = c
+                .dispatch_in_place(|h, p| {
+                    let len = 1 + (h.request_id as usize * 37) % 300;
+                    assert_eq!(p.len(), len);
+                    assert!(p.iter().all(|&b| b == h.request_id as u8));
+                    h.request_id
+                })
+                .unwrap();
+            assert_eq!(got, Some(taken), "round {round}");
+            taken += 1;
+            if more && taken + 1 == upto {
+                // Sent while the last known one waits.
+                upto = send(&mut server, 2);
+                more = false;
+            }
+            assert_eq!(readable(c.fd(), 0), taken < upto, "round {round}, {taken} of {upto}");
+        }
+        assert_eq!(c.dispatch_in_place(|_, _| ()).unwrap(), None);
+        assert!(!readable(c.fd(), 0));
+    }
+}

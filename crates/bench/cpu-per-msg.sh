@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# CPU time the daemons and the clients spend per delivered CPG message,
+# measured rather than counted: NODES nodes (default 3) in network
+# namespaces started by the anchor's own setup.sh, every node running
+# crates/bench/c/cpgbench.c against the build's libcpg, all sending
+# SIZE-byte messages for TIME seconds. Per run: the daemons' CPU time
+# (utime + stime from /proc) and the clients' (getrusage, through
+# /usr/bin/time), each over the messages delivered at all members.
+#
+# Why both this and callgrind-daemon.sh: instruction counts are exact but
+# not time. Fat LTO with one codegen unit cut the daemon's instructions per
+# 64 B message by 7.7% and the client's by 5.5%, and moved neither's CPU
+# time here (2026-11-27, README). A change is real when it shows in both.
+#
+# A/B: PREFIXES="DIR_A DIR_B" (trees installed by scripts/install.sh, each
+# with its own daemon and libcpg) run alternately, ROUNDS times each, one
+# fresh cluster per run; without PREFIXES the current tree is built and
+# installed. The VM's noise is about ±7% a run: compare medians of 3 or more.
+# Needs root (network namespaces), gcc and GNU time.
+#
+# Usage: crates/bench/cpu-per-msg.sh   (env: SIZE=64 TIME=4 NODES=3 ROUNDS=3 PREFIXES=...)
+# Last line: per prefix, in order, `daemon_ns_per_msg_K=<median> client_ns_per_msg_K=<median>
+# msgs_per_s_K=<median>` (K = 1, 2, ...).
+set -euo pipefail
+
+SIZE=${SIZE:-64}
+TIME=${TIME:-4}
+NODES=${NODES:-3}
+ROUNDS=${ROUNDS:-3}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+anchor="$root/../shared/anchors/corosync"
+[ -x /usr/bin/time ] || { echo "cpu-per-msg: needs GNU time (/usr/bin/time)" >&2; exit 1; }
+[ -f "$anchor/setup.sh" ] || { echo "cpu-per-msg: no $anchor/setup.sh" >&2; exit 1; }
+work=$(mktemp -d)
+prefix_ns=cpm$$
+cleanup() {
+    bash "$anchor/teardown.sh" --base "$work/cluster" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -z "${PREFIXES:-}" ]; then
+    (cd "$root" && cargo build --release -p daemon -p client >&2)
+    (cd "$root" && COROSYNC_RS_SKIP_BUILD=1 sh scripts/install.sh "$work/prefix" >/dev/null)
+    PREFIXES="$work/prefix"
+fi
+
+k=0
+for p in $PREFIXES; do
+    k=$((k + 1))
+    [ -x "$p/sbin/corosync" ] || { echo "cpu-per-msg: no $p/sbin/corosync" >&2; exit 1; }
+    gcc -O2 -o "$work/cpgbench$k" "$root/crates/bench/c/cpgbench.c" -I"$p/include" \
+        -L"$p/lib" -Wl,-rpath,"$p/lib" -lcpg -lm
+done
+
+daemon_ticks() { # sum of utime + stime of the cluster's daemons, in clock ticks
+    local t=0 pid
+    for pid in $(awk '{print $3}' "$work/cluster/pids"); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    echo "$t"
+}
+
+one_run() { # k prefix -> "daemon_ns client_ns msgs_per_s"
+    local k=$1 p=$2 i pids="" d0 d1 rx=0 cpu=0 rate
+    NS_PREFIX=$prefix_ns COROSYNC_BIN="$p/sbin/corosync" CPGBENCH="$work/cpgbench$k" \
+        bash "$anchor/setup.sh" "$NODES" udpu --base "$work/cluster" >"$work/setup.log" 2>&1 ||
+        { cat "$work/setup.log" >&2; return 1; }
+    d0=$(daemon_ticks)
+    for i in $(seq 1 "$NODES"); do
+        ip netns exec "${prefix_ns}host$i" /usr/bin/time -f "%U %S" -o "$work/time$i" \
+            "$work/cpgbench$k" tput --size "$SIZE" --time "$TIME" --send --senders "$NODES" \
+            --members "$NODES" --group cpm --timeout 30 >"$work/out$i" 2>&1 &
+        pids="$pids $!"
+    done
+    # shellcheck disable=SC2086
+    wait $pids || { cat "$work"/out* >&2; return 1; }
+    d1=$(daemon_ticks)
+    bash "$anchor/teardown.sh" --base "$work/cluster" >/dev/null 2>&1
+    for i in $(seq 1 "$NODES"); do
+        rx=$((rx + $(grep -o 'rx_msgs=[0-9]*' "$work/out$i" | cut -d= -f2)))
+        cpu=$(awk -v c="$cpu" '{ print c + $1 + $2 }' "$work/time$i")
+    done
+    rate=$(grep -o 'msgs_per_s=[0-9]*' "$work/out1" | cut -d= -f2)
+    awk -v d=$((d1 - d0)) -v hz="$(getconf CLK_TCK)" -v c="$cpu" -v m="$rx" -v r="$rate" \
+        'BEGIN { printf "%.0f %.0f %s\n", d / hz * 1e9 / m, c * 1e9 / m, r }'
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+for r in $(seq 1 "$ROUNDS"); do
+    k=0
+    for p in $PREFIXES; do
+        k=$((k + 1))
+        res=$(one_run "$k" "$p")
+        echo "$res" >>"$work/res$k"
+        read -r dn cn mr <<<"$res"
+        echo "run $r, $p: daemon_ns_per_msg=$dn client_ns_per_msg=$cn msgs_per_s=$mr (${NODES} nodes, ${SIZE} B)" >&2
+    done
+done
+
+line=""
+k=0
+for p in $PREFIXES; do
+    k=$((k + 1))
+    line+="daemon_ns_per_msg_$k=$(awk '{print $1}' "$work/res$k" | median) "
+    line+="client_ns_per_msg_$k=$(awk '{print $2}' "$work/res$k" | median) "
+    line+="msgs_per_s_$k=$(awk '{print $3}' "$work/res$k" | median) "
+done
+echo "${line% }"
