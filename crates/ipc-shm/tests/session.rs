@@ -966,7 +966,11 @@ fn events_taken_one_at_a_time_come_in_order_with_the_fd_readable_while_some_wait
                 upto = send(&mut server, 2);
                 more = false;
             }
-            assert_eq!(readable(c.fd(), 0), taken < upto, "round {round}, {taken} of {upto}");
+            assert_eq!(
+                readable(c.fd(), 0),
+                taken < upto,
+                "round {round}, {taken} of {upto}"
+            );
         }
         assert_eq!(c.dispatch_in_place(|_, _| ()).unwrap(), None);
         assert!(!readable(c.fd(), 0));
