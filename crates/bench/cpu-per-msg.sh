@@ -15,10 +15,15 @@
 # A/B: PREFIXES="DIR_A DIR_B" (trees installed by scripts/install.sh, each
 # with its own daemon and libcpg) run alternately, ROUNDS times each, one
 # fresh cluster per run; without PREFIXES the current tree is built and
-# installed. The VM's noise is about ±7% a run: compare medians of 3 or more.
+# installed. An entry `corosync` (or `corosync-knet`) is the system's
+# Corosync and libcpg (/usr/sbin/corosync, the Debian package) on udpu (or
+# knet). Every daemon runs at SCHED_OTHER (`--sched-rr no`), unless
+# SCHED_RR=yes, which leaves `system.sched_rr` to its default (yes: Corosync's
+# and ours, priority 99). The VM's noise is about ±7% a run: compare medians
+# of 3 or more.
 # Needs root (network namespaces), gcc and GNU time.
 #
-# Usage: crates/bench/cpu-per-msg.sh   (env: SIZE=64 TIME=4 NODES=3 ROUNDS=3 PREFIXES=...)
+# Usage: crates/bench/cpu-per-msg.sh   (env: SIZE=64 TIME=4 NODES=3 ROUNDS=3 PREFIXES=... SCHED_RR=no)
 # Last line: per prefix, in order, `daemon_ns_per_msg_K=<median> client_ns_per_msg_K=<median>
 # msgs_per_s_K=<median>` (K = 1, 2, ...).
 set -euo pipefail
@@ -27,6 +32,8 @@ SIZE=${SIZE:-64}
 TIME=${TIME:-4}
 NODES=${NODES:-3}
 ROUNDS=${ROUNDS:-3}
+sched=(--sched-rr no)
+[ "${SCHED_RR:-no}" = yes ] && sched=()
 root=$(cd "$(dirname "$0")/../.." && pwd)
 anchor="$root/../shared/anchors/corosync"
 [ -x /usr/bin/time ] || { echo "cpu-per-msg: needs GNU time (/usr/bin/time)" >&2; exit 1; }
@@ -46,12 +53,24 @@ if [ -z "${PREFIXES:-}" ]; then
     PREFIXES="$work/prefix"
 fi
 
+daemon_of() { # entry -> daemon binary
+    case "$1" in corosync | corosync-knet) echo /usr/sbin/corosync ;; *) echo "$1/sbin/corosync" ;; esac
+}
+transport_of() { # entry -> the transport setup.sh writes
+    case "$1" in corosync-knet) echo knet ;; *) echo udpu ;; esac
+}
+
 k=0
 for p in $PREFIXES; do
     k=$((k + 1))
-    [ -x "$p/sbin/corosync" ] || { echo "cpu-per-msg: no $p/sbin/corosync" >&2; exit 1; }
-    gcc -O2 -o "$work/cpgbench$k" "$root/crates/bench/c/cpgbench.c" -I"$p/include" \
-        -L"$p/lib" -Wl,-rpath,"$p/lib" -lcpg -lm
+    [ -x "$(daemon_of "$p")" ] || { echo "cpu-per-msg: no $(daemon_of "$p")" >&2; exit 1; }
+    case "$p" in
+    corosync | corosync-knet)
+        gcc -O2 -o "$work/cpgbench$k" "$root/crates/bench/c/cpgbench.c" -lcpg -lm ;;
+    *)
+        gcc -O2 -o "$work/cpgbench$k" "$root/crates/bench/c/cpgbench.c" -I"$p/include" \
+            -L"$p/lib" -Wl,-rpath,"$p/lib" -lcpg -lm ;;
+    esac
 done
 
 daemon_ticks() { # sum of utime + stime of the cluster's daemons, in clock ticks
@@ -64,8 +83,9 @@ daemon_ticks() { # sum of utime + stime of the cluster's daemons, in clock ticks
 
 one_run() { # k prefix -> "daemon_ns client_ns msgs_per_s"
     local k=$1 p=$2 i pids="" d0 d1 rx=0 cpu=0 rate
-    NS_PREFIX=$prefix_ns COROSYNC_BIN="$p/sbin/corosync" CPGBENCH="$work/cpgbench$k" \
-        bash "$anchor/setup.sh" "$NODES" udpu --base "$work/cluster" >"$work/setup.log" 2>&1 ||
+    NS_PREFIX=$prefix_ns COROSYNC_BIN="$(daemon_of "$p")" CPGBENCH="$work/cpgbench$k" \
+        bash "$anchor/setup.sh" "$NODES" "$(transport_of "$p")" "${sched[@]}" \
+        --base "$work/cluster" >"$work/setup.log" 2>&1 ||
         { cat "$work/setup.log" >&2; return 1; }
     d0=$(daemon_ticks)
     for i in $(seq 1 "$NODES"); do
