@@ -5,27 +5,11 @@
 //! `FUZZ_CASES=10000000 cargo test -p totem-ring --release --test fuzz_decode -- --ignored --nocapture`
 //! (inputs are split across the available cores; the count is printed).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use totem_ring::wire::{self, Packet, Token};
 use totem_ring::{Config, Guarantee, Instant, RingId, Totem};
 
-/// A seeded generator for the input stream (determinism is what matters).
-use rand::{RngCore, SeedableRng};
-
-struct Gen(rand_chacha::ChaCha8Rng);
-
-impl Gen {
-    fn new(seed: u64) -> Gen {
-        Gen(rand_chacha::ChaCha8Rng::seed_from_u64(seed))
-    }
-    fn next(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+mod common;
+use common::Gen;
 
 /// Valid packets of every type, to mutate.
 fn seeds() -> Vec<Vec<u8>> {
@@ -180,23 +164,8 @@ fn decoder_and_node_survive_garbage() {
 #[test]
 #[ignore = "long mode: set FUZZ_CASES"]
 fn fuzz_long() {
-    let cases: u64 = std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get() as u64)
-        .unwrap_or(1);
-    let done = AtomicU64::new(0);
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let done = &done;
-            s.spawn(move || {
-                let n = cases / threads + u64::from(t < cases % threads);
-                run(n, 0x5eed + t);
-                done.fetch_add(n, Ordering::Relaxed);
-            });
-        }
+    let n = common::long_mode(|t, n| {
+        run(n, 0x5eed + t);
     });
-    println!("fuzz_inputs={}", done.load(Ordering::Relaxed));
+    println!("fuzz_inputs={n}");
 }

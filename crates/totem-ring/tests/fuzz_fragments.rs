@@ -15,23 +15,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rand::{RngCore, SeedableRng};
 use totem_ring::wire::{self, FragKind, McastHeader, Packet};
 use totem_ring::{Config, Event, Guarantee, Instant, MemberState, NodeId, Totem};
 
-struct Gen(rand_chacha::ChaCha8Rng);
-
-impl Gen {
-    fn new(seed: u64) -> Gen {
-        Gen(rand_chacha::ChaCha8Rng::seed_from_u64(seed))
-    }
-    fn next(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+mod common;
+use common::Gen;
 
 /// Two nodes over a lossless in-memory network; node 1 is the one the
 /// hostile frames go to.
@@ -312,40 +300,24 @@ fn a_member_sending_nonsense_fragments_never_stops_a_node() {
 #[test]
 #[ignore = "long mode: set FUZZ_CASES"]
 fn fuzz_long() {
-    let cases: u64 = std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get() as u64)
-        .unwrap_or(1);
-    let done = AtomicU64::new(0);
     let delivered = AtomicU64::new(0);
     let in_parts = AtomicU64::new(0);
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let (done, delivered, in_parts) = (&done, &delivered, &in_parts);
-            s.spawn(move || {
-                let n = cases / threads + u64::from(t < cases % threads);
-                // Fresh pairs now and then, each threshold in turn.
-                let mut left = n;
-                let mut round = 0u64;
-                while left > 0 {
-                    let k = left.min(50_000);
-                    let from = [0u32, 1, 8192][(round % 3) as usize];
-                    let (d, p) = run(k, 0xf4a9 + t * 1_000_003 + round, from);
-                    delivered.fetch_add(d, Ordering::Relaxed);
-                    in_parts.fetch_add(p, Ordering::Relaxed);
-                    left -= k;
-                    round += 1;
-                }
-                done.fetch_add(n, Ordering::Relaxed);
-            });
+    let n = common::long_mode(|t, n| {
+        // Fresh pairs now and then, each threshold in turn.
+        let mut left = n;
+        let mut round = 0u64;
+        while left > 0 {
+            let k = left.min(50_000);
+            let from = [0u32, 1, 8192][(round % 3) as usize];
+            let (d, p) = run(k, 0xf4a9 + t * 1_000_003 + round, from);
+            delivered.fetch_add(d, Ordering::Relaxed);
+            in_parts.fetch_add(p, Ordering::Relaxed);
+            left -= k;
+            round += 1;
         }
     });
     println!(
-        "fuzz_frames={} delivered={} in_parts={}",
-        done.load(Ordering::Relaxed),
+        "fuzz_frames={n} delivered={} in_parts={}",
         delivered.load(Ordering::Relaxed),
         in_parts.load(Ordering::Relaxed)
     );
