@@ -25,7 +25,9 @@
 #
 # Usage: crates/bench/cpu-per-msg.sh   (env: SIZE=64 TIME=4 NODES=3 ROUNDS=3 PREFIXES=... SCHED_RR=no)
 # Last line: per prefix, in order, `daemon_ns_per_msg_K=<median> client_ns_per_msg_K=<median>
-# msgs_per_s_K=<median>` (K = 1, 2, ...).
+# msgs_per_s_K=<median> tokens_per_s_K=<median>` (K = 1, 2, ...; tokens_per_s: token visits a
+# second at node 1, stats.srp.orf_token_rx: how many messages a visit carried, since the
+# messages a second are known).
 set -euo pipefail
 
 SIZE=${SIZE:-64}
@@ -56,6 +58,13 @@ fi
 daemon_of() { # entry -> daemon binary
     case "$1" in corosync | corosync-knet) echo /usr/sbin/corosync ;; *) echo "$1/sbin/corosync" ;; esac
 }
+cmapctl_of() { # entry -> its corosync-cmapctl
+    case "$1" in corosync | corosync-knet) echo /usr/sbin/corosync-cmapctl ;; *) echo "$1/sbin/corosync-cmapctl" ;; esac
+}
+tokens_at_node1() { # entry -> tokens node 1 has received (stats.srp.orf_token_rx)
+    ip netns exec "${prefix_ns}host1" "$(cmapctl_of "$1")" -m stats -g stats.srp.orf_token_rx |
+        awk '{ print $NF }'
+}
 transport_of() { # entry -> the transport setup.sh writes
     case "$1" in corosync-knet) echo knet ;; *) echo udpu ;; esac
 }
@@ -81,12 +90,13 @@ daemon_ticks() { # sum of utime + stime of the cluster's daemons, in clock ticks
     echo "$t"
 }
 
-one_run() { # k prefix -> "daemon_ns client_ns msgs_per_s"
-    local k=$1 p=$2 i pids="" d0 d1 rx=0 cpu=0 rate
+one_run() { # k prefix -> "daemon_ns client_ns msgs_per_s tokens_per_s"
+    local k=$1 p=$2 i pids="" d0 d1 t0 t1 rx=0 cpu=0 rate
     NS_PREFIX=$prefix_ns COROSYNC_BIN="$(daemon_of "$p")" CPGBENCH="$work/cpgbench$k" \
         bash "$anchor/setup.sh" "$NODES" "$(transport_of "$p")" "${sched[@]}" \
         --base "$work/cluster" >"$work/setup.log" 2>&1 ||
         { cat "$work/setup.log" >&2; return 1; }
+    t0=$(tokens_at_node1 "$p")
     d0=$(daemon_ticks)
     for i in $(seq 1 "$NODES"); do
         ip netns exec "${prefix_ns}host$i" /usr/bin/time -f "%U %S" -o "$work/time$i" \
@@ -97,6 +107,7 @@ one_run() { # k prefix -> "daemon_ns client_ns msgs_per_s"
     # shellcheck disable=SC2086
     wait $pids || { cat "$work"/out* >&2; return 1; }
     d1=$(daemon_ticks)
+    t1=$(tokens_at_node1 "$p")
     bash "$anchor/teardown.sh" --base "$work/cluster" >/dev/null 2>&1
     for i in $(seq 1 "$NODES"); do
         rx=$((rx + $(grep -o 'rx_msgs=[0-9]*' "$work/out$i" | cut -d= -f2)))
@@ -104,7 +115,8 @@ one_run() { # k prefix -> "daemon_ns client_ns msgs_per_s"
     done
     rate=$(grep -o 'msgs_per_s=[0-9]*' "$work/out1" | cut -d= -f2)
     awk -v d=$((d1 - d0)) -v hz="$(getconf CLK_TCK)" -v c="$cpu" -v m="$rx" -v r="$rate" \
-        'BEGIN { printf "%.0f %.0f %s\n", d / hz * 1e9 / m, c * 1e9 / m, r }'
+        -v t=$((t1 - t0)) -v s="$TIME" \
+        'BEGIN { printf "%.0f %.0f %s %.0f\n", d / hz * 1e9 / m, c * 1e9 / m, r, t / s }'
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -115,8 +127,8 @@ for r in $(seq 1 "$ROUNDS"); do
         k=$((k + 1))
         res=$(one_run "$k" "$p")
         echo "$res" >>"$work/res$k"
-        read -r dn cn mr <<<"$res"
-        echo "run $r, $p: daemon_ns_per_msg=$dn client_ns_per_msg=$cn msgs_per_s=$mr (${NODES} nodes, ${SIZE} B)" >&2
+        read -r dn cn mr tk <<<"$res"
+        echo "run $r, $p: daemon_ns_per_msg=$dn client_ns_per_msg=$cn msgs_per_s=$mr tokens_per_s=$tk (${NODES} nodes, ${SIZE} B)" >&2
     done
 done
 
@@ -127,5 +139,6 @@ for p in $PREFIXES; do
     line+="daemon_ns_per_msg_$k=$(awk '{print $1}' "$work/res$k" | median) "
     line+="client_ns_per_msg_$k=$(awk '{print $2}' "$work/res$k" | median) "
     line+="msgs_per_s_$k=$(awk '{print $3}' "$work/res$k" | median) "
+    line+="tokens_per_s_$k=$(awk '{print $4}' "$work/res$k" | median) "
 done
 echo "${line% }"
