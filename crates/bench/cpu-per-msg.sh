@@ -27,7 +27,9 @@
 # Last line: per prefix, in order, `daemon_ns_per_msg_K=<median> client_ns_per_msg_K=<median>
 # msgs_per_s_K=<median> tokens_per_s_K=<median>` (K = 1, 2, ...; tokens_per_s: token visits a
 # second at node 1, stats.srp.orf_token_rx: how many messages a visit carried, since the
-# messages a second are known).
+# messages a second are known). Each run's line also gives, for ours, a token visit's average
+# time at node 1 from the first datagram of the turn that read the token to its handling, to its
+# send, and in the send (`token_queued/held/send_us`, from stats.srp.token_*_ns; see the README).
 set -euo pipefail
 
 SIZE=${SIZE:-64}
@@ -61,9 +63,16 @@ daemon_of() { # entry -> daemon binary
 cmapctl_of() { # entry -> its corosync-cmapctl
     case "$1" in corosync | corosync-knet) echo /usr/sbin/corosync-cmapctl ;; *) echo "$1/sbin/corosync-cmapctl" ;; esac
 }
-tokens_at_node1() { # entry -> tokens node 1 has received (stats.srp.orf_token_rx)
-    ip netns exec "${prefix_ns}host1" "$(cmapctl_of "$1")" -m stats -g stats.srp.orf_token_rx |
-        awk '{ print $NF }'
+stat_at_node1() { # entry key -> the value of stats.srp.KEY at node 1 (0 where there is none)
+    ip netns exec "${prefix_ns}host1" "$(cmapctl_of "$1")" -m stats -g "stats.srp.$2" 2>/dev/null |
+        awk '{ print $NF }' | grep . || echo 0
+}
+token_stats() { # entry -> "tokens timed queued_ns held_ns send_ns" at node 1 (ours' keys; 0 for Corosync)
+    local k out=""
+    for k in orf_token_rx token_timed token_queued_ns token_held_ns token_send_ns; do
+        out+="$(stat_at_node1 "$1" "$k") "
+    done
+    echo "$out"
 }
 transport_of() { # entry -> the transport setup.sh writes
     case "$1" in corosync-knet) echo knet ;; *) echo udpu ;; esac
@@ -96,7 +105,7 @@ one_run() { # k prefix -> "daemon_ns client_ns msgs_per_s tokens_per_s"
         bash "$anchor/setup.sh" "$NODES" "$(transport_of "$p")" "${sched[@]}" \
         --base "$work/cluster" >"$work/setup.log" 2>&1 ||
         { cat "$work/setup.log" >&2; return 1; }
-    t0=$(tokens_at_node1 "$p")
+    t0=$(token_stats "$p")
     d0=$(daemon_ticks)
     for i in $(seq 1 "$NODES"); do
         ip netns exec "${prefix_ns}host$i" /usr/bin/time -f "%U %S" -o "$work/time$i" \
@@ -107,7 +116,7 @@ one_run() { # k prefix -> "daemon_ns client_ns msgs_per_s tokens_per_s"
     # shellcheck disable=SC2086
     wait $pids || { cat "$work"/out* >&2; return 1; }
     d1=$(daemon_ticks)
-    t1=$(tokens_at_node1 "$p")
+    t1=$(token_stats "$p")
     bash "$anchor/teardown.sh" --base "$work/cluster" >/dev/null 2>&1
     for i in $(seq 1 "$NODES"); do
         rx=$((rx + $(grep -o 'rx_msgs=[0-9]*' "$work/out$i" | cut -d= -f2)))
@@ -115,8 +124,11 @@ one_run() { # k prefix -> "daemon_ns client_ns msgs_per_s tokens_per_s"
     done
     rate=$(grep -o 'msgs_per_s=[0-9]*' "$work/out1" | cut -d= -f2)
     awk -v d=$((d1 - d0)) -v hz="$(getconf CLK_TCK)" -v c="$cpu" -v m="$rx" -v r="$rate" \
-        -v t=$((t1 - t0)) -v s="$TIME" \
-        'BEGIN { printf "%.0f %.0f %s %.0f\n", d / hz * 1e9 / m, c * 1e9 / m, r, t / s }'
+        -v a="$t0" -v b="$t1" -v s="$TIME" \
+        'BEGIN { split(a, x, " "); split(b, y, " "); n = y[2] - x[2]; if (n < 1) n = 1
+                 printf "%.0f %.0f %s %.0f %.1f/%.1f/%.1f\n", d / hz * 1e9 / m, c * 1e9 / m, r,
+                     (y[1] - x[1]) / s, (y[3] - x[3]) / n / 1e3, (y[4] - x[4]) / n / 1e3,
+                     (y[5] - x[5]) / n / 1e3 }'
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -127,8 +139,8 @@ for r in $(seq 1 "$ROUNDS"); do
         k=$((k + 1))
         res=$(one_run "$k" "$p")
         echo "$res" >>"$work/res$k"
-        read -r dn cn mr tk <<<"$res"
-        echo "run $r, $p: daemon_ns_per_msg=$dn client_ns_per_msg=$cn msgs_per_s=$mr tokens_per_s=$tk (${NODES} nodes, ${SIZE} B)" >&2
+        read -r dn cn mr tk tu <<<"$res"
+        echo "run $r, $p: daemon_ns_per_msg=$dn client_ns_per_msg=$cn msgs_per_s=$mr tokens_per_s=$tk token_queued/held/send_us=$tu (${NODES} nodes, ${SIZE} B)" >&2
     done
 done
 

@@ -50,6 +50,34 @@ def by_transport(res, n, sec, min_cells, cells):
     }
 
 
+def hop_rows(path):
+    """{(transport, n, size): [per-node dicts]} from the HOP lines of one raw.txt."""
+    rows = {}
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        return rows
+    for ln in lines:
+        f = ln.split()
+        if len(f) < 3 or f[0] != "HOP":
+            continue
+        kv = dict(x.split("=", 1) for x in f[2:] if "=" in x)
+        try:
+            key = (f[1], int(kv["N"]), kv["size"])
+            rows.setdefault(key, []).append({k: float(v) for k, v in kv.items() if k not in ("size",)})
+        except (KeyError, ValueError):
+            continue
+    return rows
+
+
+def median(xs):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
+
+
 def ratio(a, b):
     return f"{a / b:.3f}" if a is not None and b else "-"
 
@@ -144,6 +172,24 @@ def main():
         summary[f"ratio_failover_{n}n"] = r
         c = lambda x: "-" if not x else (fmt(x[0], 1) if x[0] is not None else x[1])
         print(f"| {n} | {c(k)} | {c(u)} | {c(o)} | {r} | {k[2] if k else '-'}, {u[2] if u else '-'} / {o[2] if o else '-'} |")
+    hops = []
+    for e in ("corosync", "ours"):
+        for n in nodes:
+            rows = hop_rows(f"{work}/{e}-{n}/raw.txt").items()
+            for (t, hn, size), per in sorted(rows, key=lambda r: (r[0][0], r[0][1], int(r[0][2]))):
+                hops.append((e, t, hn, size, per))
+    if hops:
+        print("\n## Token visits during the throughput points (median over the nodes; scripts/device-bench/hop-stats.sh)\n")
+        print("hop = 1 / (visits a second × N); queued, held and send are a visit's time in our daemon: "
+              "from the first datagram of the turn that read the token to its handling, to its send, and the send\n")
+        print("| engine | transport | nodes | size B | visits/s | hop µs | frames a visit | queued µs | held µs | send µs |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for e, t, n, size, per in hops:
+            v = median([p.get("visits_per_s", 0) for p in per])
+            hop = 1e6 / (v * n) if v else None
+            cols = [median([p.get(k, 0) for p in per]) for k in ("frames_per_visit", "queued_us", "held_us", "send_us")]
+            times = [fmt(c, 1) for c in cols[1:]] if e == "ours" else ["-", "-", "-"]
+            print(f"| {e} | {t} | {n} | {size} | {fmt(v)} | {fmt(hop, 1)} | {fmt(cols[0], 1)} | {' | '.join(times)} |")
     sweeps = sorted(glob.glob(f"{work}/sweep-*/results.md"))
     if sweeps:
         print("\n## Ours with other settings (SWEEP), beside ours' default in the same run\n")

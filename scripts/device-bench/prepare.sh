@@ -15,7 +15,8 @@
 #   perf/, ours-prof/  only with PROFILE=1, for profile.sh: this machine's
 #       perf with its libraries, and ours with symbols
 #
-# The additions, so that one harness drives both engines:
+# The additions, so that one harness drives both engines (and a third, below,
+# that reads each node's stats.srp.* around every throughput point):
 #   devrun.sh: ENGINE_DIR=DIR takes corosync, corosync-keygen,
 #       corosync-cmapctl and cpgbench_own from DIR instead of the bundle
 #   setup.sh: FO_EXTRA_TOTEM adds totem lines to a cluster started with
@@ -55,6 +56,19 @@ if ! grep -q FO_EXTRA_TOTEM "$D/setup.sh"; then
         [ -n "${EXTRA_TOTEM:-}" ] \&\& printf "%b\\n" "$EXTRA_TOTEM"' "$D/setup.sh"
     grep -q 'FO_EXTRA_TOTEM:-}" ]' "$D/setup.sh" && grep -q 'EXTRA_TOTEM:-}" ] &&' "$D/setup.sh" ||
         { echo "prepare.sh: setup.sh patch failed" >&2; exit 1; }
+fi
+
+# The third: HOP lines (scripts/device-bench/hop-stats.sh) around every
+# throughput point, for each node of either engine.
+cp "$repo/scripts/device-bench/hop-stats.sh" "$D/"
+if ! grep -q hop_read "$D/devrun.sh"; then
+    sed -i '/^tput_run() {/,/^    wait "\${pids\[@\]}" 2>\/dev\/null$/{
+s|^    rm -f "\$SCR"/tput\.\*$|&\n    hop_read "$n" "$SCR/hop.0"|
+s|^    wait "\${pids\[@\]}" 2>/dev/null$|&\n    hop_read "$n" "$SCR/hop.1"; hop_lines "$t" "$n" "$s" "$SCR/hop.0" "$SCR/hop.1"|
+}' "$D/devrun.sh"
+    sed -i '/^cs_pids() {/i . "$B/hop-stats.sh"' "$D/devrun.sh"
+    [ "$(grep -c -e '^    hop_read "\$n"' -e '^\. "\$B/hop-stats.sh"' "$D/devrun.sh")" = 3 ] ||
+        { echo "prepare.sh: devrun.sh hop patch failed" >&2; exit 1; }
 fi
 
 # --- ours ----------------------------------------------------------------

@@ -296,6 +296,12 @@ impl State {
 
     fn drain_totem(&mut self) {
         let room = self.room();
+        // When this turn read its first datagram (a token visit is timed
+        // from there; `now` caches it).
+        let turn_at = match self.turn_now {
+            Some(Some(t)) => Some(self.origin + Duration::from_nanos(t.0)),
+            _ => None,
+        };
         let State {
             totem,
             engine,
@@ -341,7 +347,7 @@ impl State {
                     engine.config_change(kind, members, left, joined, ring_id, &mut out);
                 }
                 Event::PersistRingSeq(seq) => persister.request(seq),
-                Event::TokenVisit { .. } => extras.token_visit(),
+                Event::TokenVisit { .. } => extras.token_visit(turn_at),
                 Event::Sent { .. } => {}
             }
         }
@@ -665,8 +671,12 @@ impl State {
             .map(|(d, b)| (*d, b.as_slice()))
             .collect();
         self.extras.bytes_tx += batch.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+        let timed = self.extras.token_unsent().then(std::time::Instant::now);
         if let Err(e) = rl.transport().send_batch(&batch) {
             tracing::warn!("send: {e}");
+        }
+        if let Some(sending) = timed {
+            self.extras.token_sent(sending, std::time::Instant::now());
         }
     }
 
@@ -923,6 +933,7 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         state.server.publish_events();
         state.ipc_polled = false;
         state.turn_now = Some(None);
+        state.extras.turn_begins();
         let turned = rl.turn(Some(wait), &mut state);
         state.turn_now = None;
         turned?;

@@ -64,6 +64,21 @@ pub struct Extras {
     rotation_last_us: u64,
     rotation_avg_us: u64,
     rotations: u64,
+    /// Where the token's time in this daemon goes, summed over the visits
+    /// timed (`stats.srp.token_timed`): from the first datagram of the
+    /// run-loop turn that read the token to its handling (the datagrams
+    /// read ahead of it, and their deliveries), to its send being handed
+    /// to the kernel, and that send itself (which, between namespaces on
+    /// one machine, runs the receivers' side too). With the visits a
+    /// second and the ring's size they split a hop: what is not here is
+    /// the token's wait in the socket while the daemon was busy, the
+    /// wake-up, and the wire.
+    token_timed: u64,
+    token_queued_ns: u64,
+    token_held_ns: u64,
+    token_send_ns: u64,
+    /// The first datagram of the turn whose token visit is not sent yet.
+    token_turn_at: Option<Instant>,
 }
 
 impl Extras {
@@ -85,13 +100,23 @@ impl Extras {
             rotation_last_us: 0,
             rotation_avg_us: 0,
             rotations: 0,
+            token_timed: 0,
+            token_queued_ns: 0,
+            token_held_ns: 0,
+            token_send_ns: 0,
+            token_turn_at: None,
         }
     }
 
     /// This node forwarded the token: the time since the previous visit
-    /// is one rotation.
-    pub fn token_visit(&mut self) {
+    /// is one rotation. `turn_at`: when the run-loop turn that read the
+    /// token read its first datagram (None: the visit came from a timer).
+    pub fn token_visit(&mut self, turn_at: Option<Instant>) {
         let now = Instant::now();
+        self.token_turn_at = turn_at;
+        if let Some(t0) = turn_at {
+            self.token_queued_ns += now.saturating_duration_since(t0).as_nanos() as u64;
+        }
         if let Some(prev) = self.last_visit.replace(now) {
             let us = now.duration_since(prev).as_micros() as u64;
             self.rotation_last_us = us;
@@ -101,6 +126,29 @@ impl Extras {
                 (self.rotation_avg_us * 7 + us) / 8
             };
             self.rotations += 1;
+        }
+    }
+
+    /// A new run-loop turn begins: a visit whose datagrams did not go out
+    /// before it (an idle token held) is not timed.
+    pub fn turn_begins(&mut self) {
+        self.token_turn_at = None;
+    }
+
+    /// Whether a token visit waits to be sent: then the caller times the
+    /// send (`sending` just before, `sent` just after) for
+    /// [`Extras::token_sent`].
+    pub fn token_unsent(&self) -> bool {
+        self.token_turn_at.is_some()
+    }
+
+    /// The send of the last visit's datagrams began at `sending` and
+    /// returned at `sent`.
+    pub fn token_sent(&mut self, sending: Instant, sent: Instant) {
+        if let Some(t0) = self.token_turn_at.take() {
+            self.token_timed += 1;
+            self.token_held_ns += sending.saturating_duration_since(t0).as_nanos() as u64;
+            self.token_send_ns += sent.saturating_duration_since(sending).as_nanos() as u64;
         }
     }
 
@@ -187,6 +235,10 @@ impl Extras {
         u64k("srp.mtt_rx_token", self.rotation_avg_us / 1000);
         u64k("srp.token_rotation_us", self.rotation_last_us);
         u64k("srp.token_rotation_avg_us", self.rotation_avg_us);
+        u64k("srp.token_timed", self.token_timed);
+        u64k("srp.token_queued_ns", self.token_queued_ns);
+        u64k("srp.token_held_ns", self.token_held_ns);
+        u64k("srp.token_send_ns", self.token_send_ns);
         let x = &self.transport;
         u64k("transport.bytes_tx", self.bytes_tx);
         u64k("transport.bytes_rx", self.bytes_rx);

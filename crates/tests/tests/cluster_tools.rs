@@ -250,6 +250,21 @@ fn cmapctl_dump_get_set_delete_track_and_stats() {
     let b2 = stat(&c, 0, "stats.transport.bytes_rx");
     assert!(t1 > 0 && t2 > t1, "tokens {t1} → {t2}");
     assert!(b2 > b1, "bytes {b1} → {b2}");
+    // Where the token's time in the daemon goes: the visits timed are
+    // tokens this node received and sent on, and each took some time
+    // from its turn's first datagram to its send, and in the send.
+    let timed = stat(&c, 0, "stats.srp.token_timed");
+    let tokens = stat(&c, 0, "stats.srp.orf_token_rx");
+    assert!(
+        timed > 0 && timed <= tokens,
+        "{timed} visits timed of {tokens}"
+    );
+    for k in ["stats.srp.token_held_ns", "stats.srp.token_send_ns"] {
+        let ns = stat(&c, 0, k);
+        assert!(ns > 0, "{k} = {ns} after {timed} visits");
+    }
+    // (Read behind other datagrams: zero when the token came alone.)
+    stat(&c, 0, "stats.srp.token_queued_ns");
 
     // -q: the value alone.
     let q = ok(&c, 0, &["corosync-cmapctl", "-q", "-g", "totem.token"]);
