@@ -108,15 +108,17 @@ impl Extras {
         }
     }
 
+    /// A datagram just handled was a token; the run-loop turn that read it
+    /// read its first datagram at `turn_at`.
+    pub fn token_read(&mut self, turn_at: Instant) {
+        self.token_turn_at = Some(turn_at);
+        self.token_queued_ns += turn_at.elapsed().as_nanos() as u64;
+    }
+
     /// This node forwarded the token: the time since the previous visit
-    /// is one rotation. `turn_at`: when the run-loop turn that read the
-    /// token read its first datagram (None: the visit came from a timer).
-    pub fn token_visit(&mut self, turn_at: Option<Instant>) {
+    /// is one rotation.
+    pub fn token_visit(&mut self) {
         let now = Instant::now();
-        self.token_turn_at = turn_at;
-        if let Some(t0) = turn_at {
-            self.token_queued_ns += now.saturating_duration_since(t0).as_nanos() as u64;
-        }
         if let Some(prev) = self.last_visit.replace(now) {
             let us = now.duration_since(prev).as_micros() as u64;
             self.rotation_last_us = us;
