@@ -64,12 +64,13 @@ pub struct Extras {
     rotation_last_us: u64,
     rotation_avg_us: u64,
     rotations: u64,
-    /// Where the token's time in this daemon goes, summed over the visits
-    /// timed (`stats.srp.token_timed`): from the first datagram of the
-    /// run-loop turn that read the token to its handling (the datagrams
-    /// read ahead of it, and their deliveries), to its send being handed
-    /// to the kernel, and that send itself (which, between namespaces on
-    /// one machine, runs the receivers' side too). With the visits a
+    /// Where the token's time in this daemon goes: from the first datagram
+    /// of the run-loop turn that read the token to its handling (storing
+    /// the datagrams read ahead of it; summed over every token read), to
+    /// its send being handed to the kernel, and that send itself (which,
+    /// between namespaces on one machine, runs the receivers' side too;
+    /// both summed over the visits timed, `stats.srp.token_timed`: those
+    /// whose datagrams went out before the next turn). With the visits a
     /// second and the ring's size they split a hop: what is not here is
     /// the token's wait in the socket while the daemon was busy, the
     /// wake-up, and the wire.
