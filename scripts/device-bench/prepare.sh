@@ -1,8 +1,9 @@
 #!/bin/bash
 # prepare.sh - gets .devbundle/ ready for the many-node comparison on the
 # lent 16-core device machine (issue 7, item 4). Run here, as root, from
-# anywhere; then hand .devbundle to the device and run run.sh there (see
-# README.md beside this file).
+# anywhere; then hand .devbundle to the device and run run.sh there (the
+# repository README's Benchmarks section, "Many nodes", says how and what
+# the last runs found).
 #
 # .devbundle/ (ignored by git; 25 MB) holds:
 #   root/, devrun.sh, setup.sh, teardown.sh  Corosync 3.1.7 from Debian 12
