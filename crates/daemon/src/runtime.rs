@@ -719,8 +719,9 @@ impl Handler for State {
         // What the datagram made deliverable waits in Totem's queue until
         // the turn has read all it got (the run loop drains it after the
         // turn, a saturated visit's token sent first): a token read behind
-        // a burst no longer waits for the burst's deliveries, only for its
-        // frames being stored. 3 nodes here, all sending, 3 alternating
+        // a burst no longer waits for the engine's deliveries of the burst,
+        // only for Totem's handling of its frames (Totem stores them and
+        // delivers into its own event queue as it receives). 3 nodes here, all sending, 3 alternating
         // rounds each (`crates/bench/cpu-per-msg.sh`): 64 KiB 8.2 k against
         // 7.0 k msgs/s (token visits 1,404 against 1,167 a second), 1 KiB
         // +3% and +13%, 64 B unchanged. The queue is bounded by what one

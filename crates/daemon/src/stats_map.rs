@@ -65,8 +65,9 @@ pub struct Extras {
     rotation_avg_us: u64,
     rotations: u64,
     /// Where the token's time in this daemon goes: from the first datagram
-    /// of the run-loop turn that read the token to its handling (storing
-    /// the datagrams read ahead of it; summed over every token read), to
+    /// of the run-loop turn that read the token to its handling (Totem's
+    /// handling of the datagrams read ahead of it; summed over every token
+    /// read), to
     /// its send being handed to the kernel, and that send itself (which,
     /// between namespaces on one machine, runs the receivers' side too;
     /// both summed over the visits timed, `stats.srp.token_timed`: those
