@@ -232,6 +232,7 @@ impl Extras {
         u64k("srp.failed_to_receive", t.failed_to_receive);
         u64k("srp.trans_discarded", t.trans_discarded);
         u64k("srp.held_token_revisits", t.held_token_revisits);
+        u64k("srp.refs_copied", t.refs_copied);
         u64k("srp.rx_msg_dropped", t.drops_total);
         for (name, n) in DROP_NAMES.iter().zip(t.drops.iter()) {
             u64k(&format!("srp.dropped.{name}"), *n);

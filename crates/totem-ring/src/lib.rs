@@ -227,11 +227,14 @@ pub enum Mutant {
     NoRecovery,
     /// Put the token's seq/aru bookkeeping wrong: never request retransmissions.
     NoRetransmitRequests,
+    /// Leave unpolled deliveries pointing into a store that a ring change
+    /// resets or moves (no copy made first).
+    KeepRefsAcrossRings,
 }
 
 #[cfg(feature = "mutants")]
 impl Mutant {
-    pub const ALL: [Mutant; 12] = [
+    pub const ALL: [Mutant; 13] = [
         Mutant::DeliverPastGap,
         Mutant::SkipTransitional,
         Mutant::ReuseRingSeq,
@@ -244,6 +247,7 @@ impl Mutant {
         Mutant::WrongTransitional,
         Mutant::NoRecovery,
         Mutant::NoRetransmitRequests,
+        Mutant::KeepRefsAcrossRings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -260,6 +264,7 @@ impl Mutant {
             Mutant::WrongTransitional => "wrong-transitional",
             Mutant::NoRecovery => "no-recovery",
             Mutant::NoRetransmitRequests => "no-retransmit-requests",
+            Mutant::KeepRefsAcrossRings => "keep-refs-across-rings",
         }
     }
 

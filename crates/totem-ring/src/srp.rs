@@ -85,6 +85,10 @@ pub struct Stats {
     /// Held idle tokens visited again at once for our own new frames
     /// instead of forwarded as held (`Totem::submit` while holding).
     pub held_token_revisits: u64,
+    /// Queued deliveries by reference into the store turned into copies:
+    /// their events were not polled before the ring changed or the store
+    /// needed the room they pinned (`Config::deliver_parts_from`).
+    pub refs_copied: u64,
 }
 
 impl Stats {
@@ -939,7 +943,9 @@ impl Totem {
         for st in &mut self.cur.senders {
             st.refs_to_copy(store);
         }
-        self.settle_events();
+        if !crate::mutant!(self, KeepRefsAcrossRings) {
+            self.settle_events();
+        }
     }
 
     /// Every queued delivery that points into the store becomes a copy.
@@ -963,6 +969,7 @@ impl Totem {
                 for p in &self.frag_refs[start as usize..(start + count) as usize] {
                     self.arena.extend_from_slice(p.resolve(store));
                 }
+                self.stats.refs_copied += 1;
                 *ev = Pending::Deliver {
                     off,
                     len: len as usize,

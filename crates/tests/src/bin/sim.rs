@@ -175,11 +175,13 @@ fn main() -> ExitCode {
     }
     let sum = |f: fn(&RunReport) -> u64| results.iter().map(f).sum::<u64>();
     println!(
-        "faults: dups={} clogs={} pauses={} congestions={} leaves={} persist_lost={} persist_crashes={}; workload: submitted={} sent={} queue_full={} held_revisits={}; virtual_s={} busiest_instant={}",
+        "faults: dups={} clogs={} pauses={} congestions={} held_inputs={} refs_copied={} leaves={} persist_lost={} persist_crashes={}; workload: submitted={} sent={} queue_full={} held_revisits={}; virtual_s={} busiest_instant={}",
         sum(|r| r.dups),
         sum(|r| r.clogs),
         sum(|r| r.pauses),
         sum(|r| r.congestions),
+        sum(|r| r.held_inputs),
+        sum(|r| r.refs_copied),
         sum(|r| r.leaves),
         sum(|r| r.persist_lost),
         sum(|r| r.persist_crashes),
@@ -210,6 +212,8 @@ fn main() -> ExitCode {
         ("pauses", sum(|r| r.pauses)),
         ("clogs", sum(|r| r.clogs)),
         ("congestions", sum(|r| r.congestions)),
+        ("held_inputs", sum(|r| r.held_inputs)),
+        ("refs_copied", sum(|r| r.refs_copied)),
         ("held_revisits", sum(|r| r.held_revisits)),
         ("leaves", sum(|r| r.leaves)),
         ("persist_crashes", sum(|r| r.persist_crashes)),

@@ -1,5 +1,7 @@
 //! Token and resources: I11 token order, I12 flow control, I13 bounded memory.
 
+use std::collections::BTreeMap;
+
 use totem_ring::{seq, NodeId, QueueBounds, RingId};
 
 use super::{ring_str, Checker};
@@ -13,6 +15,60 @@ pub struct Visit {
     pub retransmits: u32,
     pub ring_size: u32,
     pub rotation_frames: u32,
+}
+
+/// The token visits reported on one ring, by token_seq (one per hop), so
+/// that a rotation is the visits of `ring_size` consecutive hops whatever
+/// order their events come in: a node that leaves its events unpolled
+/// reports its visits late (the simulator's holders), and a node that
+/// crashes never reports some.
+#[derive(Default)]
+pub(super) struct Rotations {
+    /// Frames broadcast, by token_seq counted on from the first one seen
+    /// (so that a wrap of the 32-bit token_seq keeps the order).
+    bursts: BTreeMap<u64, u32>,
+    /// The highest token_seq seen, as reported and as counted here.
+    top: Option<(u32, u64)>,
+}
+
+/// Visits further back than this behind the newest are forgotten.
+const ROTATION_HORIZON: u64 = 1 << 16;
+
+impl Rotations {
+    /// Records a visit and returns the sum and the visit count of a
+    /// rotation through it that broadcast more than `window` frames.
+    fn record(
+        &mut self,
+        token_seq: u32,
+        burst: u32,
+        size: u32,
+        window: u32,
+    ) -> Option<(u64, usize)> {
+        let at = match self.top {
+            None => 1u64 << 40,
+            Some((t, at)) => at.wrapping_add_signed(i64::from(token_seq.wrapping_sub(t) as i32)),
+        };
+        if self.top.is_none_or(|(_, top)| at > top) {
+            self.top = Some((token_seq, at));
+        }
+        self.bursts.insert(at, burst);
+        let top = self.top.map_or(at, |(_, t)| t);
+        while let Some((&k, _)) = self.bursts.first_key_value() {
+            if k + ROTATION_HORIZON >= top {
+                break;
+            }
+            self.bursts.pop_first();
+        }
+        // Every rotation that holds this visit: ending at it or at one of
+        // the size - 1 hops after it.
+        let size = u64::from(size);
+        (at..at + size).find_map(|end| {
+            let visits = self.bursts.range(end + 1 - size..=end);
+            let count = visits.clone().count();
+            let sum: u64 = visits.map(|(_, &b)| u64::from(b)).sum();
+            (sum > u64::from(window)).then_some((sum, count))
+        })
+    }
 }
 
 impl Checker {
@@ -50,20 +106,13 @@ impl Checker {
             );
             return self.fail("I12", p, detail);
         }
-        // Per rotation: the frames of the last ring_size visits, summed here.
-        let (last, sum) = self.rotations.entry(v.ring).or_default();
-        last.push_back(burst as u32);
-        *sum += burst;
-        while last.len() > v.ring_size.max(1) as usize {
-            *sum -= u64::from(last.pop_front().unwrap_or(0));
-        }
-        let window = self.flow.window_for(v.ring_size.max(1) as usize);
-        if *sum > u64::from(window) {
+        // Per rotation: the frames of any ring_size consecutive visits.
+        let size = v.ring_size.max(1);
+        let window = self.flow.window_for(size as usize);
+        let r = self.rotations.entry(v.ring).or_default();
+        if let Some((sum, visits)) = r.record(v.token_seq, burst as u32, size, window) {
             let detail = format!(
-                "{} frames in one token rotation of {} visits (window {}; the token said {})",
-                sum,
-                last.len(),
-                window,
+                "{sum} frames in one token rotation of {size} visits ({visits} of them reported; window {window}; the token said {})",
                 v.rotation_frames
             );
             self.fail("I12", p, detail);

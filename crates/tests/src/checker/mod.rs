@@ -175,9 +175,9 @@ pub struct Checker {
     came_from: BTreeMap<RingId, BTreeMap<NodeId, Option<RingId>>>,
     /// (c, c') → (deliveries in c, sum of mixed ids, first reporter) (I6).
     transitions: BTreeMap<(ConfId, ConfId), (u64, u64, NodeId)>,
-    /// ring → frames broadcast on each of its last `ring_size` token visits,
-    /// and their sum (I12, counted here rather than trusted from the token).
-    rotations: BTreeMap<RingId, (std::collections::VecDeque<u32>, u64)>,
+    /// ring → frames broadcast at each token visit reported on it (I12,
+    /// counted here rather than trusted from the token).
+    rotations: BTreeMap<RingId, flow::Rotations>,
     /// The ring all live nodes were on at the end of the healed phase (I14).
     converged_ring: Option<RingId>,
     now: u64,

@@ -78,9 +78,14 @@ pub struct RunReport {
     pub pauses: u64,
     /// Receive back-pressure episodes (`Totem::set_receive_congested`).
     pub congestions: u64,
+    /// Inputs after which a holding node left its events unpolled.
+    pub held_inputs: u64,
     /// Held tokens visited again for the holder's own frames
     /// (`Stats::held_token_revisits`, over every node instance).
     pub held_revisits: u64,
+    /// Deliveries by reference made copies before they were polled
+    /// (`Stats::refs_copied`, over every node instance).
+    pub refs_copied: u64,
     /// Stable-storage writes lost to a crash before completing.
     pub persist_lost: u64,
     /// Crashes scheduled inside a ring-seq write.
@@ -131,6 +136,16 @@ struct Node {
     pending: Option<(MsgId, usize, Guarantee)>,
     /// Receive back-pressure is on until then (0: off).
     congested_until: u64,
+    /// A node that submits nothing and, in the fault phase, leaves its
+    /// events in Totem's queue for stretches of inputs, as the daemon
+    /// does for the rest of a run-loop turn (and longer, as a stalled
+    /// reader would): deliveries by reference then pin the store across
+    /// later frames, token visits and membership changes. Such nodes send
+    /// nothing because the checker learns a message's place in its ring
+    /// from the sender's `Sent` event, which must come before any delivery.
+    holder: bool,
+    /// Inputs left before a holder polls its events again.
+    hold_left: u32,
 }
 
 enum Ev {
@@ -242,6 +257,9 @@ struct World {
     trace: bool,
     /// Network drops when the healed phase began (it must drop nothing).
     drops_at_heal: u64,
+    /// Draws the holders' stretches (a generator of its own, so that the
+    /// seeds without holders run as they did before holders existed).
+    hold_rng: ChaCha8Rng,
 }
 
 impl World {
@@ -268,6 +286,8 @@ impl World {
                 counter: 0,
                 pending: None,
                 congested_until: 0,
+                holder: false,
+                hold_left: 0,
             })
             .collect();
         let mut w = World {
@@ -291,11 +311,38 @@ impl World {
             keep_going: opts.keep_going,
             trace: opts.trace,
             drops_at_heal: 0,
+            hold_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0FE7_E475_u64),
             p,
         };
+        w.choose_holders();
         w.schedule_all();
         w.schedule_congestion(seed);
         w
+    }
+
+    /// In a third of the seeds with three nodes or more, up to a third of
+    /// the nodes hold their events (see `Node::holder`).
+    fn choose_holders(&mut self) {
+        let n = self.nodes.len();
+        if n < 3 || !self.hold_rng.gen_ratio(1, 3) {
+            return;
+        }
+        let count = self.hold_rng.gen_range(1..=n / 3);
+        for _ in 0..count {
+            let i = self.hold_rng.gen_range(0..n);
+            self.nodes[i].holder = true;
+        }
+    }
+
+    /// How many inputs a holder leaves its events for next: mostly a few
+    /// (a run-loop turn), now and then thousands (a stalled reader).
+    fn draw_hold(&mut self) -> u32 {
+        let r = &mut self.hold_rng;
+        match r.gen_range(0..100) {
+            0..=59 => r.gen_range(1..=8),
+            60..=94 => r.gen_range(8..=64),
+            _ => r.gen_range(500..=5_000),
+        }
     }
 
     fn at(&mut self, at: u64, ev: Ev) {
@@ -615,6 +662,7 @@ impl World {
         node.state = NodeState::Down;
         if let Some(t) = node.totem.take() {
             self.r.held_revisits += t.stats().held_token_revisits;
+            self.r.refs_copied += t.stats().refs_copied;
         }
         node.inbox.clear();
         node.gen += 1;
@@ -761,7 +809,7 @@ impl World {
     }
 
     fn submit(&mut self, i: usize) {
-        if self.now >= self.p.workload_stop_ns {
+        if self.now >= self.p.workload_stop_ns || self.nodes[i].holder {
             return;
         }
         let w = &self.p.workload;
@@ -827,6 +875,18 @@ impl World {
     /// go to the network, events to the checkers.
     fn drain(&mut self, i: usize) {
         let now = self.now;
+        // A holder in the fault phase polls its events only every so often.
+        let hold =
+            self.nodes[i].holder && now < self.p.fault_ns && self.nodes[i].totem.is_some() && {
+                if self.nodes[i].hold_left == 0 {
+                    self.nodes[i].hold_left = self.draw_hold();
+                    false
+                } else {
+                    self.nodes[i].hold_left -= 1;
+                    self.r.held_inputs += 1;
+                    true
+                }
+            };
         let mut out = std::mem::take(&mut self.tx_buf);
         let mut persists = std::mem::take(&mut self.persist_buf);
         let node = &mut self.nodes[i];
@@ -838,7 +898,7 @@ impl World {
                 out.push((tx.dest, Rc::from(tx.bytes)));
                 any = true;
             }
-            while let Some(ev) = t.poll_event() {
+            while let Some(ev) = if hold { None } else { t.poll_event() } {
                 any = true;
                 match ev {
                     Event::Deliver {
@@ -996,6 +1056,7 @@ impl World {
         self.r.dups = self.net.dups;
         for t in self.nodes.iter().filter_map(|n| n.totem.as_ref()) {
             self.r.held_revisits += t.stats().held_token_revisits;
+            self.r.refs_copied += t.stats().refs_copied;
         }
         self.r.configs = c.regular_configs;
         self.r.delivered = c.delivered;
