@@ -15,7 +15,8 @@
 # A/B: PREFIXES="DIR_A DIR_B" (trees installed by scripts/install.sh, each
 # with its own daemon and libcpg) run alternately, ROUNDS times each, one
 # fresh cluster per run; without PREFIXES the current tree is built and
-# installed. An entry `corosync` (or `corosync-knet`) is the system's
+# installed. An entry DIR@udp runs DIR's daemon on multicast (`transport:
+# udp`) where setup.sh writes udpu. An entry `corosync` (or `corosync-knet`) is the system's
 # Corosync and libcpg (/usr/sbin/corosync, the Debian package) on udpu (or
 # knet). Every daemon runs at SCHED_OTHER (`--sched-rr no`), unless
 # SCHED_RR=yes, which leaves `system.sched_rr` to its default (yes: Corosync's
@@ -58,10 +59,29 @@ if [ -z "${PREFIXES:-}" ]; then
 fi
 
 daemon_of() { # entry -> daemon binary
-    case "$1" in corosync | corosync-knet) echo /usr/sbin/corosync ;; *) echo "$1/sbin/corosync" ;; esac
+    case "$1" in
+    corosync | corosync-knet) echo /usr/sbin/corosync ;;
+    *@udp) echo "$work/udp-$(echo "$1" | cksum | cut -d' ' -f1)/corosync" ;;
+    *) echo "$1/sbin/corosync" ;;
+    esac
 }
 cmapctl_of() { # entry -> its corosync-cmapctl
-    case "$1" in corosync | corosync-knet) echo /usr/sbin/corosync-cmapctl ;; *) echo "$1/sbin/corosync-cmapctl" ;; esac
+    case "$1" in corosync | corosync-knet) echo /usr/sbin/corosync-cmapctl ;; *) echo "${1%@udp}/sbin/corosync-cmapctl" ;; esac
+}
+udp_wrapper() { # entry DIR@udp -> writes the corosync daemon_of names
+    # setup.sh writes udpu; this corosync rewrites its file into the
+    # multicast form and runs the tree's own (same pid, same name).
+    local w
+    w=$(dirname "$(daemon_of "$1")")
+    mkdir -p "$w"
+    {
+        echo '#!/bin/sh'
+        echo 'prev=; cfg='
+        echo 'for a in "$@"; do [ "$prev" = -c ] && cfg=$a; prev=$a; done'
+        echo '[ -n "$cfg" ] && sed -i '"'"'s/^    transport: udpu$/    transport: udp\n    interface {\n        linknumber: 0\n        mcastaddr: 239.192.77.1\n        mcastport: 5405\n    }/'"'"' "$cfg"'
+        printf 'exec %s "$@"\n' "'${1%@udp}/sbin/corosync'"
+    } >"$w/corosync"
+    chmod 0755 "$w/corosync"
 }
 stat_at_node1() { # entry key -> the value of stats.srp.KEY at node 1 (0 where there is none)
     ip netns exec "${prefix_ns}host1" "$(cmapctl_of "$1")" -m stats -g "stats.srp.$2" 2>/dev/null |
@@ -81,13 +101,14 @@ transport_of() { # entry -> the transport setup.sh writes
 k=0
 for p in $PREFIXES; do
     k=$((k + 1))
+    case "$p" in *@udp) udp_wrapper "$p" ;; esac
     [ -x "$(daemon_of "$p")" ] || { echo "cpu-per-msg: no $(daemon_of "$p")" >&2; exit 1; }
     case "$p" in
     corosync | corosync-knet)
         gcc -O2 -o "$work/cpgbench$k" "$root/crates/bench/c/cpgbench.c" -lcpg -lm ;;
     *)
-        gcc -O2 -o "$work/cpgbench$k" "$root/crates/bench/c/cpgbench.c" -I"$p/include" \
-            -L"$p/lib" -Wl,-rpath,"$p/lib" -lcpg -lm ;;
+        gcc -O2 -o "$work/cpgbench$k" "$root/crates/bench/c/cpgbench.c" -I"${p%@udp}/include" \
+            -L"${p%@udp}/lib" -Wl,-rpath,"${p%@udp}/lib" -lcpg -lm ;;
     esac
 done
 

@@ -13,6 +13,8 @@
 #   ours/  our corosync, corosync-cmapctl, corosync-keygen, libcorosync_rs.so
 #       and cpgbench_own (the anchor's client source) built against our
 #       libcpg with RUNPATH $ORIGIN, all stripped
+#   ours-mcast/  the same, with a corosync that runs ours on multicast
+#       (`transport: udp`) where the harness writes udpu
 #   perf/, ours-prof/  only with PROFILE=1, for profile.sh: this machine's
 #       perf with its libraries, and ours with symbols
 #
@@ -83,6 +85,22 @@ install -m 0755 "$repo/target/release/libcorosync_rs.so" "$O/"
 gcc -O2 -Wall -o "$O/cpgbench_own" "$D/cpgbench_own.c" -I "$repo/crates/client/include" \
     -L "$O" -lcorosync_rs -Wl,-rpath,'$ORIGIN'
 strip --strip-unneeded "$O"/*
+
+# ours-mcast/: ours with `transport: udp` (multicast), for run.sh's MCAST.
+# The harness writes udpu configs; this corosync rewrites its file into the
+# multicast form and runs ours (the same binary, so the pid and the name
+# teardown.sh checks stay those setup.sh recorded).
+M=$D/ours-mcast
+rm -rf "$M"; mkdir -p "$M"
+cp "$O"/corosync-cmapctl "$O"/corosync-keygen "$O"/cpgbench_own "$O"/libcorosync_rs.so "$M/"
+cat > "$M/corosync" <<'WRAP'
+#!/bin/sh
+prev=; cfg=
+for a in "$@"; do [ "$prev" = -c ] && cfg=$a; prev=$a; done
+[ -n "$cfg" ] && sed -i 's/^    transport: udpu$/    transport: udp\n    interface {\n        linknumber: 0\n        mcastaddr: 239.192.77.1\n        mcastport: 5405\n    }/' "$cfg"
+exec "$(dirname "$0")/../ours/corosync" "$@"
+WRAP
+chmod 0755 "$M/corosync"
 
 # --- PROFILE=1: what profile.sh needs (perf is not installed there) --------
 rm -rf "$D/perf" "$D/ours-prof"

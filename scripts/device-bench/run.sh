@@ -9,8 +9,8 @@
 # progress.log and diag.txt).
 #
 # Knobs: NODES ["3 6 12"], HARD_COROSYNC [120] and HARD_OURS [70] seconds per
-# devrun (per N), SWEEP (below), QUICK=1 (1 s points: a smoke test), and
-# devrun.sh's own.
+# devrun (per N), MCAST ["3 12"] and SWEEP (below), QUICK=1 (1 s points: a
+# smoke test), and devrun.sh's own.
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 D=$REPO/.devbundle
@@ -37,6 +37,18 @@ for n in $NODES; do
     # which transport engine ours ran with (the failover cluster's node1 log)
     log "N=$n ours $(grep -h -m1 'transport: ' /tmp/corobench-dev/cluster/node1/log/corosync.log 2>/dev/null | sed 's/.*transport: /transport: /')"
     rm -rf /tmp/corobench-dev
+done
+# MCAST: node counts (of NODES) at which ours runs again on multicast
+# (`transport: udp`, one send a frame instead of one per member; 9 nodes on
+# the 2-CPU VM: token sends half as long, +10% at 64 B and +16% at 64 KiB).
+# Throughput and latency only; compare.py lists it as the sweep item `mcast`.
+for n in ${MCAST-3 12}; do
+    case " $NODES " in *" $n "*) ;; *) continue ;; esac
+    [ -x "$D/ours-mcast/corosync" ] || { log "MCAST: no $D/ours-mcast (prepare.sh)"; break; }
+    log "N=$n ours on multicast"
+    OUT=$W/sweep-mcast-$n NODES=$n TRANSPORTS=udpu HARD=${HARD_OURS:-70} ENGINE_DIR=$D/ours-mcast \
+        FO=0 bash "$D/devrun.sh" > "$W/sweep-mcast-$n.log" 2>&1
+    log "N=$n ours on multicast: rc=$? $(grep -c '^| ' "$W/sweep-mcast-$n/results.md" 2>/dev/null) table rows"
 done
 # SWEEP: ours again with other settings, ';'-separated N:LABEL:LINES items,
 # LINES added inside totem { } with \n between lines (a line "}" followed by
