@@ -56,7 +56,7 @@ const OVERFLOW_BYTES: usize = 64 << 20;
 
 /// Room for IP (IPv6: 40) + UDP (8) headers and the transport's frame
 /// header, nonce and tag, so a sealed Totem frame fits `netmtu`.
-const FRAME_OVERHEAD: u32 = 48 + 64;
+pub(crate) const FRAME_OVERHEAD: u32 = 48 + 64;
 
 pub(crate) fn totem_config(cfg: &Config, max_message: usize) -> totem_ring::Config {
     totem_config_on(cfg, max_message, cpus())
@@ -329,7 +329,10 @@ fn quorum_config(
         return Ok(services::QuorumConfig::default());
     }
     let me = cfg.nodes.iter().find(|n| n.nodeid == nodeid);
-    let nodelist_votes: u32 = cfg.nodes.iter().map(|n| n.quorum_votes).sum();
+    let nodelist_votes = cfg
+        .nodes
+        .iter()
+        .fold(0u32, |t, n| t.saturating_add(n.quorum_votes));
     let auto_tie_breaker = if q.auto_tie_breaker {
         match q.auto_tie_breaker_node.as_deref() {
             None => Some(services::TieBreaker::Lowest),

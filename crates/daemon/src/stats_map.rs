@@ -35,6 +35,7 @@ const DROP_NAMES: [&str; totem_ring::DROP_REASONS] = [
     "stale_token",
     "stale_membership",
     "out_of_window",
+    "too_many_members",
 ];
 
 /// The runtime's extra state for cmap/cfg.

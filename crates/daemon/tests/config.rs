@@ -26,6 +26,29 @@ fn error(text: &str) -> String {
     }
 }
 
+/// A udpu file listing `n` nodes, with `netmtu` written.
+fn many_nodes(n: u32, netmtu: u32) -> String {
+    let mut s = format!("totem {{\n netmtu: {netmtu}\n}}\nnodelist {{\n");
+    for i in 1..=n {
+        s += &format!(
+            " node {{\n  ring0_addr: 10.0.{}.{}\n  nodeid: {i}\n }}\n",
+            i / 200,
+            i % 200 + 1
+        );
+    }
+    s + "}\n"
+}
+
+#[test]
+fn a_nodelist_must_fit_a_commit_token() {
+    // 48 members fit a 1500-byte MTU (commit tokens carry an entry each);
+    // more need a larger netmtu, as the error says.
+    let (c, _) = parse(&many_nodes(48, 1500));
+    assert_eq!(c.nodes.len(), 48);
+    let (c, _) = parse(&many_nodes(200, 9000));
+    assert_eq!(c.nodes.len(), 200);
+}
+
 fn warnings(w: &[Warning]) -> Vec<String> {
     w.iter().map(|w| w.to_string()).collect()
 }
@@ -397,6 +420,9 @@ fn errors_name_file_line_and_reason() {
         ("totem {\n token: 100\n token_retransmits_before_loss_const: 10\n}\n".into(), "corosync.conf:3: token (100 ms) and token_retransmits_before_loss_const (10) give a token retransmit timeout of 9 ms, less than 10 ms"),
         ("totem {\n join: 100\n consensus: 60\n}\n".into(), "corosync.conf:3: the consensus timeout (60 ms) may not be less than the join timeout (100 ms)"),
         ("totem {\n window_size: 20\n max_messages: 30\n}\n".into(), "corosync.conf:3: max_messages (30) may not be more than window_size (20): a node's visit is part of the rotation's window"),
+        ("totem {\n window_size: 1073741824\n}\n".into(), "corosync.conf:2: window_size (1073741824) may not be more than 4080: the retransmit store holds 16384 frames, four windows and some"),
+        ("nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n  quorum_votes: 4294967295\n }\n}\n".into(), "corosync.conf:5: value of 'quorum_votes' must be between 0 and 1000000, but 4294967295 was given"),
+        (many_nodes(49, 1500), "corosync.conf:4: 49 nodes listed; with netmtu 1500 a ring's commit token holds at most 48 members (raise netmtu)"),
         ("totem {\n version: 1\n}\n".into(), "corosync.conf:2: totem version 1 is not supported; only version 2 configurations are"),
         ("totem {\n transport: ib\n}\n".into(), "corosync.conf:2: value of 'transport' must be one of udp, udpu, knet, but 'ib' was given"),
         ("totem {\n ip_version: ipv5\n}\n".into(), "corosync.conf:2: value of 'ip_version' must be one of ipv4, ipv6, ipv4-6, ipv6-4, but 'ipv5' was given"),

@@ -48,7 +48,7 @@ pub use engine::{Engine, EngineConfig, EngineStats};
 pub use service::{ConfChange, Creds, Ctx, Env, Service, SyncProgress, SyncRound, DELIVER_HEAD};
 pub use totem_ring::Instant;
 pub use totem_ring::{ConfigKind, Guarantee, NodeId, RingId};
-pub use votequorum::{QuorumConfig, TieBreaker};
+pub use votequorum::{QuorumConfig, TieBreaker, MAX_VOTES};
 
 /// Opaque id of a client connection, chosen by the runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

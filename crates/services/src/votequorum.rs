@@ -81,6 +81,11 @@ pub mod exec_kind {
 const RECONFIG_EXPECTED: u32 = 1;
 const RECONFIG_VOTES: u32 = 2;
 
+/// The most votes one node may have (configuration, `votequorum_setvotes`,
+/// a member's NODEINFO or RECONFIG): with at most 384 nodes no total can
+/// then overflow a u32, as the protocol's fields are.
+pub const MAX_VOTES: u32 = 1_000_000;
+
 /// NODEINFO flags.
 const F_QUORATE: u32 = 1;
 const F_WAITING: u32 = 2;
@@ -211,7 +216,10 @@ impl NodeInfo {
         let mut r = Reader(body);
         let info = NodeInfo {
             ring: get_ring(&mut r)?,
-            votes: r.u32("votes")?,
+            votes: match r.u32("votes")? {
+                v if v > MAX_VOTES => return Err(DecodeError::Invalid("votes")),
+                v => v,
+            },
             expected: r.u32("expected votes")?,
             flags: r.u32("flags")?,
             atb_low: r.u32("atb lowest")?,
@@ -372,7 +380,12 @@ impl Core {
     /// changed.
     fn evaluate(&mut self) -> bool {
         let was = self.quorate;
-        let total: u32 = self.members.iter().map(|&n| self.votes_of(n)).sum();
+        // Saturating: votes are any u32 (a member's NODEINFO, a client's
+        // SetVotes), and a wrapped total would lose quorum cluster-wide.
+        let total = self
+            .members
+            .iter()
+            .fold(0u32, |t, &n| t.saturating_add(self.votes_of(n)));
         self.total = total;
         self.expected = self.expected.max(total);
         self.quorum = self.quorum_for(self.expected, total, self.members.len());
@@ -570,11 +583,12 @@ impl Core {
                 if !self.nodes.contains_key(&id) {
                     return Err(CsError::NameNotFound);
                 }
-                let total: u32 = self
-                    .members
-                    .iter()
-                    .map(|&n| if n == id { votes } else { self.votes_of(n) })
-                    .sum();
+                if votes > MAX_VOTES {
+                    return Err(CsError::InvalidParam);
+                }
+                let total = self.members.iter().fold(0u32, |t, &n| {
+                    t.saturating_add(if n == id { votes } else { self.votes_of(n) })
+                });
                 self.check_quorum(self.expected, total)?;
                 ctx.admit()?;
                 send_reconfig(ctx, RECONFIG_VOTES, id, votes);
@@ -775,6 +789,10 @@ fn reload_values(keys: &crate::cmap::Keys, local: NodeId) -> Option<(u32, u32)> 
             continue;
         };
         let votes = u32_of(get(&format!("nodelist.node.{idx}.quorum_votes"))).unwrap_or(1);
+        if votes > MAX_VOTES {
+            // Set at run time past what a file may say: not taken.
+            return None;
+        }
         sum = sum.saturating_add(votes);
         if matches!(v, Value::U32(n) if *n == local) {
             mine = Some(votes);
@@ -912,6 +930,7 @@ impl Service for Votequorum {
                 r.finish()?;
                 if !matches!(param, RECONFIG_EXPECTED | RECONFIG_VOTES)
                     || (value == 0 && param == RECONFIG_EXPECTED)
+                    || (value > MAX_VOTES && param == RECONFIG_VOTES)
                 {
                     return Err(DecodeError::Invalid("reconfigure"));
                 }

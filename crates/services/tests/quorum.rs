@@ -783,3 +783,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn votes_past_the_limit_are_refused() {
+    // With at most MAX_VOTES a node and 384 nodes, no total overflows the
+    // protocol's u32 (three nodes of 2^31 votes each once wrapped the total
+    // and lost quorum).
+    let mut c = Cluster::new(3, vq(3));
+    c.form(&[&[1, 2, 3]]);
+    let set = |votes| vp::Request::SetVotes { nodeid: 2, votes };
+    assert_eq!(
+        c.vq(1, set(services::MAX_VOTES + 1)).0,
+        CsError::InvalidParam
+    );
+    assert_eq!(c.vq(1, set(1 << 31)).0, CsError::InvalidParam);
+    assert_eq!(c.agreed(), vec![(true, 3, 2, 3)]);
+    assert_eq!(c.vq(1, set(services::MAX_VOTES)).0, CsError::Ok);
+    assert_eq!(
+        c.agreed(),
+        vec![(
+            true,
+            services::MAX_VOTES + 2,
+            services::MAX_VOTES / 2 + 2,
+            services::MAX_VOTES + 2
+        )]
+    );
+}

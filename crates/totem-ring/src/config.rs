@@ -254,6 +254,16 @@ impl Config {
         self.netmtu.saturating_sub(self.frame_overhead) as usize
     }
 
+    /// The most members a ring can have: its commit token (an entry a
+    /// member) and a join listing all of them as processors and as failed
+    /// must each fit one frame, as must the wire's member limit.
+    pub fn max_ring_members(&self) -> usize {
+        let frame = self.max_frame();
+        let commit = frame.saturating_sub(wire::COMMIT_FIXED_LEN) / wire::COMMIT_ENTRY_LEN;
+        let join = frame.saturating_sub(wire::JOIN_FIXED_LEN) / 8;
+        commit.min(join).min(wire::MAX_MEMBERS)
+    }
+
     /// Largest payload area of a non-encapsulated multicast frame: room is
     /// kept so the same frame still fits when it is re-broadcast inside a
     /// recovery frame.
@@ -309,6 +319,9 @@ impl Config {
                 "netmtu",
                 "leaves a frame outside 64 + headers ..= 65000 bytes",
             ));
+        }
+        if self.window_size > 1 << 18 {
+            return Err(bad("window_size", "must be ≤ 262144"));
         }
         if self.retransmit_queue < 4 * self.window_size + 64
             || !self.retransmit_queue.is_power_of_two()

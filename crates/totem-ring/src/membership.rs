@@ -178,6 +178,21 @@ impl Totem {
         if self.fail_set.contains(&s) {
             return false;
         }
+        // A join that would take the processor set past what a ring can
+        // hold is refused whole: taken, our own joins and the commit token
+        // could no longer be sent, and the round could never end.
+        let new_procs = j
+            .procs
+            .iter()
+            .chain(&j.fails)
+            .chain(std::iter::once(&s))
+            .filter(|p| self.proc_set.binary_search(p).is_err())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if self.proc_set.len() + new_procs > self.cfg.max_ring_members() {
+            self.stats.drop(DropReason::TooManyMembers);
+            return false;
+        }
         let mut changed = false;
         if j.fails.contains(&self.id) || j.fails.contains(&s) {
             // The sender leaves, or has given up on us: go on without it.

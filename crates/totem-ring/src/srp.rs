@@ -45,9 +45,12 @@ pub enum DropReason {
     StaleMembership,
     /// Frame outside the store's window.
     OutOfWindow,
+    /// A join whose processors would make a ring too large for a frame
+    /// (`Config::max_ring_members`).
+    TooManyMembers,
 }
 
-pub const DROP_REASONS: usize = 11;
+pub const DROP_REASONS: usize = 12;
 
 impl From<DecodeError> for DropReason {
     fn from(e: DecodeError) -> Self {
@@ -407,6 +410,15 @@ impl Totem {
             return Err(ConfigError {
                 key: "nodeid",
                 reason: "0 is not a valid node id".into(),
+            });
+        }
+        if loaded_ring_seq > wire::MAX_RING_SEQ {
+            return Err(ConfigError {
+                key: "ring seq",
+                reason: format!(
+                    "the stored ring seq {loaded_ring_seq} is above {} (a corrupt state file?)",
+                    wire::MAX_RING_SEQ
+                ),
             });
         }
         #[cfg(feature = "mutants")]

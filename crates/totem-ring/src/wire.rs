@@ -18,6 +18,12 @@ pub const VERSION: u8 = 1;
 pub const MAX_RTR: usize = 64;
 /// Most members a commit token or join may list.
 pub const MAX_MEMBERS: usize = 1024;
+/// Ring seqs above this are refused as malformed. A ring seq grows by 4 a
+/// membership round, so no real ring comes near it in any lifetime; one
+/// near `u64::MAX` (a hostile or corrupt packet) would otherwise wrap the
+/// next ring's seq below the installed one, after which no commit could
+/// ever be accepted again, and spread to every node through the joins.
+pub const MAX_RING_SEQ: u64 = 1 << 62;
 
 pub const HEADER_LEN: usize = 8;
 const RING_LEN: usize = 12;
@@ -244,8 +250,14 @@ impl<'a> Reader<'a> {
     fn ring(&mut self) -> Result<RingId, DecodeError> {
         Ok(RingId {
             rep: self.u32()?,
-            seq: self.u64()?,
+            seq: self.ring_seq()?,
         })
+    }
+    fn ring_seq(&mut self) -> Result<u64, DecodeError> {
+        match self.u64()? {
+            s if s > MAX_RING_SEQ => Err(DecodeError::Malformed),
+            s => Ok(s),
+        }
     }
     fn rest(&mut self) -> &'a [u8] {
         let s = &self.buf[self.pos..];
@@ -462,7 +474,7 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
         }
         PacketType::Mcast => Ok(Packet::Mcast(decode_mcast(buf)?)),
         PacketType::Join => {
-            let ring_seq = r.u64()?;
+            let ring_seq = r.ring_seq()?;
             let np = r.u16()? as usize;
             let nf = r.u16()? as usize;
             let procs = r.nodes(np)?;

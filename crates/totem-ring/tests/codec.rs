@@ -6,7 +6,7 @@ use totem_ring::wire::{self, CommitEntry, FragKind, McastHeader, Packet, Token};
 use totem_ring::RingId;
 
 fn ring() -> impl Strategy<Value = RingId> {
-    (1u32.., any::<u64>()).prop_map(|(rep, seq)| RingId { rep, seq })
+    (1u32.., 0..=wire::MAX_RING_SEQ).prop_map(|(rep, seq)| RingId { rep, seq })
 }
 
 fn nodes() -> impl Strategy<Value = Vec<u32>> {
@@ -163,12 +163,23 @@ proptest! {
     }
 
     #[test]
-    fn join_round_trip(sender in 1u32.., ring_seq in any::<u64>(), procs in nodes(), fails in nodes()) {
+    fn join_round_trip(sender in 1u32.., ring_seq in 0..=wire::MAX_RING_SEQ, procs in nodes(), fails in nodes()) {
         let p = Packet::Join(wire::Join { sender, ring_seq, procs: procs.clone(), fails: fails.clone() });
         let mut b = Vec::new();
         wire::encode(&p, &mut b);
         prop_assert_eq!(b.len(), wire::JOIN_FIXED_LEN + 4 * (procs.len() + fails.len()));
         prop_assert_eq!(wire::decode(&b).unwrap(), p);
+    }
+
+    #[test]
+    fn ring_seqs_past_the_limit_are_malformed(sender in 1u32.., over in 1..=u64::MAX - wire::MAX_RING_SEQ, rep in 1u32..) {
+        let seq = wire::MAX_RING_SEQ + over;
+        let mut b = Vec::new();
+        wire::encode(&Packet::Join(wire::Join { sender, ring_seq: seq, procs: vec![sender], fails: vec![] }), &mut b);
+        prop_assert_eq!(wire::decode(&b), Err(wire::DecodeError::Malformed));
+        b.clear();
+        wire::encode_ring_packet(wire::PacketType::MergeDetect, sender, RingId { rep, seq }, &mut b);
+        prop_assert_eq!(wire::decode(&b), Err(wire::DecodeError::Malformed));
     }
 
     #[test]

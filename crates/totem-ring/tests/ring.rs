@@ -5,7 +5,8 @@
 use std::collections::VecDeque;
 
 use totem_ring::{
-    Config, ConfigKind, Destination, Event, Guarantee, Instant, MemberState, NodeId, RingId, Totem,
+    Config, ConfigKind, Destination, DropReason, Event, Guarantee, Instant, MemberState, NodeId,
+    RingId, Totem,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1407,4 +1408,92 @@ fn the_window_grows_with_the_ring_unless_fixed() {
             );
         }
     }
+}
+
+#[test]
+fn a_ring_seq_near_the_top_is_refused_and_rings_still_form() {
+    // A join, a merge-detect and a frame claiming a ring seq near u64::MAX
+    // (a corrupt or hostile sender) are refused as malformed. Taken, the
+    // next ring's seq wrapped below the installed one, so that no commit
+    // was ever accepted again, and the joins spread it to every node.
+    let mut net = Net::new(3, fast());
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000));
+    let old = net.nodes[0].as_ref().unwrap().ring_id();
+    let top = totem_ring::wire::MAX_RING_SEQ + 1;
+    let mut join = Vec::new();
+    totem_ring::wire::encode_join(
+        &totem_ring::wire::Join {
+            sender: 3,
+            ring_seq: u64::MAX - 1,
+            procs: vec![1, 2, 3],
+            fails: vec![],
+        },
+        &mut join,
+    );
+    let mut merge = Vec::new();
+    totem_ring::wire::encode_ring_packet(
+        totem_ring::wire::PacketType::MergeDetect,
+        3,
+        RingId { rep: 3, seq: top },
+        &mut merge,
+    );
+    let now = net.now;
+    let t = net.nodes[0].as_mut().unwrap();
+    let before = t.stats().drops[DropReason::Malformed as usize];
+    t.handle_datagram(now, Some(3), &join);
+    t.handle_datagram(now, Some(3), &merge);
+    assert_eq!(t.stats().drops[DropReason::Malformed as usize], before + 2);
+    // A real change still makes a ring, with a seq above the old one.
+    net.nodes[2] = None;
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2]), 500_000));
+    let new = net.nodes[0].as_ref().unwrap().ring_id();
+    assert!(
+        new.seq > old.seq && new.seq < old.seq + 1_000,
+        "{old:?} -> {new:?}"
+    );
+    // Stable storage that holds such a seq is refused at start.
+    let e = Totem::new(1, fast(), top, Instant(0))
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("ring seq"), "{e}");
+}
+
+#[test]
+fn a_join_naming_more_members_than_a_frame_holds_is_refused() {
+    // Taken, it would grow the processor set until our own joins and the
+    // commit token no longer fit a frame, and the round could not end.
+    let cfg = fast();
+    let cap = cfg.max_ring_members();
+    assert_eq!(
+        cap, 49,
+        "commit tokens in a 1500-byte MTU less 92 bytes of overhead"
+    );
+    let mut net = Net::new(3, cfg);
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000));
+    let mut join = Vec::new();
+    totem_ring::wire::encode_join(
+        &totem_ring::wire::Join {
+            sender: 3,
+            ring_seq: net.nodes[0].as_ref().unwrap().ring_id().seq,
+            procs: (1..=cap as u32 + 1).collect(),
+            fails: vec![],
+        },
+        &mut join,
+    );
+    let now = net.now;
+    let t = net.nodes[0].as_mut().unwrap();
+    t.handle_datagram(now, Some(3), &join);
+    assert_eq!(t.stats().drops[DropReason::TooManyMembers as usize], 1);
+    // The ring goes on (the refused join left nothing behind).
+    for k in 0..10u8 {
+        net.nodes[0]
+            .as_mut()
+            .unwrap()
+            .submit(&[k; 100], Guarantee::Agreed)
+            .unwrap();
+    }
+    assert!(net.run_until(
+        |n| (0..3).all(|i| n.delivered(i).len() == 10) && n.all_operational_with(&[1, 2, 3]),
+        500_000
+    ));
 }

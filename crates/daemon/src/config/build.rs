@@ -63,6 +63,23 @@ pub(crate) fn build(root: &Section, file: &str) -> Result<(Config, Vec<Warning>)
     let ip_version = choose_ip_version(&raw, transport);
     let nodes = read_nodes(&mut cx, &node_sections, ip_version, raw.clear_node_high_bit)?;
     check_nodes(&cx, &nodes, nodelist_line)?;
+    let fits = totem_ring::Config {
+        netmtu: raw.netmtu,
+        frame_overhead: crate::setup::FRAME_OVERHEAD,
+        ..totem_ring::Config::default()
+    }
+    .max_ring_members();
+    if nodes.len() > fits {
+        return Err(cx.err(
+            nodelist_line,
+            format!(
+                "{} nodes listed; with netmtu {} a ring's commit token holds at most {fits} \
+                 members (raise netmtu)",
+                nodes.len(),
+                raw.netmtu
+            ),
+        ));
+    }
     let timings = finish_timings(&mut cx, &raw, nodes.len())?;
     // The other sections before the whole-network checks, so that an error in a value is
     // reported at its line before "this file names no network".
@@ -578,7 +595,7 @@ fn read_node(
         None => None,
     };
     let quorum_votes = match k.take(cx, "quorum_votes") {
-        Some(e) => u32_in(cx, e, 0, u32::MAX)?,
+        Some(e) => u32_in(cx, e, 0, services::MAX_VOTES)?,
         None => 1,
     };
     let mut ring_keys: Vec<&str> = s
@@ -981,7 +998,7 @@ fn check_timings(
     at: impl Fn(Written) -> u32,
 ) -> Result<(), ConfigError> {
     let min = MINIMUM_TIMEOUT;
-    let checks: [(bool, u32, String); 10] = [
+    let checks: [(bool, u32, String); 11] = [
         (
             v.token < min,
             at(t.token),
@@ -1062,6 +1079,17 @@ fn check_timings(
             ),
         ),
         (
+            v.window_size > max_window_size(),
+            at(t.window_size),
+            format!(
+                "window_size ({}) may not be more than {}: the retransmit store holds {} frames, \
+                 four windows and some",
+                v.window_size,
+                max_window_size(),
+                totem_ring::Config::default().retransmit_queue
+            ),
+        ),
+        (
             // Unless written, the window grows with the ring by a visit's
             // frames per member, so it always holds one visit.
             v.window_fixed && v.max_messages > v.window_size,
@@ -1079,4 +1107,10 @@ fn check_timings(
         }
     }
     Ok(())
+}
+
+/// The largest `window_size` Totem's retransmit store (its default size,
+/// which the daemon keeps) accepts: four windows and 64 frames.
+fn max_window_size() -> u32 {
+    (totem_ring::Config::default().retransmit_queue - 64) / 4
 }

@@ -895,6 +895,14 @@ impl World {
         loop {
             let mut any = false;
             while let Some(tx) = t.poll_transmit(Instant(now)) {
+                if tx.bytes.len() > self.p.config.max_frame() {
+                    let detail = format!(
+                        "a datagram of {} bytes, larger than a frame ({} bytes): a transport would not send it",
+                        tx.bytes.len(),
+                        self.p.config.max_frame()
+                    );
+                    self.checker.fail("api", p, detail);
+                }
                 out.push((tx.dest, Rc::from(tx.bytes)));
                 any = true;
             }

@@ -202,7 +202,13 @@ pub fn random_config(rng: &mut ChaCha8Rng) -> Config {
 
 pub fn generate(rng: &mut ChaCha8Rng, nodes: (u32, u32), fault_ms: Option<u64>) -> Params {
     let n = rng.gen_range(nodes.0..=nodes.1);
-    let config = random_config(rng);
+    let mut config = random_config(rng);
+    // A ring of n must fit its frames (`Config::max_ring_members`): the
+    // smallest drawn MTUs are raised for the larger rings (no extra draw,
+    // so every seed's other values stay what they were).
+    while config.max_ring_members() < n as usize {
+        config.netmtu += 16;
+    }
     let latency_ns = rng.gen_range(50_000..=1_000_000u64);
     let net = NetParams {
         latency_ns,
