@@ -380,8 +380,8 @@ impl Core {
     /// changed.
     fn evaluate(&mut self) -> bool {
         let was = self.quorate;
-        // Saturating: votes are any u32 (a member's NODEINFO, a client's
-        // SetVotes), and a wrapped total would lose quorum cluster-wide.
+        // Saturating as well as capped (MAX_VOTES a node): a wrapped total
+        // would lose quorum cluster-wide.
         let total = self
             .members
             .iter()
