@@ -53,6 +53,9 @@ pub struct Plan {
 /// disconnected as too slow.
 const OVERFLOW_FRAMES: usize = 16_384;
 const OVERFLOW_BYTES: usize = 64 << 20;
+/// The same for all clients together: four such clients' worth (so that
+/// clients that read nothing cannot make the daemon hold 256 × 64 MiB).
+const OVERFLOW_TOTAL_BYTES: usize = 4 * OVERFLOW_BYTES;
 
 /// Room for IP (IPv6: 40) + UDP (8) headers and the transport's frame
 /// header, nonce and tag, so a sealed Totem frame fits `netmtu`.
@@ -248,6 +251,7 @@ pub fn plan(cfg: &Config, src: &ConfigSource, rt: Realtime) -> Result<Plan, Stri
         // queue here is unbounded; ours ends in a "too slow" disconnect).
         overflow_frames: OVERFLOW_FRAMES,
         overflow_bytes: OVERFLOW_BYTES,
+        overflow_total_bytes: OVERFLOW_TOTAL_BYTES,
         ..ServerConfig::default()
     };
     let realtime = match rt {

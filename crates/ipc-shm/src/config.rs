@@ -104,6 +104,11 @@ pub struct ServerConfig {
     /// disconnected as too slow.
     pub overflow_frames: usize,
     pub overflow_bytes: usize,
+    /// Bytes that may wait in all sessions' overflow queues together; a
+    /// client whose spill would pass it is disconnected as too slow (with
+    /// the per-session bound alone, 256 clients that read nothing could
+    /// make the daemon hold 256 of them).
+    pub overflow_total_bytes: usize,
     /// Services a request may name (a bit per id below 64); a request for
     /// another is answered with `ERROR_UNKNOWN_SERVICE`.
     pub services: u64,
@@ -125,6 +130,7 @@ impl Default for ServerConfig {
             max_ring: 8 << 20,
             overflow_frames: 1024,
             overflow_bytes: 4 << 20,
+            overflow_total_bytes: 64 << 20,
             services: u64::MAX,
         }
     }

@@ -8,7 +8,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::config::{Authorization, Endpoint, ServerConfig};
 use crate::proto::{self, HelloError, Reply, Status};
@@ -179,6 +180,9 @@ struct Out {
     seen_head: u64,
     overflow: VecDeque<(FrameHeader, Box<[u8]>)>,
     overflow_bytes: usize,
+    /// Every session's `overflow_bytes` summed (`Server::overflow_total`);
+    /// this ring's share leaves it as frames move on or when it drops.
+    overflow_total: Arc<AtomicUsize>,
     /// Write end of the client's wake-up pipe for this ring.
     wake: OwnedFd,
     name: &'static str,
@@ -192,6 +196,22 @@ struct Out {
 enum OutError {
     Violation(RingViolation),
     TooSlow(usize),
+}
+
+/// What may wait when a ring is full: frames and bytes in this ring's
+/// overflow queue, bytes in every session's together.
+#[derive(Clone, Copy)]
+struct Spill {
+    frames: usize,
+    bytes: usize,
+    total: usize,
+}
+
+impl Drop for Out {
+    fn drop(&mut self) {
+        self.overflow_total
+            .fetch_sub(self.overflow_bytes, Ordering::Relaxed);
+    }
 }
 
 impl Out {
@@ -237,6 +257,7 @@ impl Out {
                     break;
                 }
                 self.overflow_bytes -= p.len();
+                self.overflow_total.fetch_sub(p.len(), Ordering::Relaxed);
                 self.overflow.pop_front();
                 wrote = true;
             }
@@ -256,11 +277,10 @@ impl Out {
         &mut self,
         header: &FrameHeader,
         parts: &[&[u8]],
-        max_frames: usize,
-        max_bytes: usize,
+        limits: Spill,
         defer: bool,
     ) -> Result<Delivery, OutError> {
-        let r = self.send_inner(header, parts, max_frames, max_bytes, defer);
+        let r = self.send_inner(header, parts, limits, defer);
         if r.is_ok() {
             self.frames += 1;
         }
@@ -271,8 +291,7 @@ impl Out {
         &mut self,
         header: &FrameHeader,
         parts: &[&[u8]],
-        max_frames: usize,
-        max_bytes: usize,
+        limits: Spill,
         defer: bool,
     ) -> Result<Delivery, OutError> {
         if self.overflow.is_empty() {
@@ -298,12 +317,16 @@ impl Out {
             }
         }
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        if self.overflow.len() >= max_frames || self.overflow_bytes + len > max_bytes {
+        if self.overflow.len() >= limits.frames
+            || self.overflow_bytes + len > limits.bytes
+            || self.overflow_total.load(Ordering::Relaxed) + len > limits.total
+        {
             return Err(OutError::TooSlow(self.overflow.len()));
         }
         // The spill path is the only place a frame is allocated.
         self.overflow.push_back((*header, parts.concat().into()));
         self.overflow_bytes += len;
+        self.overflow_total.fetch_add(len, Ordering::Relaxed);
         self.flush().map_err(OutError::Violation)?;
         Ok(if self.overflow.is_empty() {
             Delivery::Ring
@@ -426,6 +449,8 @@ pub struct ServerStats {
 
 pub struct Server {
     cfg: ServerConfig,
+    /// Bytes waiting in every session's overflow queues.
+    overflow_total: Arc<AtomicUsize>,
     listener: UnixListener,
     unlink: Option<PathBuf>,
     slots: Vec<Slot>,
@@ -499,6 +524,7 @@ impl Server {
             token: LISTENER,
         });
         Ok(Server {
+            overflow_total: Arc::new(AtomicUsize::new(0)),
             listener,
             unlink,
             slots,
@@ -859,7 +885,7 @@ impl Server {
         else {
             unreachable!("checked above")
         };
-        let session = parts.into_session(id, socket, creds);
+        let session = parts.into_session(id, socket, creds, &self.overflow_total);
         self.fd_changes.push_back(FdChange::Add {
             fd: session.doorbell_rx.as_raw_fd(),
             token: Token(id.0),
@@ -1015,7 +1041,11 @@ impl Server {
         parts: &[&[u8]],
         defer: bool,
     ) -> Result<Delivery, SendError> {
-        let (frames, bytes) = (self.cfg.overflow_frames, self.cfg.overflow_bytes);
+        let limits = Spill {
+            frames: self.cfg.overflow_frames,
+            bytes: self.cfg.overflow_bytes,
+            total: self.cfg.overflow_total_bytes,
+        };
         let Some(s) = self.active_mut(id) else {
             return Err(SendError::NoSession);
         };
@@ -1026,7 +1056,7 @@ impl Server {
         }
         let name = out.name;
         let was_unpublished = out.unpublished;
-        let reason = match out.send(&header, parts, frames, bytes, defer) {
+        let reason = match out.send(&header, parts, limits, defer) {
             Ok(d) => {
                 if out.unpublished && !was_unpublished {
                     self.unpublished.push(id);
@@ -1191,13 +1221,20 @@ struct SessionParts {
 }
 
 impl SessionParts {
-    fn into_session(self, id: SessionId, socket: UnixStream, creds: Credentials) -> Session {
+    fn into_session(
+        self,
+        id: SessionId,
+        socket: UnixStream,
+        creds: Credentials,
+        overflow_total: &Arc<AtomicUsize>,
+    ) -> Session {
         let out = |ring: RingPtrs, wake: OwnedFd, name| Out {
             ring,
             tail: 0,
             seen_head: 0,
             overflow: VecDeque::new(),
             overflow_bytes: 0,
+            overflow_total: overflow_total.clone(),
             wake,
             name,
             frames: 0,

@@ -246,6 +246,67 @@ fn event_overflow_is_bounded_and_lossless() {
     assert_eq!(n, 32);
 }
 
+#[test]
+fn overflow_of_all_sessions_together_is_bounded() {
+    // Per session 80 frames may wait, all sessions together 100 frames'
+    // bytes: a second client that reads nothing is disconnected once the
+    // total is reached, and its share is freed for the others.
+    let mut cfg = server_config("overflow-total");
+    cfg.overflow_frames = 80;
+    cfg.overflow_total_bytes = 100 * 100;
+    let mut server = Server::new(cfg).unwrap();
+    let mut pl = PollLoop::new().unwrap();
+    let mut ccfg = client_config(server.endpoint());
+    ccfg.sizes.event = 4096;
+    let (a, ida) = connect(&mut server, &mut pl, ccfg.clone());
+    let (_b, idb) = connect(&mut server, &mut pl, ccfg);
+    let h = |i: u64| FrameHeader {
+        service: 1,
+        kind: 9,
+        request_id: i,
+    };
+    // 32 fit in each ring; A queues 64 (6,400 bytes), B 36 more (10,000).
+    for i in 0..96u64 {
+        server.send_event(ida, h(i), &[1u8; 100]).unwrap();
+    }
+    for i in 0..68u64 {
+        server.send_event(idb, h(i), &[2u8; 100]).unwrap();
+    }
+    assert_eq!(
+        server.send_event(idb, h(68), &[2u8; 100]),
+        Err(SendError::Disconnected)
+    );
+    let reason = pump(&mut server, &mut pl, LONG, |_, ev| match ev {
+        Ev::Disconnected(s, r) if s == idb => Some(r),
+        other => panic!("{other:?}"),
+    });
+    assert!(matches!(
+        reason,
+        DisconnectReason::TooSlow { ring: "event", .. }
+    ));
+    // B's 3,600 bytes went back: A may queue up to its own 80 frames.
+    for i in 96..112u64 {
+        assert_eq!(
+            server.send_event(ida, h(i), &[1u8; 100]),
+            Ok(Delivery::Queued)
+        );
+    }
+    // A reads every one of its 112 events, in order.
+    let mut next = 0u64;
+    while next < 112 {
+        a.dispatch(DispatchMode::All, None, |hd, _| {
+            assert_eq!(hd.request_id, next);
+            next += 1;
+        })
+        .unwrap();
+        pl.turn(&mut server, Some(Duration::from_millis(5)))
+            .unwrap();
+        if let Some(ev) = next_ev(&mut server) {
+            panic!("unexpected {ev:?}");
+        }
+    }
+}
+
 fn next_ev(server: &mut Server) -> Option<Ev> {
     common::next(server)
 }

@@ -153,7 +153,11 @@ impl Cmap {
                     old: old.cloned(),
                 }
                 .encode(&mut buf);
-                ctx.event(conn, service::CMAP, kind::NOTIFY, &[&buf]);
+                if !ctx.event(conn, service::CMAP, kind::NOTIFY, &[&buf]) {
+                    // The connection is gone or being dropped as too slow:
+                    // its other tracks would only copy the values again.
+                    break;
+                }
             }
         }
     }
