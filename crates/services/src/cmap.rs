@@ -63,9 +63,28 @@ struct Conn {
     tracks: BTreeMap<u64, Track>,
 }
 
+/// The most bytes the icmap's keys and values may take for a client's
+/// write to be taken: clients could otherwise grow the daemon without end
+/// (a value may be 1 MiB, and keys have no count limit in Corosync).
+pub const MAX_ICMAP_BYTES: usize = 256 << 20;
+
+/// What one icmap entry counts for: its key, its value's bytes, and a
+/// little for the map's own node.
+fn entry_bytes(key: &str, v: &Value) -> usize {
+    let value = match v {
+        Value::Str(s) => s.len(),
+        Value::Binary(b) => b.len(),
+        _ => 8,
+    };
+    key.len() + value + 32
+}
+
 /// The CMAP service.
 pub struct Cmap {
     icmap: BTreeMap<String, Value>,
+    /// Bytes the icmap's keys and values take (`entry_bytes`), kept so
+    /// that client writes can be held to `MAX_ICMAP_BYTES`.
+    icmap_bytes: usize,
     stats: BTreeMap<String, Value>,
     conns: BTreeMap<ConnId, Conn>,
     next_handle: u64,
@@ -100,6 +119,7 @@ impl Cmap {
     pub fn new(initial: &[(String, Value)]) -> Cmap {
         Cmap {
             icmap: initial.iter().cloned().collect(),
+            icmap_bytes: initial.iter().map(|(k, v)| entry_bytes(k, v)).sum(),
             stats: BTreeMap::new(),
             conns: BTreeMap::new(),
             next_handle: 1,
@@ -164,13 +184,29 @@ impl Cmap {
 
     /// Sets an icmap key from inside the daemon (no access check).
     pub fn set_local(&mut self, ctx: &mut Ctx<'_>, key: &str, v: Value) {
+        self.icmap_bytes += entry_bytes(key, &v);
         let old = self.icmap.insert(key.to_string(), v.clone());
+        if let Some(o) = &old {
+            self.icmap_bytes -= entry_bytes(key, o);
+        }
         self.notify(ctx, map::ICMAP, key, Some(&v), old.as_ref());
     }
 
     fn delete_local(&mut self, ctx: &mut Ctx<'_>, key: &str) {
         if let Some(old) = self.icmap.remove(key) {
+            self.icmap_bytes -= entry_bytes(key, &old);
             self.notify(ctx, map::ICMAP, key, None, Some(&old));
+        }
+    }
+
+    /// A client's write of `v` at `key` within `MAX_ICMAP_BYTES` (what it
+    /// replaces counted out); past it, CS_ERR_NO_RESOURCES.
+    fn room_for(&self, key: &str, v: &Value) -> Result<(), CsError> {
+        let old = self.icmap.get(key).map_or(0, |o| entry_bytes(key, o));
+        if self.icmap_bytes - old + entry_bytes(key, v) > MAX_ICMAP_BYTES {
+            Err(CsError::NoResources)
+        } else {
+            Ok(())
         }
     }
 
@@ -224,6 +260,7 @@ impl Cmap {
                     });
                 } else {
                     self.writable(m, key)?;
+                    self.room_for(key, &value)?;
                     self.set_local(ctx, key, value);
                 }
             }
@@ -755,6 +792,45 @@ mod tests {
         );
         call(&mut e, &mut out, 1, &set(3));
         assert!(events(&mut out).is_empty());
+    }
+
+    #[test]
+    fn client_writes_are_held_to_the_icmap_budget() {
+        let (mut e, mut out) = engine();
+        let mib = vec![7u8; 1 << 20];
+        fn set<'a>(k: &'a str, v: &[u8]) -> Request<'a> {
+            Request::Set {
+                key: k.as_bytes(),
+                value: Value::Binary(v.to_vec()),
+            }
+        }
+        let mut taken = 0;
+        let err = loop {
+            let key = format!("app.blob{taken}");
+            match call(&mut e, &mut out, 1, &set(&key, &mib)).0 {
+                CsError::Ok => taken += 1,
+                err => break err,
+            }
+            assert!(taken <= 256, "no limit");
+        };
+        assert_eq!(err, CsError::NoResources);
+        assert_eq!(taken, MAX_ICMAP_BYTES / (1 << 20) - 1);
+        // Replacing a value by one of the same size still fits, and room
+        // freed by a delete is taken again.
+        assert_eq!(
+            call(&mut e, &mut out, 1, &set("app.blob0", &mib)).0,
+            CsError::Ok
+        );
+        let del = Request::Delete { key: b"app.blob1" };
+        assert_eq!(call(&mut e, &mut out, 1, &del).0, CsError::Ok);
+        assert_eq!(
+            call(&mut e, &mut out, 1, &set("app.new", &mib)).0,
+            CsError::Ok
+        );
+        assert_eq!(
+            call(&mut e, &mut out, 1, &set("app.more", &mib)).0,
+            CsError::NoResources
+        );
     }
 
     #[test]

@@ -493,9 +493,12 @@ impl Cpg {
     /// A join or leave from a node outside `synced`: only its pending join
     /// list (if already delivered) changes.
     fn pend(&mut self, node: NodeId, group: &[u8], pid: u32, join: bool) {
+        let cap = self.max_pending();
         if let Some(list) = self.sync.as_mut().and_then(|p| p.lists.get_mut(&node)) {
             if join {
-                list.insert((group.to_vec(), pid));
+                if list.len() < cap {
+                    list.insert((group.to_vec(), pid));
+                }
             } else {
                 list.remove(&(group.to_vec(), pid));
             }
@@ -506,6 +509,7 @@ impl Cpg {
         if sender == self.local || self.synced.contains(&sender) {
             return;
         }
+        let cap = self.max_pending();
         let Some(p) = self.sync.as_mut() else {
             return;
         };
@@ -516,8 +520,22 @@ impl Cpg {
             p.lists.insert(sender, BTreeSet::new());
         }
         if let Some(list) = p.lists.get_mut(&sender) {
-            list.extend(entries.iter().map(|&(g, pid)| (g.to_vec(), pid)));
+            // Past what activation could take anyway, nothing more is kept
+            // (a member repeating its list until the round ends cannot
+            // grow it without end).
+            for &(g, pid) in entries {
+                if list.len() >= cap {
+                    break;
+                }
+                list.insert((g.to_vec(), pid));
+            }
         }
+    }
+
+    /// The most processes a node's pending join list holds: every group
+    /// full of its processes, the most `nodes_up` could activate.
+    fn max_pending(&self) -> usize {
+        self.max_groups.saturating_mul(MAX_MEMBERS)
     }
 
     /// Processes of nodes that left (regular configuration): NODEDOWN.
@@ -1058,5 +1076,34 @@ impl Service for Cpg {
         s.cpg_connections = self.conns.len() as u64;
         s.cpg_groups = self.groups.len() as u64;
         s.cpg_members = self.groups.values().map(|g| g.len() as u64).sum();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_members_pending_join_list_is_bounded() {
+        // Two groups of at most MAX_MEMBERS processes each: a node that is
+        // not yet synced can bring at most 2 × MAX_MEMBERS, however many
+        // join lists and joins it sends before its barrier.
+        let mut cpg = Cpg::new(1, 2);
+        let ring = RingId { rep: 1, seq: 8 };
+        cpg.sync = Some(Pending {
+            ring,
+            members: vec![1, 2],
+            lists: BTreeMap::new(),
+        });
+        let names: Vec<Vec<u8>> = (0..10u32).map(|g| format!("g{g}").into_bytes()).collect();
+        let mut first = true;
+        for round in 0..100u32 {
+            let entries: Vec<(&[u8], u32)> = names.iter().map(|n| (n.as_slice(), round)).collect();
+            cpg.on_joinlist(2, ring, first, &entries);
+            first = false;
+            cpg.pend(2, b"extra", 100_000 + round, true);
+        }
+        let list = &cpg.sync.as_ref().unwrap().lists[&2];
+        assert_eq!(list.len(), 2 * MAX_MEMBERS);
     }
 }
