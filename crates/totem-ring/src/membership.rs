@@ -97,6 +97,20 @@ impl Totem {
     }
 
     pub(crate) fn on_join(&mut self, now: Instant, j: wire::Join) {
+        // Refused before it moves us anywhere (out of the operational
+        // state above all): a join that alone names more processors than a
+        // ring can hold (`merge_join` also holds a gather round to that).
+        let named: std::collections::BTreeSet<NodeId> = j
+            .procs
+            .iter()
+            .chain(&j.fails)
+            .chain(&self.ring_members)
+            .chain(std::iter::once(&j.sender))
+            .copied()
+            .collect();
+        if named.len() > self.cfg.max_ring_members() {
+            return self.stats.drop(DropReason::TooManyMembers);
+        }
         self.high_ring_seq = self.high_ring_seq.max(j.ring_seq);
         match self.state {
             MemberState::Left => {}

@@ -1482,8 +1482,12 @@ fn a_join_naming_more_members_than_a_frame_holds_is_refused() {
     );
     let now = net.now;
     let t = net.nodes[0].as_mut().unwrap();
+    let ring = t.ring_id();
     t.handle_datagram(now, Some(3), &join);
     assert_eq!(t.stats().drops[DropReason::TooManyMembers as usize], 1);
+    // Refused before it could start a membership round.
+    assert_eq!(t.state(), MemberState::Operational);
+    assert_eq!(t.ring_id(), ring);
     // The ring goes on (the refused join left nothing behind).
     for k in 0..10u8 {
         net.nodes[0]
@@ -1496,4 +1500,5 @@ fn a_join_naming_more_members_than_a_frame_holds_is_refused() {
         |n| (0..3).all(|i| n.delivered(i).len() == 10) && n.all_operational_with(&[1, 2, 3]),
         500_000
     ));
+    assert_eq!(net.nodes[0].as_ref().unwrap().ring_id(), ring);
 }
