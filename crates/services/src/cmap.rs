@@ -155,6 +155,8 @@ impl Cmap {
             (Some(n), Some(o)) if n != o => track::MODIFY,
             _ => return,
         };
+        // Encoded once, at the first matching track: the values (up to
+        // 1 MiB each) are not copied again for every other track.
         let mut buf = Vec::new();
         for (&conn, c) in &self.conns {
             if c.map != m {
@@ -164,15 +166,17 @@ impl Cmap {
                 if !track_matches(t, key, event) {
                     continue;
                 }
-                buf.clear();
-                Notify {
-                    track: id,
-                    event,
-                    key: key.to_string(),
-                    new: new.cloned(),
-                    old: old.cloned(),
+                if buf.is_empty() {
+                    Notify {
+                        track: id,
+                        event,
+                        key: key.to_string(),
+                        new: new.cloned(),
+                        old: old.cloned(),
+                    }
+                    .encode(&mut buf);
                 }
-                .encode(&mut buf);
+                buf[Notify::TRACK_AT].copy_from_slice(&id.to_le_bytes());
                 if !ctx.event(conn, service::CMAP, kind::NOTIFY, &[&buf]) {
                     // The connection is gone or being dropped as too slow:
                     // its other tracks would only copy the values again.

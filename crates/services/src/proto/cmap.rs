@@ -409,6 +409,11 @@ pub struct Notify {
 }
 
 impl Notify {
+    /// Where the track handle lies in an encoded notification (a
+    /// little-endian u64, first), so that one encoding can go to every
+    /// track of a change with only the handle rewritten.
+    pub const TRACK_AT: std::ops::Range<usize> = 0..8;
+
     pub fn encode(&self, out: &mut Vec<u8>) {
         let mut w = Writer(out);
         w.u64(self.track)
@@ -524,7 +529,10 @@ mod tests {
         };
         let mut v = Vec::new();
         n.encode(&mut v);
-        assert_eq!(Notify::decode(&v), Ok(n));
+        assert_eq!(Notify::decode(&v), Ok(n.clone()));
         assert!(Notify::decode(&v[..v.len() - 1]).is_err());
+        // The handle is where TRACK_AT says: rewritten there, the rest stays.
+        v[Notify::TRACK_AT].copy_from_slice(&77u64.to_le_bytes());
+        assert_eq!(Notify::decode(&v), Ok(Notify { track: 77, ..n }));
     }
 }
