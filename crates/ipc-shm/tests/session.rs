@@ -203,19 +203,7 @@ fn event_overflow_is_bounded_and_lossless() {
     }
     assert_eq!(queued, 64);
     // The client reads everything, in order, as the server refills.
-    let mut next = 0u64;
-    while next < 96 {
-        c.dispatch(DispatchMode::All, None, |hd, _| {
-            assert_eq!(hd.request_id, next);
-            next += 1;
-        })
-        .unwrap();
-        pl.turn(&mut server, Some(Duration::from_millis(5)))
-            .unwrap();
-        if let Some(ev) = next_ev(&mut server) {
-            panic!("unexpected {ev:?}");
-        }
-    }
+    read_in_order(&c, &mut server, &mut pl, 96);
     // A client that stops reading: ring full, queue full, then disconnected.
     let mut result = Ok(Delivery::Ring);
     for i in 0..200u64 {
@@ -292,16 +280,21 @@ fn overflow_of_all_sessions_together_is_bounded() {
         );
     }
     // A reads every one of its 112 events, in order.
+    read_in_order(&a, &mut server, &mut pl, 112);
+}
+
+/// The client dispatches events 0..n (by request id, in order) while the
+/// server refills its ring from the overflow queue; nothing else happens.
+fn read_in_order(c: &Client, server: &mut Server, pl: &mut PollLoop, n: u64) {
     let mut next = 0u64;
-    while next < 112 {
-        a.dispatch(DispatchMode::All, None, |hd, _| {
+    while next < n {
+        c.dispatch(DispatchMode::All, None, |hd, _| {
             assert_eq!(hd.request_id, next);
             next += 1;
         })
         .unwrap();
-        pl.turn(&mut server, Some(Duration::from_millis(5)))
-            .unwrap();
-        if let Some(ev) = next_ev(&mut server) {
+        pl.turn(server, Some(Duration::from_millis(5))).unwrap();
+        if let Some(ev) = next_ev(server) {
             panic!("unexpected {ev:?}");
         }
     }
