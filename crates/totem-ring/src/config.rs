@@ -264,6 +264,14 @@ impl Config {
         commit.min(join).min(wire::MAX_MEMBERS)
     }
 
+    /// The most retransmission requests a token carries: `rtr_max`, or
+    /// fewer where a token with that many would not fit a frame (a small
+    /// netmtu; the simulator found tokens of 278 bytes on a 263-byte frame).
+    pub fn token_rtr_max(&self) -> u32 {
+        let fit = self.max_frame().saturating_sub(wire::TOKEN_FIXED_LEN) / 4;
+        self.rtr_max.min(fit as u32)
+    }
+
     /// Largest payload area of a non-encapsulated multicast frame: room is
     /// kept so the same frame still fits when it is re-broadcast inside a
     /// recovery frame.

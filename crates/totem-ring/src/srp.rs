@@ -1554,7 +1554,7 @@ impl Totem {
         let mut s = self.cur.my_aru.wrapping_add(1);
         let mut n = 0;
         while seq::le(s, limit)
-            && (tok.rtr_len as u32) < self.cfg.rtr_max
+            && (tok.rtr_len as u32) < self.cfg.token_rtr_max()
             && n < self.cur.store.capacity()
         {
             if !self.cur.store.has(s) {
