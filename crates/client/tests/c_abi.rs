@@ -117,3 +117,66 @@ fn c_program_against_the_static_library() {
     compile(&exe, &[lib, "-lpthread", "-ldl", "-lm", "-lrt", "-lutil"]);
     assert_values(&run(&exe, "static"), EXPECTED);
 }
+
+/// Every header compiles on its own in strict ISO C (no GNU extensions,
+/// nothing from <unistd.h> included before it) and as C++, as Corosync's
+/// do: a program built with `-std=c99 -pedantic` against Corosync's
+/// headers must build against ours. The enum values only Corosync's
+/// headers name (CPG_REASON_UNDEFINED) are checked at compile time.
+#[test]
+fn every_header_compiles_alone_in_strict_modes() {
+    let dir = scratch("abi-strict");
+    let include = crate_dir().join("include");
+    let headers = [
+        "corotypes.h",
+        "cpg.h",
+        "evs.h",
+        "cmap.h",
+        "cfg.h",
+        "quorum.h",
+        "votequorum.h",
+    ];
+    let modes: [(&str, &[&str]); 4] = [
+        ("c99", &["-x", "c", "-std=c99", "-pedantic"]),
+        ("c11", &["-x", "c", "-std=c11", "-pedantic"]),
+        // With <unistd.h> first, _POSIX_MONOTONIC_CLOCK picks clock_gettime.
+        (
+            "c99-posix",
+            &[
+                "-x",
+                "c",
+                "-std=c99",
+                "-pedantic",
+                "-D_POSIX_C_SOURCE=200809L",
+                "-include",
+                "unistd.h",
+            ],
+        ),
+        ("c++", &["-x", "c++", "-std=c++11", "-pedantic"]),
+    ];
+    for header in headers {
+        let mut src = format!("#include <corosync/{header}>\n");
+        if header == "cpg.h" {
+            src.push_str(
+                "typedef char undefined_is_zero[(CPG_REASON_UNDEFINED == 0) ? 1 : -1];\n\
+                 typedef char procdown_is_five[(CPG_REASON_PROCDOWN == 5) ? 1 : -1];\n",
+            );
+        }
+        src.push_str("int main(void) { return (int)(cs_timestamp_get() == 0); }\n");
+        let file = dir.join(format!("strict_{}.src", header.replace('.', "_")));
+        std::fs::write(&file, &src).unwrap();
+        for (mode, flags) in modes {
+            let status = Command::new("cc")
+                .args(flags)
+                .args(["-Wall", "-Werror", "-fsyntax-only", "-I"])
+                .arg(&include)
+                .arg(&file)
+                .status()
+                .expect("run cc");
+            assert!(
+                status.success(),
+                "<corosync/{header}> does not compile as {mode}"
+            );
+        }
+    }
+}

@@ -14,6 +14,7 @@ pub mod cmap_keys;
 pub mod config;
 pub mod logging;
 pub mod persist;
+pub mod reloader;
 pub mod runtime;
 pub mod setup;
 pub mod stats_map;

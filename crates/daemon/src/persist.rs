@@ -56,41 +56,66 @@ fn write_ring_seq(state_dir: &Path, nodeid: u32, seq: u64) -> io::Result<()> {
     fs::File::open(state_dir)?.sync_all()
 }
 
-/// The writer thread and its two channels.
+/// The writer thread, the highest seq asked for and the highest written.
+///
+/// Requests are not queued: the protocol thread records the highest seq it
+/// wants and pokes the writer through a channel of one slot, so no request
+/// is ever lost to a full queue, however far the disk falls behind (the
+/// writer always writes the latest wanted seq, which covers every earlier
+/// one).
 pub struct Persister {
-    tx: Option<SyncSender<u64>>,
+    poke: Option<SyncSender<()>>,
+    wanted: Arc<Mutex<Option<u64>>>,
     done: Arc<Mutex<Option<u64>>>,
     thread: Option<JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Persister {
     /// Starts the writer; `doorbell` is rung after each completed write.
     pub fn start(state_dir: PathBuf, nodeid: u32, doorbell: Doorbell) -> io::Result<Persister> {
+        Persister::start_with(state_dir, nodeid, move || doorbell.ring())
+    }
+
+    /// [`Persister::start`] with `notify` called after each completed write.
+    fn start_with(
+        state_dir: PathBuf,
+        nodeid: u32,
+        notify: impl Fn() + Send + 'static,
+    ) -> io::Result<Persister> {
         fs::create_dir_all(&state_dir)?;
-        let (tx, rx) = sync_channel::<u64>(64);
+        let (poke, rx) = sync_channel::<()>(1);
+        let wanted = Arc::new(Mutex::new(None));
         let done = Arc::new(Mutex::new(None));
-        let done2 = done.clone();
+        let (wanted2, done2) = (wanted.clone(), done.clone());
         let thread = std::thread::Builder::new()
             .name("ringid-writer".into())
-            .spawn(move || writer(rx, &state_dir, nodeid, &done2, &doorbell))?;
+            .spawn(move || writer(rx, &state_dir, nodeid, &wanted2, &done2, &notify))?;
         Ok(Persister {
-            tx: Some(tx),
+            poke: Some(poke),
+            wanted,
             done,
             thread: Some(thread),
         })
     }
 
-    /// Asks for `seq` to be written. Never blocks: when the queue is full
-    /// the writer is behind, and a later request (higher seq) is queued
-    /// anyway, so dropping this one loses nothing but is logged.
+    /// Asks for `seq` to be written (or a higher one already asked for).
+    /// Never blocks beyond a short lock the writer holds only to take the
+    /// value.
     pub fn request(&self, seq: u64) {
-        if let Some(tx) = &self.tx {
-            match tx.try_send(seq) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    tracing::warn!("ring seq writer queue full; seq {seq} deferred");
-                }
-                Err(TrySendError::Disconnected(_)) => {
+        {
+            let mut w = lock(&self.wanted);
+            *w = Some(w.map_or(seq, |old| old.max(seq)));
+        }
+        if let Some(poke) = &self.poke {
+            match poke.try_send(()) {
+                // Full: a poke is pending, and the writer takes the value
+                // recorded above when it gets to it.
+                Ok(()) | Err(TrySendError::Full(())) => {}
+                Err(TrySendError::Disconnected(())) => {
                     tracing::error!("ring seq writer thread is gone");
                 }
             }
@@ -99,13 +124,13 @@ impl Persister {
 
     /// The highest seq written since the last call.
     pub fn take_completed(&self) -> Option<u64> {
-        self.done.lock().unwrap_or_else(|e| e.into_inner()).take()
+        lock(&self.done).take()
     }
 }
 
 impl Drop for Persister {
     fn drop(&mut self) {
-        self.tx.take();
+        self.poke.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -113,16 +138,19 @@ impl Drop for Persister {
 }
 
 fn writer(
-    rx: Receiver<u64>,
+    rx: Receiver<()>,
     dir: &Path,
     nodeid: u32,
+    wanted: &Mutex<Option<u64>>,
     done: &Mutex<Option<u64>>,
-    doorbell: &Doorbell,
+    notify: &dyn Fn(),
 ) {
-    while let Ok(mut seq) = rx.recv() {
-        while let Ok(s) = rx.try_recv() {
-            seq = seq.max(s);
-        }
+    // A poke left in the channel when the sender is dropped is still
+    // received, so a last request is written before the thread ends.
+    while rx.recv().is_ok() {
+        let Some(seq) = lock(wanted).take() else {
+            continue;
+        };
         loop {
             match write_ring_seq(dir, nodeid, seq) {
                 Ok(()) => break,
@@ -138,10 +166,10 @@ fn writer(
             }
         }
         {
-            let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
+            let mut d = lock(done);
             *d = Some(d.map_or(seq, |old| old.max(seq)));
         }
-        doorbell.ring();
+        notify();
     }
 }
 
@@ -159,6 +187,35 @@ mod tests {
         fs::write(ring_seq_path(&dir, 8), b"abc").unwrap();
         let e = load_ring_seq(&dir, 8).unwrap_err();
         assert!(e.contains("ringid_8") && e.contains("3 bytes"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Requests far faster than the disk syncs are never lost: the last
+    /// (highest) one is always written and reported, where a bounded queue
+    /// of requests used to drop the newest when full.
+    #[test]
+    fn a_burst_of_requests_ends_with_the_highest_written() {
+        let dir = std::env::temp_dir().join(format!("corosync-rs-burst-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = Persister::start_with(dir.clone(), 3, move || {
+            let _ = tx.send(());
+        })
+        .unwrap();
+        for seq in 1..=2000u64 {
+            p.request(seq);
+        }
+        let mut highest = 0;
+        while highest < 2000 {
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("the writer reports the highest request");
+            if let Some(s) = p.take_completed() {
+                assert!(s > highest, "completions only move up: {s} after {highest}");
+                highest = s;
+            }
+        }
+        assert_eq!(load_ring_seq(&dir, 3), Ok(2000));
+        drop(p);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

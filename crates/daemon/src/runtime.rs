@@ -29,6 +29,7 @@ use transport::{
 };
 
 use crate::persist::{load_ring_seq, Persister};
+use crate::reloader::Reloader;
 use crate::stats_map::{self, Extras};
 
 /// Everything the runtime needs, resolved from the configuration.
@@ -77,6 +78,7 @@ pub enum RuntimeError {
 const SRC_PERSIST: u32 = 1;
 const SRC_STOP: u32 = 2;
 const SRC_IPC: u32 = 3;
+const SRC_RELOAD: u32 = 4;
 
 /// How long a leaving node keeps running so its leave message goes out.
 const LEAVE_GRACE: Duration = Duration::from_millis(200);
@@ -228,6 +230,8 @@ struct State {
     server: Server,
     ipc_poll: PollLoop,
     persister: Persister,
+    /// Reads the file again for a reload, off this thread.
+    reloader: Reloader,
     pending: Pending,
     scratch: Vec<u8>,
     /// The request being handled, swapped out of the IPC server's read
@@ -579,20 +583,8 @@ impl State {
         for c in std::mem::take(&mut self.pending.controls) {
             match c {
                 Control::Exit { reason } => self.begin_leave(&reason),
-                Control::ReloadConfig => {
-                    let keys = stats_map::reload(&mut self.extras, &mut self.totem);
-                    if let Err(e) = &keys {
-                        tracing::error!("configuration reload failed: {e}");
-                    }
-                    let room = self.room();
-                    let mut out = Out {
-                        server: &mut self.server,
-                        pending: &mut self.pending,
-                        room,
-                        scratch: &mut self.scratch,
-                    };
-                    self.engine.config_reloaded(keys, &mut out);
-                }
+                // Applied when the read is done (`on_source`, SRC_RELOAD).
+                Control::ReloadConfig => self.reloader.request(),
                 Control::ClearStats { what } => {
                     self.extras
                         .clear(&what, &self.totem, &self.server, &self.engine);
@@ -736,6 +728,22 @@ impl Handler for State {
                     self.totem.handle_persisted(now, seq);
                 }
             }
+            Source::Doorbell(SRC_RELOAD) => {
+                if let Some(read) = self.reloader.take() {
+                    let keys = stats_map::reload(&mut self.extras, &mut self.totem, read);
+                    if let Err(e) = &keys {
+                        tracing::error!("configuration reload failed: {e}");
+                    }
+                    let room = self.room();
+                    let mut out = Out {
+                        server: &mut self.server,
+                        pending: &mut self.pending,
+                        room,
+                        scratch: &mut self.scratch,
+                    };
+                    self.engine.config_reloaded(keys, &mut out);
+                }
+            }
             Source::Doorbell(SRC_STOP) => self.begin_leave("stop requested"),
             Source::Fd(SRC_IPC) => self.ipc_ready = true,
             Source::Signal(sig) if sig == libc::SIGTERM || sig == libc::SIGINT => {
@@ -819,6 +827,7 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
     rl.add_signals(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
     let persist_bell = rl.add_doorbell(SRC_PERSIST)?;
     let stop = StopHandle(rl.add_doorbell(SRC_STOP)?);
+    let reload_bell = rl.add_doorbell(SRC_RELOAD)?;
     let persister = Persister::start(cfg.state_dir.clone(), cfg.nodeid, persist_bell)
         .map_err(|e| RuntimeError::State(format!("{}: {e}", cfg.state_dir.display())))?;
     let mut server = Server::new(cfg.ipc).map_err(|err| RuntimeError::Ipc {
@@ -851,6 +860,7 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         server,
         ipc_poll,
         persister,
+        reloader: Reloader::new(cfg.config_file.clone(), move || reload_bell.ring()),
         pending: Pending::default(),
         scratch: Vec::new(),
         request_buf: Box::default(),

@@ -16,8 +16,6 @@ use services::Engine;
 use totem_ring::Totem;
 use transport::{Status, TransportStats};
 
-use crate::config::Config;
-
 /// How often the stats map is refreshed at most while nobody asks.
 pub const REFRESH: Duration = Duration::from_secs(1);
 /// A cmap request refreshes the snapshot when it is older than this.
@@ -351,15 +349,15 @@ fn clears(what: &str, key: &str) -> bool {
     }
 }
 
-/// Re-reads the configuration after a cfg reload request: the new keys
+/// Applies a configuration read again after a cfg reload request
+/// ([`crate::reloader`] reads it off the protocol thread): the new keys
 /// (logged: which changes need a restart), or why it failed.
-pub fn reload(extras: &mut Extras, totem: &mut Totem) -> Result<Vec<(String, Value)>, String> {
-    let cfg = match &extras.config_file {
-        Some(path) => Config::load(path)
-            .map(|(c, _)| c)
-            .map_err(|e| e.to_string())?,
-        None => Config::default_one_node(),
-    };
+pub fn reload(
+    extras: &mut Extras,
+    totem: &mut Totem,
+    read: crate::reloader::ReadResult,
+) -> Result<Vec<(String, Value)>, String> {
+    let cfg = read?;
     // Logging first, so that what the reload says goes to the new targets.
     if let Err(e) = crate::logging::reconfigure(&crate::setup::logging(&cfg)) {
         tracing::error!("configuration reload: logging not changed: {e}");

@@ -39,6 +39,73 @@ fn many_nodes(n: u32, netmtu: u32) -> String {
     s + "}\n"
 }
 
+/// Host names in `ringN_addr` (as `pcs` writes them) are looked up, the
+/// family chosen by `ip_version`; a name that does not resolve, or has no
+/// address of an allowed family, is an error at its line.
+#[test]
+fn host_names_in_ring_addrs_are_resolved() {
+    let hosts = |name: &str| -> Result<Vec<IpAddr>, String> {
+        match name {
+            "node1" => Ok(vec![ip("10.0.0.1")]),
+            "node2" => Ok(vec![ip("10.0.0.2"), ip("fd00::2")]),
+            "v6only" => Ok(vec![ip("fd00::9")]),
+            _ => Err("Name or service not known".into()),
+        }
+    };
+    let file = |ip_version: &str, second: &str| {
+        format!(
+            "totem {{\n version: 2\n cluster_name: c\n{ip_version}}}\nnodelist {{\n node {{\n  ring0_addr: node1\n  name: node1\n  nodeid: 1\n }}\n node {{\n  ring0_addr: {second}\n  nodeid: 2\n }}\n}}\n"
+        )
+    };
+    let (c, _) = Config::from_str_resolving(
+        &file(" ip_version: ipv4\n", "node2"),
+        "corosync.conf",
+        &hosts,
+    )
+    .unwrap();
+    assert_eq!(c.nodes[0].ring0_addr(), ip("10.0.0.1"));
+    assert_eq!(c.nodes[1].ring0_addr(), ip("10.0.0.2"));
+    // ipv6-4 (udpu's default) prefers IPv6 where a name has both; node1
+    // has IPv4 only, so the families differ and that is refused as ever.
+    let e = Config::from_str_resolving(&file("", "node2"), "corosync.conf", &hosts).unwrap_err();
+    assert!(
+        e.to_string().contains("10.0.0.1") && e.to_string().contains("fd00::2"),
+        "{e}"
+    );
+    let e = Config::from_str_resolving(
+        &file(" ip_version: ipv4\n", "v6only"),
+        "corosync.conf",
+        &hosts,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "corosync.conf:13: ring0_addr: host name 'v6only' has no address allowed by ip_version ipv4 (found: fd00::9)"
+    );
+    let e = Config::from_str_resolving(&file("", "nosuch"), "corosync.conf", &hosts).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "corosync.conf:12: ring0_addr: cannot resolve 'nosuch': Name or service not known"
+    );
+}
+
+/// `Config::load` resolves with the system's resolver: `localhost` is in
+/// every hosts file.
+#[test]
+fn load_resolves_host_names_with_the_system_resolver() {
+    let dir = std::env::temp_dir().join(format!("corosync-rs-hostname-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("corosync.conf");
+    std::fs::write(
+        &path,
+        "totem {\n version: 2\n cluster_name: c\n ip_version: ipv4\n}\nnodelist {\n node {\n  ring0_addr: localhost\n  nodeid: 1\n }\n}\n",
+    )
+    .unwrap();
+    let (c, _) = Config::load(&path).unwrap();
+    assert_eq!(c.nodes[0].ring0_addr(), ip("127.0.0.1"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_nodelist_must_fit_a_commit_token() {
     // 48 members fit a 1500-byte MTU (commit tokens carry an entry each);
@@ -444,7 +511,8 @@ fn errors_name_file_line_and_reason() {
         ("# only a comment\n\ntotem {\n transport: udpu\n}\n".into(), "corosync.conf:3: no network is configured: add nodelist { node { ring0_addr, nodeid } } (or, for multicast, totem { interface { bindnetaddr, mcastaddr } })"),
         ("totem {\n ip_version: ipv4\n}\n".to_string() + &n("  ring0_addr: fd00::1\n  nodeid: 1\n"), "corosync.conf:6: address fd00::1 is not allowed by ip_version ipv4"),
         // nodelist
-        (n("  ring0_addr: node1.example.com\n"), "corosync.conf:3: value of 'ring0_addr' must be a numeric IP address, but 'node1.example.com' was given (host names are not resolved by corosync-rs; write the address)"),
+        (n("  ring0_addr: node1.example.com\n"), "corosync.conf:3: ring0_addr: cannot resolve 'node1.example.com': host names are not looked up when parsing text (Config::from_str)"),
+        (n("  ring0_addr: node_1!\n"), "corosync.conf:3: value of 'ring0_addr' must be an IP address or a host name, but 'node_1!' was given"),
         (n("  name: a\n"), "corosync.conf:2: no ring0_addr specified for node"),
         (n("  ring1_addr: 10.0.0.1\n"), "corosync.conf:2: no ring0_addr specified for node"),
         (n("  ring9_addr: 10.0.0.1\n"), "corosync.conf:3: ring9_addr: link number is bigger than the allowed maximum 7"),

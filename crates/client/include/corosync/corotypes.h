@@ -99,13 +99,25 @@ typedef enum {
 #define CS_PRI_RING_ID_SEQ "%" PRIx64
 #define CS_PRI_RING_ID "%" PRIx32 "." CS_PRI_RING_ID_SEQ
 
-/* Monotonic time in nanoseconds. */
+/*
+ * Monotonic time in nanoseconds where the system says it has a monotonic
+ * clock (_POSIX_MONOTONIC_CLOCK, from <unistd.h>); otherwise wall-clock
+ * time, so that the header also compiles in strict ISO C modes.
+ */
 static inline uint64_t cs_timestamp_get(void)
 {
+#if defined _POSIX_MONOTONIC_CLOCK && _POSIX_MONOTONIC_CLOCK >= 0
 	struct timespec now;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	return ((uint64_t)now.tv_sec * CS_TIME_NS_IN_SEC) + (uint64_t)now.tv_nsec;
+#else
+	struct timeval now;
+
+	gettimeofday(&now, 0);
+	return ((uint64_t)now.tv_sec * CS_TIME_NS_IN_SEC) +
+		((uint64_t)now.tv_usec * CS_TIME_NS_IN_USEC);
+#endif
 }
 
 /* A negative errno (libqb convention) as a cs_error_t; >= 0 is CS_OK. */

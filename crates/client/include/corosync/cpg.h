@@ -38,6 +38,7 @@ typedef enum {
 
 /* Why a member appears in a confchg list. */
 typedef enum {
+	CPG_REASON_UNDEFINED = 0,
 	CPG_REASON_JOIN = 1,
 	CPG_REASON_LEAVE = 2,
 	CPG_REASON_NODEDOWN = 3,

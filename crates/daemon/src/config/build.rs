@@ -11,7 +11,8 @@ use super::sections;
 use super::syntax::{Entry, Section};
 use super::types::*;
 use super::values::{
-    boolean, check_subsections, choice, integer, ip, nonzero_or_default, u32_in, word, Ctx, Keys,
+    boolean, check_subsections, choice, integer, ip, node_addr, nonzero_or_default, u32_in, word,
+    Ctx, Keys, Resolve,
 };
 use super::{ConfigError, Warning};
 
@@ -49,8 +50,12 @@ const INTERFACE_IGNORED: &[&str] = &[
 ];
 
 /// Builds the typed configuration from the parsed file.
-pub(crate) fn build(root: &Section, file: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
-    let mut cx = Ctx::new(file);
+pub(crate) fn build(
+    root: &Section,
+    file: &str,
+    resolve: Resolve<'_>,
+) -> Result<(Config, Vec<Warning>), ConfigError> {
+    let mut cx = Ctx::new(file, resolve);
     check_top_level(&mut cx, root);
 
     let totem_sections: Vec<&Section> = root.sections_named("totem").collect();
@@ -622,7 +627,7 @@ fn read_node(
                 ))
             }
         };
-        let addr = ip(cx, e)?;
+        let addr = node_addr(cx, e, ip_version)?;
         check_family(cx, ip_version, addr, e.line)?;
         addrs.push(RingAddr { link, addr });
     }

@@ -4,7 +4,9 @@
 //!   returns the configuration plus a list of [`Warning`]s (unknown keys and sections, keys
 //!   Corosync knows but this daemon ignores, `transport: knet` run as udpu, …) that the caller
 //!   logs. Every error is a [`ConfigError`] naming `file:line` and the reason.
-//! * [`Config::load`] reads a file, [`Config::load_source`] follows a [`ConfigSource`] chosen by
+//!   [`Config::from_str_resolving`] is the same with a host name resolver.
+//! * [`Config::load`] reads a file (host names resolved by the system's resolver),
+//!   [`Config::load_source`] follows a [`ConfigSource`] chosen by
 //!   [`config_path`] from the environment (`COROSYNC_MAIN_CONFIG_FILE`,
 //!   `COROSYNC_DEFAULT_CONFIG_IFACE`, `COROSYNC_TOTEM_AUTHKEY_FILE`, `COROSYNC_AMF_CONFIG_FILE`).
 //! * [`Config::default_one_node`] is what `corosync -f` runs without a configuration file.
@@ -16,9 +18,12 @@
 //! OpenAIS / Corosync 1 era (`transport: udp` — the default then — with `interface { bindnetaddr,
 //! mcastaddr, mcastport, ttl }` and the node id derived from the bound IPv4 address).
 //!
-//! Addresses must be numeric (`192.168.1.10`, `fd00::1`): host names in `ring0_addr` are
-//! rejected with a clear error rather than resolved, so that reading the file never blocks on
-//! DNS and gives the same answer on every node.
+//! A node's `ringN_addr` may be a host name (as `pcs` writes it), resolved as Corosync does with
+//! getaddrinfo when the file is read: the first address of the family `ip_version` prefers
+//! (IPv6 first for udpu's default `ipv6-4`). Every other address (`bindnetaddr`, `mcastaddr`)
+//! must be numeric. Resolving can wait on DNS, so the daemon reads its file before it starts the
+//! network and, for a reload, on a thread of its own; every node must resolve the names alike
+//! (the same hosts file or DNS), as with Corosync.
 //!
 //! Where this reader deliberately differs from Corosync 3 (all documented at the key):
 //! crypto is accepted on every transport (our transport seals every frame, Corosync 3 only
@@ -35,6 +40,7 @@ mod types;
 mod values;
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::Path;
 
 pub use bind::LocalBinding;
@@ -45,6 +51,21 @@ pub use source::{
     MAIN_CONFIG_ENV, OPENAIS_AUTHKEY_FILE, OPENAIS_CONFIG_FILE,
 };
 pub use types::*;
+pub use values::Resolve;
+
+/// The system's resolver (getaddrinfo: the hosts file, then DNS as nsswitch says): the
+/// addresses of `name`, in the order it gives them.
+pub fn system_resolve(name: &str) -> Result<Vec<IpAddr>, String> {
+    use std::net::ToSocketAddrs;
+    let addrs = (name, 0u16).to_socket_addrs().map_err(|e| e.to_string())?;
+    let mut out: Vec<IpAddr> = Vec::new();
+    for a in addrs {
+        if !out.contains(&a.ip()) {
+            out.push(a.ip());
+        }
+    }
+    Ok(out)
+}
 
 /// Largest configuration file [`Config::load`] reads (Corosync's files are a few KiB).
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -129,9 +150,22 @@ impl Config {
     /// Parses `text` (the contents of a `corosync.conf`); `file` names it in errors and warnings.
     ///
     /// Pure: reads nothing but `text`. Never panics, whatever the input.
+    /// Host names in `ringN_addr` are refused here (no resolver); [`Config::load`] and
+    /// [`Config::from_str_resolving`] look them up.
     pub fn from_str(text: &str, file: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
+        Config::from_str_resolving(text, file, &|_| {
+            Err("host names are not looked up when parsing text (Config::from_str)".to_string())
+        })
+    }
+
+    /// [`Config::from_str`] with `resolve` looking up the host names of nodes' addresses.
+    pub fn from_str_resolving(
+        text: &str,
+        file: &str,
+        resolve: Resolve<'_>,
+    ) -> Result<(Config, Vec<Warning>), ConfigError> {
         let root = syntax::parse(text, file)?;
-        build::build(&root, file)
+        build::build(&root, file, resolve)
     }
 
     /// Reads and parses the file at `path` (at most [`MAX_FILE_BYTES`]; UTF-8).
@@ -147,7 +181,7 @@ impl Config {
                 return Err(ConfigError::new(&name, line, "the file is not valid UTF-8"));
             }
         };
-        Config::from_str(&text, &name)
+        Config::from_str_resolving(&text, &name, &system_resolve)
     }
 
     /// Loads what `source` names: its file, or [`Config::default_one_node`] for

@@ -6,16 +6,21 @@ use std::net::IpAddr;
 use super::syntax::{Entry, Section};
 use super::{ConfigError, Warning};
 
-/// The file name plus the warnings gathered so far.
+/// Looks up a host name: its addresses, or why there are none.
+pub type Resolve<'r> = &'r dyn Fn(&str) -> Result<Vec<IpAddr>, String>;
+
+/// The file name, the host name resolver and the warnings gathered so far.
 pub(crate) struct Ctx<'f> {
     pub file: &'f str,
+    pub resolve: Resolve<'f>,
     pub warnings: Vec<Warning>,
 }
 
 impl<'f> Ctx<'f> {
-    pub fn new(file: &'f str) -> Self {
+    pub fn new(file: &'f str, resolve: Resolve<'f>) -> Self {
         Ctx {
             file,
+            resolve,
             warnings: Vec::new(),
         }
     }
@@ -236,18 +241,14 @@ pub(crate) fn choice(
     }
 }
 
-/// A numeric IPv4 or IPv6 address. Host names are refused with a hint.
+/// A numeric IPv4 or IPv6 address.
 pub(crate) fn ip(cx: &Ctx, e: &Entry) -> Result<IpAddr, ConfigError> {
     match e.value.parse::<IpAddr>() {
         Ok(addr) => Ok(addr),
         Err(_) => {
             let v = e.value.as_str();
-            let looks_like_name = !v.is_empty()
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-                && v.chars().any(|c| c.is_ascii_alphabetic());
-            let hint = if looks_like_name {
-                " (host names are not resolved by corosync-rs; write the address)"
+            let hint = if looks_like_host_name(v) {
+                " (host names are resolved only in a node's ringN_addr)"
             } else {
                 ""
             };
@@ -260,6 +261,70 @@ pub(crate) fn ip(cx: &Ctx, e: &Entry) -> Result<IpAddr, ConfigError> {
             ))
         }
     }
+}
+
+/// Whether `v` can be a DNS host name (letters, digits, '-' and '.', at
+/// least one letter, at most 253 characters).
+pub(crate) fn looks_like_host_name(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 253
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && v.chars().any(|c| c.is_ascii_alphabetic())
+}
+
+/// A node's address: numeric, or a host name looked up with the context's
+/// resolver (as Corosync does with getaddrinfo), taking the first address
+/// of the family `ip_version` prefers and refusing a name with none of the
+/// families it allows.
+pub(crate) fn node_addr(
+    cx: &Ctx,
+    e: &Entry,
+    ip_version: super::IpVersion,
+) -> Result<IpAddr, ConfigError> {
+    use super::IpVersion;
+    if let Ok(addr) = e.value.parse::<IpAddr>() {
+        return Ok(addr);
+    }
+    let name = e.value.as_str();
+    if !looks_like_host_name(name) {
+        return Err(cx.err(
+            e.line,
+            format!(
+                "value of '{}' must be an IP address or a host name, but '{name}' was given",
+                e.key
+            ),
+        ));
+    }
+    let found = (cx.resolve)(name)
+        .map_err(|why| cx.err(e.line, format!("{}: cannot resolve '{name}': {why}", e.key)))?;
+    let v4 = found.iter().find(|a| a.is_ipv4());
+    let v6 = found.iter().find(|a| a.is_ipv6());
+    let pick = match ip_version {
+        IpVersion::Ipv4 => v4,
+        IpVersion::Ipv6 => v6,
+        IpVersion::Ipv4Then6 => v4.or(v6),
+        IpVersion::Ipv6Then4 => v6.or(v4),
+    };
+    pick.copied().ok_or_else(|| {
+        cx.err(
+            e.line,
+            format!(
+                "{}: host name '{name}' has no address allowed by ip_version {} (found: {})",
+                e.key,
+                ip_version.as_str(),
+                if found.is_empty() {
+                    "none".to_string()
+                } else {
+                    found
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+        )
+    })
 }
 
 /// A non-empty value, verbatim (a path, a name).
