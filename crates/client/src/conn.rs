@@ -92,6 +92,8 @@ pub(crate) fn connect_error(e: &ClientError) -> CsError {
         ClientError::Refused(Status::BadVersion) => CsError::Version,
         ClientError::Refused(Status::TooManySessions) => CsError::NoResources,
         ClientError::Refused(Status::NoResources) => CsError::NoResources,
+        // Corosync refuses connections with EAGAIN until its first sync.
+        ClientError::Refused(Status::NotReady) => CsError::TryAgain,
         ClientError::Timeout => CsError::TryAgain,
         other => request_error(other),
     }
@@ -324,6 +326,11 @@ mod tests {
         assert_eq!(
             connect_error(&ClientError::Refused(Status::BadVersion)),
             CsError::Version
+        );
+        // Before the daemon's first sync, as Corosync's EAGAIN.
+        assert_eq!(
+            connect_error(&ClientError::Refused(Status::NotReady)),
+            CsError::TryAgain
         );
         assert_eq!(request_error(&ClientError::TryAgain), CsError::TryAgain);
         assert_eq!(request_error(&ClientError::Disconnected), CsError::Library);

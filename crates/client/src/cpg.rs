@@ -265,20 +265,34 @@ impl Cpg {
         self.conn.fd()
     }
 
-    /// `cpg_join`. `NameTooLong` past [`MAX_NAME_LENGTH`] bytes.
+    /// Sends a join or leave, asking again while the daemon answers BUSY
+    /// (this connection's previous leave or join is not delivered yet), as
+    /// Corosync's libcpg does: callers never see BUSY.
+    fn request_until_not_busy(&self, req: &Request<'_>) -> Result<Vec<u8>, CsError> {
+        loop {
+            match self.request(req) {
+                Err(CsError::Busy) => std::thread::sleep(std::time::Duration::from_micros(200)),
+                other => return other,
+            }
+        }
+    }
+
+    /// `cpg_join`. `NameTooLong` past [`MAX_NAME_LENGTH`] bytes. While
+    /// this connection's leave is on its way, waits for it.
     pub fn join(&self, group: &[u8]) -> Result<(), CsError> {
         check_name(group)?;
-        self.request(&Request::Join { group })?;
+        self.request_until_not_busy(&Request::Join { group })?;
         self.joined.store(true, Ordering::Release);
         // Asked now so the first mcast does not wait for it.
         let _ = self.atomic_limit();
         Ok(())
     }
 
-    /// `cpg_leave`.
+    /// `cpg_leave`. While this connection's join is on its way, waits
+    /// for it.
     pub fn leave(&self, group: &[u8]) -> Result<(), CsError> {
         check_name(group)?;
-        self.request(&Request::Leave { group })?;
+        self.request_until_not_busy(&Request::Leave { group })?;
         self.joined.store(false, Ordering::Release);
         Ok(())
     }
@@ -374,10 +388,11 @@ impl Cpg {
         kind: IterationType,
         group: Option<&[u8]>,
     ) -> Result<Vec<IterationDescription>, CsError> {
+        // A group only with OneGroup, as Corosync's libcpg insists.
         let group = match (kind, group) {
-            (IterationType::OneGroup, None) => return Err(CsError::InvalidParam),
             (IterationType::OneGroup, Some(g)) => g,
-            _ => &[],
+            (IterationType::OneGroup, None) | (_, Some(_)) => return Err(CsError::InvalidParam),
+            (_, None) => &[],
         };
         check_name(group)?;
         let body = self.request(&Request::Iteration {

@@ -107,23 +107,8 @@ fn cpg_join_mcast_self_delivery_and_queries() {
         .unwrap();
     assert!(cpg.fd() >= 0);
 
-    // The initial Totem configuration: this node alone, on the ring the
-    // daemon logged.
-    cpg.dispatch(DispatchFlags::One).unwrap();
-    let ring = match &log.lock().unwrap()[0] {
-        Seen::Totem(ring, members) => {
-            assert_eq!(members, &vec![NODE]);
-            *ring
-        }
-        other => panic!("expected the Totem confchg first, got {other:?}"),
-    };
-    assert_eq!(ring.nodeid, NODE);
-    assert!(ring.seq > 0, "{ring:?}");
-    let formed = format!(
-        "A new membership ({:x}.{:x}) was formed",
-        ring.nodeid, ring.seq
-    );
-    assert!(d.log().contains(&formed), "{formed:?} not in:\n{}", d.log());
+    // Nothing to dispatch before a join (Corosync sends the initial Totem
+    // configuration only after the connection's first join).
     assert_eq!(
         cpg.dispatch(DispatchFlags::OneNonblocking),
         Err(CsError::TryAgain)
@@ -138,9 +123,27 @@ fn cpg_join_mcast_self_delivery_and_queries() {
     cpg.dispatch(DispatchFlags::One).unwrap();
     let me_joined = addr(me, cpg::reason::JOIN);
     assert_eq!(
-        log.lock().unwrap()[1],
+        log.lock().unwrap()[0],
         Seen::Confchg(b"grp".to_vec(), vec![member(me)], vec![], vec![me_joined])
     );
+
+    // Then the initial Totem configuration: this node alone, on the ring
+    // the daemon logged.
+    cpg.dispatch(DispatchFlags::One).unwrap();
+    let ring = match &log.lock().unwrap()[1] {
+        Seen::Totem(ring, members) => {
+            assert_eq!(members, &vec![NODE]);
+            *ring
+        }
+        other => panic!("expected the Totem confchg after the join's, got {other:?}"),
+    };
+    assert_eq!(ring.nodeid, NODE);
+    assert!(ring.seq > 0, "{ring:?}");
+    let formed = format!(
+        "A new membership ({:x}.{:x}) was formed",
+        ring.nodeid, ring.seq
+    );
+    assert!(d.log().contains(&formed), "{formed:?} not in:\n{}", d.log());
 
     // Self-delivery of a gathered message, with our pid.
     cpg.mcast_joined(
@@ -605,4 +608,44 @@ fn flow_control_answers_try_again_and_loses_nothing() {
         cpg.dispatch(DispatchFlags::OneNonblocking),
         Err(CsError::TryAgain)
     );
+    // Everything delivered, so the daemon has read every request: the
+    // request ring is empty and flow control is off again.
+    assert_eq!(cpg.flow_control_state_get(), Ok(FlowControl::Disabled));
+}
+
+/// A leave sent right after a join (whose PROCJOIN is not delivered yet,
+/// so the daemon answers BUSY) waits for the join, as libcpg's loop does:
+/// the caller never sees BUSY, and the confchgs come join then leave.
+#[test]
+fn leave_right_after_join_waits_for_the_join() {
+    let d = Daemon::start();
+    let (h, log) = recording();
+    let cpg = d.connect(|| Cpg::initialize(h)).unwrap();
+    let me = std::process::id();
+    for round in 0..20 {
+        cpg.join(b"quick").unwrap();
+        assert_eq!(cpg.leave(b"quick"), Ok(()), "round {round}");
+    }
+    dispatch_until(&cpg, &log, 40);
+    let log = log.lock().unwrap();
+    for pair in log.chunks(2) {
+        assert_eq!(
+            pair[0],
+            Seen::Confchg(
+                b"quick".to_vec(),
+                vec![member(me)],
+                vec![],
+                vec![addr(me, cpg::reason::JOIN)]
+            )
+        );
+        assert_eq!(
+            pair[1],
+            Seen::Confchg(
+                b"quick".to_vec(),
+                vec![],
+                vec![addr(me, cpg::reason::LEAVE)],
+                vec![]
+            )
+        );
+    }
 }

@@ -352,6 +352,10 @@ impl State {
         let done = engine.syncs_completed();
         if done > self.syncs_logged {
             self.syncs_logged = done;
+            // Refused (TRY_AGAIN) until the first sync, as in Corosync;
+            // taken before the line below is logged, so a client that
+            // waits for that line finds the daemon taking connections.
+            server.set_accepting(true);
             tracing::info!("Completed service synchronization, ready to provide service.");
         }
     }
@@ -846,6 +850,10 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
             err,
         })?;
     rl.add_fd(ipc_poll.fd(), SRC_IPC)?;
+    // Clients are told to try again until the first sync completes (as
+    // Corosync refuses them): no service can answer before its state is
+    // known.
+    server.set_accepting(false);
     let origin = std::time::Instant::now();
     let totem = Totem::new(cfg.nodeid, cfg.totem, loaded, Instant(0))
         .map_err(|e| RuntimeError::Totem(e.to_string()))?;

@@ -39,6 +39,9 @@ pub enum Status {
     TooManySessions = 4,
     /// The daemon could not create the session's resources.
     NoResources = 5,
+    /// The daemon takes no connections yet (it has not finished its first
+    /// synchronization); the client may try again.
+    NotReady = 6,
 }
 
 impl Status {
@@ -50,6 +53,7 @@ impl Status {
             3 => Status::BadHello,
             4 => Status::TooManySessions,
             5 => Status::NoResources,
+            6 => Status::NotReady,
             _ => return None,
         })
     }
@@ -64,6 +68,7 @@ impl std::fmt::Display for Status {
             Status::BadHello => "malformed hello",
             Status::TooManySessions => "too many sessions",
             Status::NoResources => "daemon out of resources",
+            Status::NotReady => "daemon not ready yet",
         })
     }
 }

@@ -466,6 +466,11 @@ pub struct Server {
     stats: ServerStats,
     /// See [`Server::set_requests_paused`].
     requests_paused: bool,
+    /// See [`Server::set_accepting`].
+    accepting: bool,
+    /// Connections refused as [`Status::NotReady`] (logged once per
+    /// refusing period, not per attempt: clients retry in a loop).
+    not_ready_refusals: u64,
     /// Sessions stepped while paused: stepped again on resume.
     held: Vec<u32>,
     /// Sessions with events written but not published
@@ -539,6 +544,8 @@ impl Server {
             busy: false,
             stats: ServerStats::default(),
             requests_paused: false,
+            accepting: true,
+            not_ready_refusals: 0,
             held: Vec::new(),
             unpublished: Vec::new(),
             #[cfg(test)]
@@ -670,6 +677,23 @@ impl Server {
         self.requests_paused
     }
 
+    /// Whether new connections are taken. While not, each is answered
+    /// [`Status::NotReady`] (the client's TRY_AGAIN) once its peer
+    /// credentials are known, as Corosync refuses connections until its
+    /// first synchronization; sessions already set up are not touched.
+    pub fn set_accepting(&mut self, accepting: bool) {
+        if self.accepting != accepting {
+            self.accepting = accepting;
+            if accepting && self.not_ready_refusals > 0 {
+                tracing::info!(
+                    refused = self.not_ready_refusals,
+                    "ipc: taking connections (refused before: not ready)"
+                );
+                self.not_ready_refusals = 0;
+            }
+        }
+    }
+
     /// Whether `next_event` has something to do without new readiness.
     pub fn has_work(&self) -> bool {
         !self.pending.is_empty() || !self.ready.is_empty()
@@ -757,7 +781,14 @@ impl Server {
 
     fn refuse(&mut self, socket: &UnixStream, status: Status, why: &dyn std::fmt::Display) {
         self.stats.refused += 1;
-        tracing::warn!(%why, status = %status, "ipc: connection refused");
+        if status == Status::NotReady {
+            self.not_ready_refusals += 1;
+            if self.not_ready_refusals == 1 {
+                tracing::info!(%why, "ipc: connection refused (told to try again)");
+            }
+        } else {
+            tracing::warn!(%why, status = %status, "ipc: connection refused");
+        }
         let reply = proto::encode_reply(&Reply {
             status,
             session: 0,
@@ -791,6 +822,14 @@ impl Server {
                 creds.uid, creds.gid, creds.pid
             );
             self.refuse(&socket, Status::NotAuthorized, &why);
+            return;
+        }
+        if !self.accepting {
+            self.refuse(
+                &socket,
+                Status::NotReady,
+                &"first synchronization not complete",
+            );
             return;
         }
         if self.active >= self.cfg.max_sessions {

@@ -372,6 +372,36 @@ fn session_limit_is_an_explicit_refusal() {
     ));
 }
 
+/// A server that takes no connections yet (the daemon before its first
+/// sync) answers each with NotReady, which the client turns into
+/// TRY_AGAIN; once it accepts, the same client connects.
+#[test]
+fn not_accepting_refuses_as_not_ready_until_accepting() {
+    let mut server = Server::new(server_config("notready")).unwrap();
+    let mut pl = PollLoop::new().unwrap();
+    let cfg = client_config(server.endpoint());
+    let attempt = |server: &mut Server, pl: &mut PollLoop| {
+        let cfg = cfg.clone();
+        let t = std::thread::spawn(move || Client::connect(&cfg).map(drop));
+        while !t.is_finished() {
+            pl.turn(server, Some(Duration::from_millis(10))).unwrap();
+            while next(server).is_some() {}
+        }
+        t.join().unwrap()
+    };
+    server.set_accepting(false);
+    for _ in 0..3 {
+        assert!(matches!(
+            attempt(&mut server, &mut pl),
+            Err(ClientError::Refused(Status::NotReady))
+        ));
+    }
+    assert_eq!(server.stats().refused, 3);
+    assert_eq!(server.sessions(), 0);
+    server.set_accepting(true);
+    attempt(&mut server, &mut pl).unwrap();
+}
+
 #[test]
 fn unauthorized_peer_is_refused_until_allowed() {
     // SAFETY: plain getter.

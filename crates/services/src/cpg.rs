@@ -112,6 +112,10 @@ struct Conn {
     flags: u32,
     state: JoinState,
     group: Group,
+    /// The totem confchg that CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF asks
+    /// for went out (after the connection's first join confchg, as in
+    /// Corosync).
+    initial_totem_sent: bool,
 }
 
 impl Conn {
@@ -373,10 +377,13 @@ impl Cpg {
             .entry(group.to_vec())
             .or_default()
             .insert((node, pid));
-        if node == self.local {
-            for conn in self.local_conns(pid, group, JoinState::JoinStarted) {
-                self.set_state(conn, JoinState::Joined);
-            }
+        let completed = if node == self.local {
+            self.local_conns(pid, group, JoinState::JoinStarted)
+        } else {
+            Vec::new()
+        };
+        for &conn in &completed {
+            self.set_state(conn, JoinState::Joined);
         }
         let who = Address {
             nodeid: node,
@@ -384,6 +391,20 @@ impl Cpg {
             reason: reason::JOIN,
         };
         self.notify(ctx, group, &[], &[who]);
+        // Then, once per connection that asked for it, the membership of
+        // the ring its join was made in.
+        for conn in completed {
+            let wants = self.conns.get_mut(&conn).is_some_and(|c| {
+                let wants = c.model == model::V1
+                    && c.flags & model::V1_DELIVER_INITIAL_TOTEM_CONF != 0
+                    && !c.initial_totem_sent;
+                c.initial_totem_sent |= wants;
+                wants
+            });
+            if wants {
+                self.totem_confchg(ctx, conn);
+            }
+        }
     }
 
     fn apply_leave(&mut self, ctx: &mut Ctx<'_>, group: &[u8], node: NodeId, pid: u32, why: u32) {
@@ -682,6 +703,7 @@ impl Cpg {
                 flags,
                 state: JoinState::Unjoined,
                 group: Vec::new(),
+                initial_totem_sent: false,
             },
         );
         let _ = ctx;
@@ -926,18 +948,9 @@ impl Service for Cpg {
             return;
         }
         self.route = None;
-        let is_init = matches!(req, Request::Init { .. });
         match self.request(ctx, conn, creds, req) {
             Ok(body) => ctx.respond(conn, to, CsError::Ok, &[&body]),
             Err(e) => ctx.respond(conn, to, e, &[]),
-        }
-        if is_init {
-            let wants = self.conns.get(&conn).is_some_and(|c| {
-                c.model == model::V1 && c.flags & model::V1_DELIVER_INITIAL_TOTEM_CONF != 0
-            });
-            if wants {
-                self.totem_confchg(ctx, conn);
-            }
         }
     }
 
@@ -1058,9 +1071,14 @@ impl Service for Cpg {
         self.last_members = p.members;
         let v1: Vec<ConnId> = self
             .conns
-            .iter()
+            .iter_mut()
             .filter(|(_, c)| c.model == model::V1)
-            .map(|(&id, _)| id)
+            .map(|(&id, c)| {
+                // A connection told of a ring needs no initial one after
+                // its join (it would name the same ring again).
+                c.initial_totem_sent = true;
+                id
+            })
             .collect();
         for conn in v1 {
             self.totem_confchg(ctx, conn);

@@ -903,7 +903,7 @@ fn every_node_reports_the_same_group_history() {
 }
 
 #[test]
-fn model_v1_gets_totem_confchg_after_init_and_every_sync() {
+fn model_v1_gets_totem_confchg_after_its_join_and_every_sync() {
     let mut c = synced_cluster(&[1, 2]);
     c.connect(1, 1, 5);
     let init = pc::Request::Init {
@@ -911,14 +911,34 @@ fn model_v1_gets_totem_confchg_after_init_and_every_sync() {
         flags: pc::model::V1_DELIVER_INITIAL_TOTEM_CONF,
     };
     assert_eq!(c.cpg(1, 1, init).0, CsError::Ok);
+    // As in Corosync: nothing until the connection joins, then its join's
+    // confchg and after it the initial totem confchg, once.
+    c.run();
+    assert_eq!(c.cpg_events(1, 1), vec![], "no totem confchg before a join");
+    assert_eq!(c.join(1, 1, b"g"), CsError::Ok);
+    c.run();
     let ev = c.cpg_events(1, 1);
     let ring = c.nodes[&1].ring.clone().unwrap().0;
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert!(matches!(&ev[0], Ev::Conf { .. }), "{ev:?}");
     assert_eq!(
-        ev,
-        vec![Ev::Totem {
+        ev[1],
+        Ev::Totem {
             ring: (ring.rep, ring.seq),
             members: vec![1, 2]
-        }]
+        }
+    );
+    assert_eq!(
+        c.cpg(1, 1, pc::Request::Leave { group: b"g" }).0,
+        CsError::Ok
+    );
+    c.run();
+    assert_eq!(c.join(1, 1, b"g"), CsError::Ok);
+    c.run();
+    let ev = c.cpg_events(1, 1);
+    assert!(
+        ev.iter().all(|e| matches!(e, Ev::Conf { .. })),
+        "the initial totem confchg comes once: {ev:?}"
     );
     c.connect(1, 2, 6);
     c.cpg(1, 2, pc::Request::Init { model: 0, flags: 0 });

@@ -555,7 +555,26 @@ fn split(logs: &[NodeLog], r: &mut Report) -> Vec<Inc> {
             r.violation(format!("{}: malformed log line {m:?}", log.name));
         }
         let mut cur: Option<Inc> = None;
+        // A connection's first CPG confchg (its own join) comes before the
+        // initial Totem confchg that CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF
+        // asks for (as in Corosync): that Totem record, which names the
+        // ring the join was made in, is taken first.
+        let mut held: Option<&Rec> = None;
         for rec in &log.recs {
+            if let Some(c) = cur.as_mut() {
+                if c.ring.is_none() && held.is_none() && matches!(rec, Rec::Conf { .. }) {
+                    held = Some(rec);
+                    continue;
+                }
+                if let Some(h) = held.take() {
+                    if matches!(rec, Rec::Totem { .. }) {
+                        add_rec(c, rec, r);
+                        add_rec(c, h, r);
+                        continue;
+                    }
+                    add_rec(c, h, r);
+                }
+            }
             if let Rec::Init {
                 node,
                 pid,
@@ -587,6 +606,9 @@ fn split(logs: &[NodeLog], r: &mut Report) -> Vec<Inc> {
                 continue;
             };
             add_rec(c, rec, r);
+        }
+        if let (Some(c), Some(h)) = (cur.as_mut(), held.take()) {
+            add_rec(c, h, r);
         }
         incs.extend(cur.take().map(finish_inc));
     }
@@ -1071,6 +1093,25 @@ mod tests {
         assert!(r.ok(), "{}", r.describe());
         assert_eq!(r.delivered, 10);
         assert_eq!(r.sent, 5);
+    }
+
+    /// The daemon sends the initial Totem confchg after the connection's
+    /// own join confchg (as Corosync does); the verifier reads the pair in
+    /// ring order, and a confchg with no ring after it is still a violation.
+    #[test]
+    fn the_initial_totem_confchg_may_follow_the_join() {
+        let mut a = log(1, &[1, 2], &good(), 3);
+        a.swap(1, 2);
+        let r = run(a, log(2, &[1, 2], &good(), 2));
+        assert!(r.ok(), "{}", r.describe());
+        let mut a = log(1, &[1, 2], &good(), 3);
+        a.remove(1);
+        let r = run(a, log(2, &[1, 2], &good(), 2));
+        assert!(
+            r.describe().contains("CPG confchg before any ring"),
+            "{}",
+            r.describe()
+        );
     }
 
     #[test]

@@ -607,7 +607,14 @@ pub unsafe extern "C" fn cpg_iteration_initialize(
     group: *const CpgName,
     cpg_iteration_handle: *mut u64,
 ) -> CsErrorT {
-    let r = CPG_HANDLES.get(handle).and_then(|inst| {
+    let r = (|| {
+        // The arguments are checked before the handle, in Corosync's order.
+        let name = if group.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL, readable by the contract.
+            Some(unsafe { &*group }.bytes()?)
+        };
         if cpg_iteration_handle.is_null() {
             return Err(CsError::InvalidParam);
         }
@@ -617,12 +624,10 @@ pub unsafe extern "C" fn cpg_iteration_initialize(
             3 => IterationType::All,
             _ => return Err(CsError::InvalidParam),
         };
-        let name = if kind == IterationType::OneGroup {
-            // SAFETY: forwarded contract.
-            Some(unsafe { name_arg(group) }?)
-        } else {
-            None
-        };
+        if (kind == IterationType::OneGroup) != name.is_some() {
+            return Err(CsError::InvalidParam);
+        }
+        let inst = CPG_HANDLES.get(handle)?;
         let entries = inst.cpg.iteration(kind, name.as_deref())?;
         let h = ITER_HANDLES.insert(IterInst {
             parent: handle,
@@ -631,7 +636,7 @@ pub unsafe extern "C" fn cpg_iteration_initialize(
         })?;
         // SAFETY: non-NULL, writable by the contract.
         unsafe { put(cpg_iteration_handle, h) }
-    });
+    })();
     code(r)
 }
 
@@ -646,10 +651,11 @@ pub unsafe extern "C" fn cpg_iteration_next(
     handle: u64,
     description: *mut CpgIterationDescription,
 ) -> CsErrorT {
+    if description.is_null() {
+        // Before the handle, as Corosync checks it.
+        return code(Err(CsError::InvalidParam));
+    }
     let r = ITER_HANDLES.get(handle).and_then(|it| {
-        if description.is_null() {
-            return Err(CsError::InvalidParam);
-        }
         let mut next = it.next.lock().unwrap_or_else(|p| p.into_inner());
         let e = it.entries.get(*next).ok_or(CsError::NoSections)?;
         *next += 1;

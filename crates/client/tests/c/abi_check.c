@@ -100,6 +100,9 @@ int main(void)
 	cpg_model_v1_data_t model = { CPG_MODEL_V1, deliver, confchg, totem_confchg, 0 };
 	evs_callbacks_t ecbs = { evs_deliver, evs_confchg };
 	struct cpg_name name = { 3, "grp" };
+	struct cpg_name long_name = { CPG_MAX_NAME_LENGTH + 1, "x" };
+	struct cpg_iteration_description_t desc;
+	cpg_iteration_handle_t ih;
 	struct iovec iov = { buf, 4 };
 	struct evs_group grp = { "grp" };
 	const cpg_handle_t garbage = 0x0123456789abcdefULL;
@@ -168,7 +171,19 @@ int main(void)
 	SHOW("cpg_mcast_joined_garbage", cpg_mcast_joined(garbage, CPG_TYPE_AGREED, &iov, 1));
 	SHOW("cpg_local_get_garbage", cpg_local_get(garbage, &nodeid));
 	SHOW("cpg_context_set_garbage", cpg_context_set(garbage, NULL));
-	SHOW("cpg_iteration_next_garbage", cpg_iteration_next(garbage, NULL));
+	SHOW("cpg_iteration_next_garbage", cpg_iteration_next(garbage, &desc));
+	/* arguments checked before the handle, in Corosync's order */
+	SHOW("cpg_iteration_next_null", cpg_iteration_next(garbage, NULL));
+	SHOW("cpg_iteration_initialize_group_with_all",
+	     cpg_iteration_initialize(garbage, CPG_ITERATION_ALL, &name, &ih));
+	SHOW("cpg_iteration_initialize_one_group_without",
+	     cpg_iteration_initialize(garbage, CPG_ITERATION_ONE_GROUP, NULL, &ih));
+	SHOW("cpg_iteration_initialize_bad_type",
+	     cpg_iteration_initialize(garbage, (cpg_iteration_type_t)9, NULL, &ih));
+	SHOW("cpg_iteration_initialize_long_name",
+	     cpg_iteration_initialize(garbage, CPG_ITERATION_ONE_GROUP, &long_name, &ih));
+	SHOW("cpg_iteration_initialize_garbage",
+	     cpg_iteration_initialize(garbage, CPG_ITERATION_ONE_GROUP, &name, &ih));
 	SHOW("cpg_iteration_finalize_garbage", cpg_iteration_finalize(garbage));
 	SHOW("evs_finalize_garbage", evs_finalize(garbage));
 	SHOW("evs_join_garbage", evs_join(garbage, &grp, 1));
