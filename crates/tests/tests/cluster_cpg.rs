@@ -258,3 +258,43 @@ fn killed_client_gives_procdown() {
         let _ = stdin.write_all(b"\n");
     }
 }
+
+/// A partition that heals: the processes cut off leave with reason NODEDOWN
+/// and come back with NODEUP (the join lists exchanged at the merge), on
+/// both sides.
+#[test]
+fn healed_partition_gives_nodeup_on_both_sides() {
+    if let Some(why) = tests::chaos::unsupported_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let c = cluster();
+    let probes = all_probes(&c, "probe-nodeup");
+    let locals: Vec<(u32, u32)> = probes.iter().map(Probe::local).collect();
+    let entry = |(n, p): (u32, u32), reason: u32| format!("{n}:{p}:{reason}");
+    c.partition(&[&[0, 1], &[2]]).unwrap();
+    for p in &probes[..2] {
+        let down = entry(locals[2], 3);
+        p.wait_line("NODEDOWN", |l| l.contains(" LEFT ") && l.contains(&down), FORM);
+    }
+    for &other in &locals[..2] {
+        let down = entry(other, 3);
+        probes[2].wait_line("NODEDOWN", |l| l.contains(" LEFT ") && l.contains(&down), FORM);
+    }
+    c.heal().unwrap();
+    let joined_with = |l: &str, e: &str| {
+        l.split_once(" JOINED ")
+            .is_some_and(|(_, list)| list.split(',').any(|x| x == e))
+    };
+    for p in &probes[..2] {
+        let up = entry(locals[2], 4);
+        p.wait_line("NODEUP", |l| joined_with(l, &up), FORM);
+    }
+    for &other in &locals[..2] {
+        let up = entry(other, 4);
+        probes[2].wait_line("NODEUP", |l| joined_with(l, &up), FORM);
+    }
+    for p in probes {
+        p.stop();
+    }
+}
