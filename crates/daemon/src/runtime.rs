@@ -238,6 +238,8 @@ struct State {
     /// buffer (`Server::take_request`).
     request_buf: Box<[u8]>,
     nodes: Vec<(u32, SocketAddr, String)>,
+    /// Regular configuration changes to log after the turn.
+    memberships_to_log: Vec<MembershipLog>,
     ipc_ready: bool,
     /// Receive back-pressure is on: a local client's events spill past its
     /// ring (`Server::events_backlogged`), for at most `BACKPRESSURE_MAX`.
@@ -307,8 +309,8 @@ impl State {
             pending,
             scratch,
             persister,
-            nodes,
             extras,
+            memberships_to_log,
             ..
         } = self;
         while let Some(ev) = totem.poll_event() {
@@ -341,7 +343,23 @@ impl State {
                     joined,
                     ring_id,
                 } => {
-                    log_config_change(kind, members, left, joined, ring_id, nodes);
+                    if kind == ConfigKind::Transitional {
+                        tracing::debug!(
+                            "transitional membership towards ring {}.{:x}: {}",
+                            ring_id.rep,
+                            ring_id.seq,
+                            names(members)
+                        );
+                    } else if memberships_to_log.len() < MAX_MEMBERSHIP_LOGS {
+                        // Logged after the turn, where the transport can
+                        // name the addresses it learned (multicast).
+                        memberships_to_log.push(MembershipLog {
+                            members: members.to_vec(),
+                            left: left.to_vec(),
+                            joined: joined.to_vec(),
+                            ring: ring_id,
+                        });
+                    }
                     engine.config_change(kind, members, left, joined, ring_id, &mut out);
                 }
                 Event::PersistRingSeq(seq) => persister.request(seq),
@@ -770,38 +788,43 @@ fn names(ids: &[u32]) -> String {
         .join(" ")
 }
 
-fn log_config_change(
-    kind: ConfigKind,
-    members: &[u32],
-    left: &[u32],
-    joined: &[u32],
+/// A regular configuration change, logged once the turn is over.
+struct MembershipLog {
+    members: Vec<u32>,
+    left: Vec<u32>,
+    joined: Vec<u32>,
     ring: totem_ring::RingId,
+}
+
+/// At most this many changes wait to be logged (one turn sees one or two).
+const MAX_MEMBERSHIP_LOGS: usize = 16;
+
+/// Corosync's lines for a new ring: the ring, who joined and left, and
+/// every member with its id and address (from the nodelist, else as the
+/// transport learned it from the member's frames).
+fn log_membership(
+    m: &MembershipLog,
     nodes: &[(u32, SocketAddr, String)],
+    transport: &transport::Transport,
 ) {
-    if kind == ConfigKind::Transitional {
-        tracing::debug!(
-            "transitional membership towards ring {}.{:x}: {}",
-            ring.rep,
-            ring.seq,
-            names(members)
-        );
-        return;
-    }
     tracing::info!(
         "A new membership ({}.{:x}) was formed. Members joined: {} left: {}",
-        ring.rep,
-        ring.seq,
-        names(joined),
-        names(left)
+        m.ring.rep,
+        m.ring.seq,
+        names(&m.joined),
+        names(&m.left)
     );
-    tracing::info!("Members[{}]: {}", members.len(), names(members));
-    for m in members {
-        match nodes.iter().find(|n| n.0 == *m) {
+    tracing::info!("Members[{}]: {}", m.members.len(), names(&m.members));
+    for &id in &m.members {
+        match nodes.iter().find(|n| n.0 == id) {
             Some((_, addr, name)) if !name.is_empty() => {
-                tracing::info!("  processor {m} ({name}) at {}", addr.ip())
+                tracing::info!("  processor {id} ({name}) at {}", addr.ip())
             }
-            Some((_, addr, _)) => tracing::info!("  processor {m} at {}", addr.ip()),
-            None => tracing::info!("  processor {m} (address not in the nodelist)"),
+            Some((_, addr, _)) => tracing::info!("  processor {id} at {}", addr.ip()),
+            None => match transport.addr_of(transport::NodeId(id)) {
+                Some(addr) => tracing::info!("  processor {id} at {}", addr.ip()),
+                None => tracing::info!("  processor {id} (address not known yet)"),
+            },
         }
     }
 }
@@ -873,6 +896,7 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         scratch: Vec::new(),
         request_buf: Box::default(),
         nodes: cfg.nodes,
+        memberships_to_log: Vec::new(),
         ipc_ready: true,
         ipc_lazy: false,
         events_backlogged: false,
@@ -924,6 +948,9 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
             state.refresh_stats();
         }
         state.act_on_controls();
+        for m in std::mem::take(&mut state.memberships_to_log) {
+            log_membership(&m, &state.nodes, rl.transport());
+        }
         if let Some(list) = state.extras.reloaded_nodes.take() {
             state.apply_node_list(rl.transport(), list);
         }

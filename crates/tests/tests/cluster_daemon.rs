@@ -57,6 +57,15 @@ fn three_nodes_form_one_ring_over_multicast() {
         assert_eq!(c.latest_members(i), Some(c.node_ids()), "node {i}");
         assert_eq!(c.node_id(i), u32::from(c.ipv4(i)));
     }
+    // Without a nodelist, each node's membership lines still name every
+    // member's address (learned from its frames).
+    for i in 0..3 {
+        let log = c.log(i);
+        for j in 0..3 {
+            let line = format!("processor {} at {}", c.node_id(j), c.ipv4(j));
+            assert!(log.contains(&line), "node {i}'s log lacks {line:?}:\n{log}");
+        }
+    }
 }
 
 #[test]

@@ -664,6 +664,16 @@ impl Transport {
     pub fn node_of(&self, addr: &SocketAddr) -> Option<NodeId> {
         self.by_addr.get(addr).copied()
     }
+
+    /// The address `node` sends from: configured (udpu), learned from its
+    /// frames (multicast), or ours for our own id.
+    pub fn addr_of(&self, node: NodeId) -> Option<SocketAddr> {
+        if node == self.node {
+            return self.local_addr();
+        }
+        let i = *self.member_addr.get(&node)?;
+        self.addrs.get(i)?.as_socket()
+    }
 }
 
 /// The receive path after the engine: splits a GRO super-datagram into its
