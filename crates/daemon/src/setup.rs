@@ -20,7 +20,7 @@ use crate::runtime::RuntimeConfig;
 pub enum Realtime {
     /// `-p`: never.
     Off,
-    /// `-P`: SCHED_RR at this priority.
+    /// `-P` (or `-r`, at 99): SCHED_RR at this priority.
     On(i32),
     /// Neither: `system { sched_rr }` decides (Corosync's default: yes).
     FromConfig,
@@ -38,6 +38,20 @@ pub fn parse_rt_priority(s: &str) -> Result<Realtime, String> {
             Ok(p) if (1..=RT_MAX).contains(&p) => Ok(Realtime::On(p)),
             _ => Err("expected max, min or a number from 1 to 99".into()),
         },
+    }
+}
+
+/// The protocol thread's scheduling: the command line's choice, else `system { sched_rr,
+/// priority }` (`min` is SCHED_RR priority 1, anything else 99).
+fn realtime_policy(rt: Realtime, system: &config::System) -> Option<RealtimePolicy> {
+    match rt {
+        Realtime::Off => None,
+        Realtime::On(p) => Some(RealtimePolicy::RoundRobin(p)),
+        Realtime::FromConfig if system.sched_rr => match system.priority {
+            config::Priority::Min => Some(RealtimePolicy::RoundRobin(1)),
+            _ => Some(RealtimePolicy::RoundRobin(RT_MAX)),
+        },
+        Realtime::FromConfig => None,
     }
 }
 
@@ -141,12 +155,12 @@ fn authorization(cfg: &Config) -> Result<Authorization, String> {
             uid: u
                 .uid
                 .as_ref()
-                .map(|i| resolve_ident(i, "/etc/passwd", "user", &cfg.file, u.line))
+                .map(|i| resolve_ident(i, "/etc/passwd", "user", &u.file, u.line))
                 .transpose()?,
             gid: u
                 .gid
                 .as_ref()
-                .map(|i| resolve_ident(i, "/etc/group", "group", &cfg.file, u.line))
+                .map(|i| resolve_ident(i, "/etc/group", "group", &u.file, u.line))
                 .transpose()?,
         });
     }
@@ -171,23 +185,10 @@ pub(crate) fn logging(cfg: &Config) -> LogTargets {
     }
 }
 
+/// The facility number of `name`; the reader accepts only the names it knows, so the
+/// fallback (daemon, 3) serves only a [`Config`] built by hand.
 fn syslog_facility(name: &str) -> u8 {
-    match name {
-        "kern" => 0,
-        "user" => 1,
-        "mail" => 2,
-        "auth" => 4,
-        "syslog" => 5,
-        "local0" => 16,
-        "local1" => 17,
-        "local2" => 18,
-        "local3" => 19,
-        "local4" => 20,
-        "local5" => 21,
-        "local6" => 22,
-        "local7" => 23,
-        _ => 3, // daemon
-    }
+    config::syslog_facility_number(name).unwrap_or(3)
 }
 
 fn cipher(cfg: &Config) -> Result<Cipher, String> {
@@ -228,7 +229,10 @@ pub fn plan(cfg: &Config, src: &ConfigSource, rt: Realtime) -> Result<Plan, Stri
     tc.sqpoll_idle_ms = (cfg.extensions.sqpoll_ms > 0).then_some(cfg.extensions.sqpoll_ms);
     let cipher = cipher(cfg)?;
     let key = if cipher == Cipher::None {
-        notes.push("running without a cluster key (crypto_cipher: none)".into());
+        // The built-in configuration's note says so already.
+        if !matches!(src.main, config::MainConfig::BuiltIn) {
+            notes.push("running without a cluster key (crypto_cipher: none)".into());
+        }
         None
     } else {
         let path = src.authkey_path(cfg);
@@ -254,18 +258,9 @@ pub fn plan(cfg: &Config, src: &ConfigSource, rt: Realtime) -> Result<Plan, Stri
         overflow_total_bytes: OVERFLOW_TOTAL_BYTES,
         ..ServerConfig::default()
     };
-    let realtime = match rt {
-        Realtime::Off => None,
-        Realtime::On(p) => Some(RealtimePolicy::RoundRobin(p)),
-        Realtime::FromConfig if cfg.system.sched_rr => match cfg.system.priority {
-            config::Priority::Min => Some(RealtimePolicy::RoundRobin(1)),
-            _ => Some(RealtimePolicy::RoundRobin(RT_MAX)),
-        },
-        Realtime::FromConfig => None,
-    };
     let run_loop = RunLoopConfig {
         pin_core: cfg.extensions.pin_core.map(|c| c as usize),
-        realtime,
+        realtime: realtime_policy(rt, &cfg.system),
         spin_us: cfg.extensions.spin_us,
     };
     let nodes = cfg
@@ -361,6 +356,8 @@ fn quorum_config(
         last_man_standing_window_ms: q.last_man_standing_window,
         auto_tie_breaker,
     };
+    // The reader has refused what check() refuses, at the line to blame; this keeps the
+    // adjustments and notes (and a Config built by hand from starting votequorum wrongly).
     let more = qc
         .check()
         .map_err(|e| format!("{}: quorum: {e}", cfg.file))?;
@@ -404,6 +401,90 @@ mod tests {
     }
 
     const NODES: &str = "nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n}\n";
+
+    #[test]
+    fn every_syslog_facility_corosync_accepts_is_the_one_syslog_h_names() {
+        // libqb's facility names (Corosync's qb_log_facility2int) on Linux.
+        let want = [
+            ("kern", libc::LOG_KERN),
+            ("user", libc::LOG_USER),
+            ("mail", libc::LOG_MAIL),
+            ("daemon", libc::LOG_DAEMON),
+            ("auth", libc::LOG_AUTH),
+            ("syslog", libc::LOG_SYSLOG),
+            ("lpr", libc::LOG_LPR),
+            ("news", libc::LOG_NEWS),
+            ("uucp", libc::LOG_UUCP),
+            ("cron", libc::LOG_CRON),
+            ("authpriv", libc::LOG_AUTHPRIV),
+            ("ftp", libc::LOG_FTP),
+            ("local0", libc::LOG_LOCAL0),
+            ("local1", libc::LOG_LOCAL1),
+            ("local2", libc::LOG_LOCAL2),
+            ("local3", libc::LOG_LOCAL3),
+            ("local4", libc::LOG_LOCAL4),
+            ("local5", libc::LOG_LOCAL5),
+            ("local6", libc::LOG_LOCAL6),
+            ("local7", libc::LOG_LOCAL7),
+        ];
+        for (name, facility) in want {
+            let text = format!("logging {{\n syslog_facility: {name}\n}}\n{NODES}");
+            let (cfg, w) = Config::from_str(&text, "corosync.conf").expect(name);
+            assert!(w.is_empty(), "{name}: {w:?}");
+            assert_eq!(
+                i32::from(logging(&cfg).syslog_facility),
+                facility >> 3,
+                "{name}"
+            );
+        }
+        assert_eq!(config::SYSLOG_FACILITIES.len(), want.len());
+        for bad in ["local8", "DAEMON", "security", "mark"] {
+            let text = format!("logging {{\n syslog_facility: {bad}\n}}\n{NODES}");
+            let e = Config::from_str(&text, "corosync.conf").unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "corosync.conf:2: value of 'syslog_facility' must be one of kern, user, \
+                     mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, local0, \
+                     local1, local2, local3, local4, local5, local6, local7, but '{bad}'"
+                )),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_command_line_decides_realtime_before_the_file() {
+        let rr = RealtimePolicy::RoundRobin;
+        let file = |text: &str| {
+            let (cfg, _) = Config::from_str(&format!("{text}{NODES}"), "corosync.conf").unwrap();
+            cfg.system
+        };
+        let default = file("");
+        let min = file("system {\n priority: min\n}\n");
+        let off = file("system {\n sched_rr: no\n}\n");
+        // -p: no realtime policy, whatever the file asks.
+        for system in [&default, &min, &off] {
+            assert_eq!(realtime_policy(Realtime::Off, system), None);
+        }
+        // -P (and -P max), -P min, -P N: SCHED_RR at that priority, even with sched_rr: no.
+        assert_eq!(parse_rt_priority("max"), Ok(Realtime::On(99)));
+        assert_eq!(parse_rt_priority("min"), Ok(Realtime::On(1)));
+        assert_eq!(parse_rt_priority("42"), Ok(Realtime::On(42)));
+        for bad in ["0", "100", "-1", "maximum", ""] {
+            assert!(parse_rt_priority(bad).is_err(), "{bad:?}");
+        }
+        for p in [1, 42, 99] {
+            assert_eq!(realtime_policy(Realtime::On(p), &off), Some(rr(p)));
+            assert_eq!(realtime_policy(Realtime::On(p), &min), Some(rr(p)));
+        }
+        // Neither: system { sched_rr, priority }.
+        assert_eq!(
+            realtime_policy(Realtime::FromConfig, &default),
+            Some(rr(99))
+        );
+        assert_eq!(realtime_policy(Realtime::FromConfig, &min), Some(rr(1)));
+        assert_eq!(realtime_policy(Realtime::FromConfig, &off), None);
+    }
 
     #[test]
     fn the_accelerated_ring_takes_longer_visits_unless_max_messages_is_written() {

@@ -211,3 +211,44 @@ fn logs_to_the_configured_file_with_timestamps_and_leaves_on_sigterm() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Without a configuration file `corosync` runs the built-in one-node
+/// configuration and says so in one line (`-t` prints it as a note). The
+/// host's files are hidden in a mount namespace of the test's own; where
+/// the host has them and no such namespace may be made, this is skipped.
+#[test]
+fn without_a_file_it_says_once_that_it_runs_the_built_in_default() {
+    use daemon::config::{BUILT_IN_NOTE, DEFAULT_CONFIG_FILE, OPENAIS_CONFIG_FILE};
+    let host_has_one = [DEFAULT_CONFIG_FILE, OPENAIS_CONFIG_FILE]
+        .iter()
+        .any(|f| Path::new(f).exists());
+    let o = if host_has_one {
+        // Exit 99: a directory could not be hidden; unshare itself exits 1.
+        let hide = "for d in /etc/corosync /etc/ais; do \
+                    if [ -d $d ]; then mount -t tmpfs none $d || exit 99; fi; done; \
+                    exec \"$0\" -t";
+        let c = corosync();
+        let program = c.get_program().to_owned();
+        let o = Command::new("unshare")
+            .args(["-rm", "sh", "-c", hide])
+            .arg(program)
+            .envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+            .env_remove("COROSYNC_MAIN_CONFIG_FILE")
+            .env_remove("COROSYNC_TOTEM_AUTHKEY_FILE")
+            .env_remove("COROSYNC_DEFAULT_CONFIG_IFACE")
+            .output();
+        match o {
+            Ok(o) if ![Some(1), Some(99)].contains(&o.status.code()) => o,
+            other => {
+                eprintln!("skipped: cannot hide the host's configuration: {other:?}");
+                return;
+            }
+        }
+    } else {
+        corosync().arg("-t").output().unwrap()
+    };
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert_eq!(t.matches(BUILT_IN_NOTE).count(), 1, "{t}");
+    assert_eq!(t.matches("without a cluster key").count(), 1, "{t}");
+}

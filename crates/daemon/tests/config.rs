@@ -278,7 +278,13 @@ fn corosync2_two_node_file() {
         "{:?}",
         warnings(&w)
     );
-    assert_eq!(w.len(), 1, "{:?}", warnings(&w));
+    // Corosync renices to -5; corosync-rs doesn't.
+    assert!(
+        has_warning(&w, 50, "'system.priority: -5' ignored"),
+        "{:?}",
+        warnings(&w)
+    );
+    assert_eq!(w.len(), 2, "{:?}", warnings(&w));
     assert_eq!(c.totem.transport, Transport::Udpu);
     assert_eq!(c.nodes[0].nodeid, 0x0a01_0101);
     assert!(c.nodes[0].nodeid_generated);
@@ -531,6 +537,12 @@ fn errors_name_file_line_and_reason() {
         ("system {\n priority: 40\n}\n".into(), "corosync.conf:2: value of 'priority' must be max, min or a nice value -20 ..= 19, but '40' was given"),
         ("system {\n state_dir: var/lib\n}\n".into(), "corosync.conf:2: state_dir must be an absolute path, but 'var/lib' was given"),
         ("uidgid {\n uid: a b\n}\n".into(), "corosync.conf:2: value of 'uid' must be a user or group name or number, but 'a b' was given"),
+        ("logging {\n syslog_facility: local8\n}\n".into(), "corosync.conf:2: value of 'syslog_facility' must be one of kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, local0, local1, local2, local3, local4, local5, local6, local7, but 'local8' was given"),
+        // votequorum's start-up refusals, at the line to blame
+        (format!("{MULTICAST}quorum {{\n provider: corosync_votequorum\n}}\n"), "corosync.conf:8: provider corosync_votequorum needs quorum { expected_votes }: there is no nodelist to count votes from (nodelist or quorum.expected_votes must be configured)"),
+        (n("  ring0_addr: 10.0.0.1\n  nodeid: 1\n  quorum_votes: 0\n") + "quorum {\n provider: corosync_votequorum\n}\n", "corosync.conf:9: provider corosync_votequorum needs quorum { expected_votes }: the nodelist's quorum_votes add up to 0 (nodelist or quorum.expected_votes must be configured)"),
+        (format!("{THREE}quorum {{\n provider: corosync_votequorum\n auto_tie_breaker: 1\n last_man_standing: 1\n}}\n"), "corosync.conf:18: auto_tie_breaker and last_man_standing are not available in an odd-sized cluster (3 expected votes) unless wait_for_all is set"),
+        (format!("{THREE}quorum {{\n provider: corosync_votequorum\n last_man_standing: on\n expected_votes: 5\n auto_tie_breaker: on\n auto_tie_breaker_node: highest\n}}\n"), "corosync.conf:19: auto_tie_breaker and last_man_standing are not available in an odd-sized cluster (5 expected votes) unless wait_for_all is set"),
         ("corosync_rs {\n guarantee: total\n}\n".into(), "corosync.conf:2: value of 'guarantee' must be one of agreed, safe, but 'total' was given"),
         ("corosync_rs {\n spin_us: 2000000\n}\n".into(), "corosync.conf:2: value of 'spin_us' must be between 0 and 1000000, but 2000000 was given"),
         ("corosync_rs {\n sqpoll_ms: 10001\n}\n".into(), "corosync.conf:2: value of 'sqpoll_ms' must be between 0 and 10000, but 10001 was given"),
@@ -538,6 +550,163 @@ fn errors_name_file_line_and_reason() {
     for (text, want) in cases {
         assert_eq!(error(&text), want, "for:\n{text}");
     }
+}
+
+/// The multicast form's network, 6 lines.
+const MULTICAST: &str =
+    "totem {\n interface {\n  bindnetaddr: 10.0.0.0\n  mcastaddr: 239.1.1.1\n }\n}\n";
+
+/// Three nodes of one vote, 14 lines.
+const THREE: &str = "nodelist {
+ node {
+  ring0_addr: 10.0.0.1
+  nodeid: 1
+ }
+ node {
+  ring0_addr: 10.0.0.2
+  nodeid: 2
+ }
+ node {
+  ring0_addr: 10.0.0.3
+  nodeid: 3
+ }
+}
+";
+
+/// What votequorum accepts of the same settings: a vote count to expect, the tie breaker
+/// with last_man_standing where wait_for_all is set or the count is even, and a tie breaker
+/// node it can't read (it disables the tie breaker).
+#[test]
+fn votequorum_settings_it_starts_with() {
+    let q = |text: &str| parse(text).0.quorum;
+    let c = q(&format!(
+        "{MULTICAST}quorum {{\n provider: corosync_votequorum\n expected_votes: 2\n}}\n"
+    ));
+    assert_eq!(c.expected_votes, Some(2));
+    let both =
+        "quorum {\n provider: corosync_votequorum\n auto_tie_breaker: 1\n last_man_standing: 1\n";
+    for extra in [
+        " wait_for_all: 1\n",
+        " expected_votes: 4\n",
+        " auto_tie_breaker_node: 1 x\n",
+    ] {
+        let c = q(&format!("{THREE}{both}{extra}}}\n"));
+        assert!(c.auto_tie_breaker && c.last_man_standing, "{extra}");
+    }
+    let four = THREE.replace(
+        "}\n}\n",
+        "}\n node {\n  ring0_addr: 10.0.0.4\n  nodeid: 4\n }\n}\n",
+    );
+    assert!(q(&format!("{four}{both}}}\n")).auto_tie_breaker);
+    // Without a provider nothing is checked (the settings are warned about instead).
+    let (_, w) = parse(&format!(
+        "{MULTICAST}quorum {{\n last_man_standing: 1\n}}\n"
+    ));
+    assert!(has_warning(&w, 7, "no effect without provider"));
+}
+
+/// Settings Corosync acts on and corosync-rs accepts without acting on them are warned
+/// about at their line when they ask for something; written as what corosync-rs does anyway,
+/// they are not.
+#[test]
+fn warnings_for_settings_without_effect() {
+    let text = "\
+logging {
+    fileline: on
+    function_name: yes
+    logger_subsys {
+        subsys: QUORUM
+        debug: on
+    }
+}
+system {
+    move_to_root_cgroup: yes
+    allow_knet_handle_fallback: yes
+    priority: -10
+}
+nodelist {
+    node {
+        ring0_addr: 10.0.0.1
+    }
+}
+";
+    let (c, w) = parse(text);
+    let all = warnings(&w);
+    let expect = [
+        (2, "log lines carry no source file, line or function"),
+        (3, "log lines carry no source file, line or function"),
+        (
+            6,
+            "'logging.logger_subsys.debug' for QUORUM ignored: corosync-rs has one debug level",
+        ),
+        (10, "'system.move_to_root_cgroup: yes' ignored"),
+        (11, "'system.allow_knet_handle_fallback' ignored"),
+        (
+            12,
+            "'system.priority: -10' ignored: the nice value -10 is not applied",
+        ),
+    ];
+    for (line, needle) in expect {
+        assert!(
+            has_warning(&w, line, needle),
+            "missing {line}: {needle} in {all:#?}"
+        );
+    }
+    assert_eq!(w.len(), expect.len(), "{all:#?}");
+    // The values are kept as written (cmap shows them).
+    assert!(c.logging.fileline && c.logging.function_name);
+    assert_eq!(c.logging.subsystems[0].debug, Some(DebugLevel::On));
+    assert_eq!(c.system.move_to_root_cgroup, YesNoAuto::Yes);
+    assert_eq!(c.system.priority, Priority::Nice(-10));
+
+    // A subsystem that asks for less than the global level is not served either.
+    let (_, w) = parse(
+        &text
+            .replace("fileline: on", "debug: on")
+            .replace("        debug: on", "        debug: off"),
+    );
+    assert!(has_warning(
+        &w,
+        6,
+        "'logging.logger_subsys.debug' for QUORUM ignored"
+    ));
+    // The priority only picks the SCHED_RR priority.
+    let (_, w) = parse(&text.replace("    priority: -10", "    sched_rr: no\n    priority: max"));
+    assert!(
+        has_warning(
+            &w,
+            13,
+            "'system.priority: max' ignored: with sched_rr: no it has no effect"
+        ),
+        "{:#?}",
+        warnings(&w)
+    );
+
+    // As corosync-rs does anyway: no warnings (Debian's stock file has these).
+    let quiet = "\
+logging {
+    fileline: off
+    function_name: off
+    debug: trace
+    logger_subsys {
+        subsys: QUORUM
+        debug: on
+    }
+}
+system {
+    move_to_root_cgroup: no
+    allow_knet_handle_fallback: no
+    sched_rr: yes
+    priority: min
+}
+nodelist {
+    node {
+        ring0_addr: 10.0.0.1
+    }
+}
+";
+    let (_, w) = parse(quiet);
+    assert!(w.is_empty(), "{:#?}", warnings(&w));
 }
 
 #[test]
@@ -762,6 +931,25 @@ fn files(existing: &[&str]) -> impl Fn(&Path) -> bool {
     move |p| set.iter().any(|s| Path::new(s) == p)
 }
 
+/// The note for the built-in configuration says what it runs: the files looked for, the
+/// node, and that there is no cluster key.
+#[test]
+fn the_built_in_note_describes_the_built_in_configuration() {
+    let c = Config::default_one_node();
+    assert!(BUILT_IN_NOTE.contains(&format!(
+        "no {DEFAULT_CONFIG_FILE} or {OPENAIS_CONFIG_FILE}: "
+    )));
+    let node = &c.nodes[0];
+    let port = c.totem.link0().unwrap().mcastport;
+    assert!(BUILT_IN_NOTE.contains(&format!(
+        "node {} on {}, port {port}",
+        node.nodeid,
+        node.ring0_addr()
+    )));
+    assert!(!c.totem.crypto.enabled());
+    assert!(BUILT_IN_NOTE.ends_with("without a cluster key"));
+}
+
 #[test]
 fn environment_and_file_selection() {
     // Nothing exists: the built-in one-node configuration.
@@ -769,7 +957,8 @@ fn environment_and_file_selection() {
     assert_eq!(s.main, MainConfig::BuiltIn);
     assert_eq!(s.reader, Reader::CorosyncParser);
     assert_eq!(s.authkey, Path::new("/etc/corosync/authkey"));
-    assert_eq!(s.notes.len(), 1);
+    // One line says so, the one `corosync` logs (and prints with -t).
+    assert_eq!(s.notes, [BUILT_IN_NOTE]);
 
     // Corosync's file wins over OpenAIS's; OpenAIS's is the fallback, key included.
     let s = config_path(
@@ -935,6 +1124,100 @@ fn load_reads_files_and_reports_their_path() {
     )
     .unwrap();
     assert_eq!(Config::load_source(&source).unwrap().0.nodes.len(), 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `uidgid.d` beside the file: the `uidgid` sections of its regular files, by name, after
+/// the file's own; hidden files, editors' backups and directories are skipped; other things in
+/// those files are warned about at their line; errors name the file and line.
+/// `Config::from_str` reads no directory.
+#[test]
+fn load_reads_uidgid_sections_from_uidgid_d() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("config-uidgid-d");
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.join("uidgid.d");
+    std::fs::create_dir_all(d.join("subdir")).unwrap();
+    let main = dir.join("corosync.conf");
+    let text = "uidgid {\n uid: 1000\n}\nnodelist {\n node {\n  ring0_addr: 10.0.0.1\n }\n}\n";
+    std::fs::write(&main, text).unwrap();
+    std::fs::write(
+        d.join("pacemaker"),
+        "uidgid {\n uid: hacluster\n gid: haclient\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("00-ops"),
+        "# operators\nowner: me\nuidgid {\n gid: 2000\n mode: 0600\n}\ntotem {\n token: 1\n}\n",
+    )
+    .unwrap();
+    for skipped in [".hidden", "pacemaker~"] {
+        std::fs::write(d.join(skipped), "not a config {{{\n").unwrap();
+    }
+    std::fs::write(d.join("subdir/x"), "uidgid {\n uid: 7\n}\n").unwrap();
+
+    let (c, w) = Config::load(&main).unwrap();
+    let got: Vec<(Option<Ident>, Option<Ident>, String, u32)> = c
+        .uidgid
+        .iter()
+        .map(|u| (u.uid.clone(), u.gid.clone(), u.file.clone(), u.line))
+        .collect();
+    let ops = d.join("00-ops").display().to_string();
+    let pacemaker = d.join("pacemaker").display().to_string();
+    assert_eq!(
+        got,
+        [
+            (Some(Ident::Id(1000)), None, main.display().to_string(), 1),
+            (None, Some(Ident::Id(2000)), ops.clone(), 3),
+            (
+                Some(Ident::Name("hacluster".into())),
+                Some(Ident::Name("haclient".into())),
+                pacemaker,
+                1
+            ),
+        ]
+    );
+    let all = warnings(&w);
+    for (line, needle) in [
+        (2, "key 'owner' outside a uidgid section; ignored"),
+        (5, "unknown key 'mode' in uidgid"),
+        (
+            7,
+            "section 'totem' ignored: a uidgid.d file holds only uidgid sections",
+        ),
+    ] {
+        assert!(
+            w.iter()
+                .any(|w| w.file == ops && w.line == line && w.message.contains(needle)),
+            "missing {ops}:{line}: {needle} in {all:#?}"
+        );
+    }
+    assert_eq!(w.len(), 3, "{all:#?}");
+    // The text alone: no directory is read.
+    assert_eq!(
+        Config::from_str(text, "corosync.conf")
+            .unwrap()
+            .0
+            .uidgid
+            .len(),
+        1
+    );
+
+    // An error in one names that file and line.
+    std::fs::write(d.join("10-bad"), "\nuidgid {\n gid: a:b\n}\n").unwrap();
+    let e = Config::load(&main).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:3: value of 'gid' must be a user or group name or number, but 'a:b' was given",
+            d.join("10-bad").display()
+        )
+    );
+    std::fs::write(d.join("10-bad"), "uidgid {\n").unwrap();
+    let e = Config::load(&main).unwrap_err();
+    assert_eq!(
+        (e.file.as_str(), e.line),
+        (d.join("10-bad").to_str().unwrap(), 1)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -275,11 +275,19 @@ fn healed_partition_gives_nodeup_on_both_sides() {
     c.partition(&[&[0, 1], &[2]]).unwrap();
     for p in &probes[..2] {
         let down = entry(locals[2], 3);
-        p.wait_line("NODEDOWN", |l| l.contains(" LEFT ") && l.contains(&down), FORM);
+        p.wait_line(
+            "NODEDOWN",
+            |l| l.contains(" LEFT ") && l.contains(&down),
+            FORM,
+        );
     }
     for &other in &locals[..2] {
         let down = entry(other, 3);
-        probes[2].wait_line("NODEDOWN", |l| l.contains(" LEFT ") && l.contains(&down), FORM);
+        probes[2].wait_line(
+            "NODEDOWN",
+            |l| l.contains(" LEFT ") && l.contains(&down),
+            FORM,
+        );
     }
     c.heal().unwrap();
     let joined_with = |l: &str, e: &str| {

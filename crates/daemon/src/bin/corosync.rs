@@ -1,20 +1,21 @@
 //! `corosync`: the cluster engine executive.
 //!
 //! ```text
-//! corosync [-f] [-c FILE] [-t] [-v] [-p | -P [PRIORITY]]
+//! corosync [-f] [-c FILE] [-t] [-v] [-p | -r | -P [PRIORITY]]
 //! ```
 //!
 //! Corosync's flags: `-f` stays in the foreground, `-c` names the
 //! configuration file, `-t` tests the configuration and exits, `-v` prints
-//! the version, `-p` runs without realtime scheduling, `-P` with it
-//! (optionally at PRIORITY: `max`, `min` or a number). Without a
-//! configuration file it runs a one-node cluster on loopback.
+//! the version, `-p` runs without realtime scheduling, `-r` with it
+//! (Corosync's flag; the same as `-P max`), `-P` with it (optionally at
+//! PRIORITY: `max`, `min` or a number). Without a configuration file it
+//! runs a one-node cluster on loopback.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use daemon::config::{config_path_with, Config, ConfigSource, MainConfig};
+use daemon::config::{config_path_with, Config, ConfigSource};
 use daemon::setup::{self, Realtime};
 
 /// Corosync's exit code for a configuration that cannot be read
@@ -49,6 +50,19 @@ struct Args {
     /// Use realtime scheduling (SCHED_RR), at PRIORITY: max, min or a number.
     #[arg(short = 'P', value_name = "PRIORITY", num_args = 0..=1, default_missing_value = "max")]
     realtime: Option<String>,
+    /// Use realtime scheduling (SCHED_RR) at the highest priority (as -P max).
+    #[arg(short = 'r', conflicts_with = "no_realtime")]
+    round_robin: bool,
+}
+
+/// What `-p`, `-r` and `-P` ask for (`-P PRIORITY` wins over `-r`).
+fn realtime(args: &Args) -> Result<Realtime, String> {
+    match (&args.realtime, args.no_realtime, args.round_robin) {
+        (_, true, _) => Ok(Realtime::Off),
+        (Some(p), false, _) => setup::parse_rt_priority(p).map_err(|e| format!("-P {p}: {e}")),
+        (None, false, true) => setup::parse_rt_priority("max"),
+        (None, false, false) => Ok(Realtime::FromConfig),
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -79,16 +93,12 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let realtime = match (&args.realtime, args.no_realtime) {
-        (_, true) => Realtime::Off,
-        (Some(p), false) => match setup::parse_rt_priority(p) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("corosync: -P {p}: {e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        },
-        (None, false) => Realtime::FromConfig,
+    let realtime = match realtime(&args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("corosync: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
     };
     let src = match source(&args) {
         Ok(s) => s,
@@ -104,7 +114,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let built_in = matches!(src.main, MainConfig::BuiltIn);
     let plan = match setup::plan(&cfg, &src, realtime) {
         Ok(p) => p,
         Err(e) => {
@@ -113,6 +122,10 @@ fn main() -> ExitCode {
         }
     };
     if args.test {
+        // Which file was read (or that none was) and the like.
+        for note in &src.notes {
+            println!("note: {note}");
+        }
         for w in &warnings {
             println!("warning: {w}");
         }
@@ -142,11 +155,6 @@ fn main() -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    if built_in {
-        tracing::info!(
-            "no configuration file found: running a one-node cluster on loopback with built-in defaults, without a cluster key"
-        );
-    }
     for note in &plan.notes {
         tracing::info!("{note}");
     }
@@ -157,5 +165,37 @@ fn main() -> ExitCode {
             eprintln!("corosync: {e}");
             ExitCode::from(EXIT_RUNTIME)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn realtime_of(flags: &[&str]) -> Result<Realtime, String> {
+        let args = Args::try_parse_from(std::iter::once("corosync").chain(flags.iter().copied()))
+            .map_err(|e| e.kind().to_string())?;
+        realtime(&args)
+    }
+
+    #[test]
+    fn realtime_flags() {
+        assert_eq!(realtime_of(&[]), Ok(Realtime::FromConfig));
+        assert_eq!(realtime_of(&["-f"]), Ok(Realtime::FromConfig));
+        assert_eq!(realtime_of(&["-p"]), Ok(Realtime::Off));
+        assert_eq!(realtime_of(&["-f", "-p"]), Ok(Realtime::Off));
+        assert_eq!(realtime_of(&["-P"]), Ok(Realtime::On(99)));
+        assert_eq!(realtime_of(&["-P", "-f"]), Ok(Realtime::On(99)));
+        assert_eq!(realtime_of(&["-P", "max"]), Ok(Realtime::On(99)));
+        assert_eq!(realtime_of(&["-P", "min"]), Ok(Realtime::On(1)));
+        assert_eq!(realtime_of(&["-P", "10"]), Ok(Realtime::On(10)));
+        assert_eq!(realtime_of(&["-r"]), Ok(Realtime::On(99)));
+        assert_eq!(realtime_of(&["-r", "-f"]), Ok(Realtime::On(99)));
+        assert_eq!(realtime_of(&["-r", "-P", "min"]), Ok(Realtime::On(1)));
+        assert!(realtime_of(&["-P", "250"])
+            .unwrap_err()
+            .starts_with("-P 250: "));
+        assert!(realtime_of(&["-p", "-P"]).is_err(), "-p and -P conflict");
+        assert!(realtime_of(&["-p", "-r"]).is_err(), "-p and -r conflict");
     }
 }

@@ -91,7 +91,7 @@ pub(crate) fn build(
     let logging = sections::logging(&mut cx, root)?;
     let system = sections::system(&mut cx, root)?;
     let uidgid = sections::uidgid(&mut cx, root)?;
-    let quorum = sections::quorum(&mut cx, root)?;
+    let quorum = sections::quorum(&mut cx, root, &nodes)?;
     let extensions = sections::extensions(&mut cx, root)?;
     if nodes.is_empty() && raw.interfaces.is_empty() {
         return Err(cx.err(

@@ -5,7 +5,8 @@
 //!   Corosync knows but this daemon ignores, `transport: knet` run as udpu, …) that the caller
 //!   logs. Every error is a [`ConfigError`] naming `file:line` and the reason.
 //!   [`Config::from_str_resolving`] is the same with a host name resolver.
-//! * [`Config::load`] reads a file (host names resolved by the system's resolver),
+//! * [`Config::load`] reads a file (host names resolved by the system's resolver) and the
+//!   `uidgid { }` sections of the files in the `uidgid.d` directory beside it,
 //!   [`Config::load_source`] follows a [`ConfigSource`] chosen by
 //!   [`config_path`] from the environment (`COROSYNC_MAIN_CONFIG_FILE`,
 //!   `COROSYNC_DEFAULT_CONFIG_IFACE`, `COROSYNC_TOTEM_AUTHKEY_FILE`, `COROSYNC_AMF_CONFIG_FILE`).
@@ -29,7 +30,9 @@
 //! crypto is accepted on every transport (our transport seals every frame, Corosync 3 only
 //! encrypts knet); `knet` runs as udpu; a missing `version` defaults to 2; a zero timing value
 //! means "default" as in Corosync but is reported as a warning; lines Corosync silently ignores
-//! (neither key, section nor brace) are syntax errors.
+//! (neither key, section nor brace) are syntax errors; `uidgid.d` is the directory beside the
+//! file read (Corosync's is always `/etc/corosync/uidgid.d`), read in name order, and what else
+//! than `uidgid { uid, gid }` its files hold is warned about (Corosync refuses it).
 
 mod bind;
 mod build;
@@ -41,14 +44,14 @@ mod values;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use bind::LocalBinding;
 pub use build::{derived_mcastaddr, nodeid_from_addr};
 pub use source::{
     config_path, config_path_with, ConfigSource, MainConfig, PathOrigin, Reader, SourceError,
-    AMF_CONFIG_ENV, AUTHKEY_ENV, CONFIG_IFACE_ENV, DEFAULT_AUTHKEY_FILE, DEFAULT_CONFIG_FILE,
-    MAIN_CONFIG_ENV, OPENAIS_AUTHKEY_FILE, OPENAIS_CONFIG_FILE,
+    AMF_CONFIG_ENV, AUTHKEY_ENV, BUILT_IN_NOTE, CONFIG_IFACE_ENV, DEFAULT_AUTHKEY_FILE,
+    DEFAULT_CONFIG_FILE, MAIN_CONFIG_ENV, OPENAIS_AUTHKEY_FILE, OPENAIS_CONFIG_FILE,
 };
 pub use types::*;
 pub use values::Resolve;
@@ -168,20 +171,23 @@ impl Config {
         build::build(&root, file, resolve)
     }
 
-    /// Reads and parses the file at `path` (at most [`MAX_FILE_BYTES`]; UTF-8).
+    /// Reads and parses the file at `path` (at most [`MAX_FILE_BYTES`]; UTF-8), then the
+    /// `uidgid { }` sections of every file in the [`UIDGID_DIR`] directory beside it (see
+    /// [`uidgid_dir_files`]), added to [`Config::uidgid`] after the file's own.
     pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
         let name = path.display().to_string();
-        let bytes = read_limited(path).map_err(|e| ConfigError::new(&name, 0, e))?;
-        let text = match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(e) => {
-                let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-                let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-                let line = u32::try_from(line).unwrap_or(u32::MAX);
-                return Err(ConfigError::new(&name, line, "the file is not valid UTF-8"));
-            }
-        };
-        Config::from_str_resolving(&text, &name, &system_resolve)
+        let text = read_text(path, &name)?;
+        let (mut config, mut warnings) = Config::from_str_resolving(&text, &name, &system_resolve)?;
+        let dir = path.parent().unwrap_or(Path::new("")).join(UIDGID_DIR);
+        for file in uidgid_dir_files(&dir)? {
+            let name = file.display().to_string();
+            let text = read_text(&file, &name)?;
+            let root = syntax::parse(&text, &name)?;
+            let mut cx = values::Ctx::new(&name, &|_| Err("not looked up".to_string()));
+            config.uidgid.extend(sections::uidgid_file(&mut cx, &root)?);
+            warnings.extend(cx.warnings);
+        }
+        Ok((config, warnings))
     }
 
     /// Loads what `source` names: its file, or [`Config::default_one_node`] for
@@ -201,6 +207,62 @@ impl Config {
             Err(e) => unreachable!("the built-in configuration is invalid: {e}"),
         }
     }
+}
+
+/// The directory beside the configuration file whose files add `uidgid { }` sections
+/// (Corosync reads `/etc/corosync/uidgid.d` whatever file it was given; this reader reads the
+/// one beside the file it reads, which is that one for the default file).
+pub const UIDGID_DIR: &str = "uidgid.d";
+
+/// Most files [`Config::load`] reads from [`UIDGID_DIR`].
+pub const MAX_UIDGID_FILES: usize = 1024;
+
+/// The files of a `uidgid.d` directory [`Config::load`] reads, in name order: regular files
+/// (or links to them) whose names are UTF-8 and neither start with `.` nor end with `~`
+/// (editors' backups). No directory is no files; one that can't be read is an error naming it.
+pub fn uidgid_dir_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let name = dir.display().to_string();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ConfigError::new(&name, 0, format!("cannot read: {e}"))),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| ConfigError::new(&name, 0, format!("cannot read: {e}")))?;
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        if file_name.starts_with('.') || file_name.ends_with('~') {
+            continue;
+        }
+        let path = entry.path();
+        // Follows links, as Corosync's stat() does.
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            files.push(path);
+        }
+        if files.len() > MAX_UIDGID_FILES {
+            return Err(ConfigError::new(
+                &name,
+                0,
+                format!("more than {MAX_UIDGID_FILES} files"),
+            ));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The file at `path` as text; errors name it as `name`.
+fn read_text(path: &Path, name: &str) -> Result<String, ConfigError> {
+    let bytes = read_limited(path).map_err(|e| ConfigError::new(name, 0, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = u32::try_from(line).unwrap_or(u32::MAX);
+        ConfigError::new(name, line, "the file is not valid UTF-8")
+    })
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, String> {

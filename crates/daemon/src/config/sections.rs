@@ -7,17 +7,16 @@ use super::types::*;
 use super::values::{boolean, check_subsections, choice, u32_in, word, Ctx, Keys};
 use super::ConfigError;
 
+/// `fileline: on` / `function_name: on`.
+const NO_SOURCE_PLACE: &str =
+    "log lines carry no source file, line or function in corosync-rs; ignored";
+
 const LOGGING_IGNORED: &[&str] = &[
     "syslog_priority",
     "logfile_priority",
     "syslog_level",
     "tags",
     "blackbox",
-];
-
-const SYSLOG_FACILITIES: &[&str] = &[
-    "daemon", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
-    "auth", "authpriv", "cron", "kern", "lpr", "mail", "news", "syslog", "user", "uucp", "ftp",
 ];
 
 fn debug_level(cx: &Ctx, e: &Entry) -> Result<DebugLevel, ConfigError> {
@@ -48,7 +47,8 @@ pub(crate) fn logging(cx: &mut Ctx, root: &Section) -> Result<Logging, ConfigErr
         l.to_syslog = boolean(cx, e)?;
     }
     if let Some(e) = k.take(cx, "syslog_facility") {
-        l.syslog_facility = choice(cx, e, SYSLOG_FACILITIES)?.to_string();
+        let names: Vec<&'static str> = SYSLOG_FACILITIES.iter().map(|&(n, _)| n).collect();
+        l.syslog_facility = choice(cx, e, &names)?.to_string();
     }
     if let Some(e) = k.take(cx, "debug") {
         l.debug = debug_level(cx, e)?;
@@ -60,11 +60,18 @@ pub(crate) fn logging(cx: &mut Ctx, root: &Section) -> Result<Logging, ConfigErr
             _ => Timestamp::Off,
         };
     }
+    // Kept as written (cmap shows them), but log lines carry no source place.
     if let Some(e) = k.take(cx, "fileline") {
         l.fileline = boolean(cx, e)?;
+        if l.fileline {
+            cx.warn(e.line, NO_SOURCE_PLACE);
+        }
     }
     if let Some(e) = k.take(cx, "function_name") {
         l.function_name = boolean(cx, e)?;
+        if l.function_name {
+            cx.warn(e.line, NO_SOURCE_PLACE);
+        }
     }
     k.finish(cx, LOGGING_IGNORED);
     if l.to_logfile && l.logfile.is_none() {
@@ -81,19 +88,38 @@ pub(crate) fn logging(cx: &mut Ctx, root: &Section) -> Result<Logging, ConfigErr
         .iter()
         .flat_map(|s| s.sections_named("logger_subsys"))
     {
-        l.subsystems.push(logger_subsys(cx, s)?);
+        l.subsystems.push(logger_subsys(cx, s, l.debug)?);
     }
     Ok(l)
 }
 
-fn logger_subsys(cx: &mut Ctx, s: &Section) -> Result<LoggerSubsys, ConfigError> {
+/// One `logger_subsys { }`. Its `debug` is not applied (one level serves every subsystem),
+/// so a value that asks for more or less than `global` gives is warned about.
+fn logger_subsys(
+    cx: &mut Ctx,
+    s: &Section,
+    global: DebugLevel,
+) -> Result<LoggerSubsys, ConfigError> {
     let mut k = Keys::new("logging.logger_subsys", &[s]);
     let subsys = match k.take(cx, "subsys") {
         Some(e) => word(cx, e)?,
         None => return Err(cx.err(s.line, "no subsys key in logger_subsys section")),
     };
     let debug = match k.take(cx, "debug") {
-        Some(e) => Some(debug_level(cx, e)?),
+        Some(e) => {
+            let level = debug_level(cx, e)?;
+            // on and trace both turn debug lines on (LogTargets::debug).
+            if (level == DebugLevel::Off) != (global == DebugLevel::Off) {
+                cx.warn(
+                    e.line,
+                    format!(
+                        "'logging.logger_subsys.debug' for {subsys} ignored: corosync-rs has one \
+                         debug level for every subsystem (logging {{ debug }})"
+                    ),
+                );
+            }
+            Some(level)
+        }
         None => None,
     };
     // Corosync accepts per-subsystem destinations too; they are logged as ignored.
@@ -122,7 +148,8 @@ pub(crate) fn system(cx: &mut Ctx, root: &Section) -> Result<System, ConfigError
     if let Some(e) = k.take(cx, "sched_rr") {
         s.sched_rr = boolean(cx, e)?;
     }
-    if let Some(e) = k.take(cx, "priority") {
+    let priority = k.take(cx, "priority");
+    if let Some(e) = priority {
         s.priority = match e.value.as_str() {
             "max" => Priority::Max,
             "min" => Priority::Min,
@@ -136,6 +163,9 @@ pub(crate) fn system(cx: &mut Ctx, root: &Section) -> Result<System, ConfigError
                 }
             },
         };
+    }
+    if let Some(e) = priority {
+        priority_in_effect(cx, e, &s);
     }
     if let Some(e) = k.take(cx, "state_dir") {
         let dir = word(cx, e)?;
@@ -153,13 +183,46 @@ pub(crate) fn system(cx: &mut Ctx, root: &Section) -> Result<System, ConfigError
             "no" => YesNoAuto::No,
             _ => YesNoAuto::Auto,
         };
+        if s.move_to_root_cgroup != YesNoAuto::No {
+            cx.warn(
+                e.line,
+                format!(
+                    "'system.move_to_root_cgroup: {}' ignored: corosync-rs does not move itself \
+                     between cgroups (with CONFIG_RT_GROUP_SCHED, SCHED_RR may then be refused)",
+                    e.value
+                ),
+            );
+        }
     }
     if let Some(e) = k.take(cx, "allow_knet_handle_fallback") {
         s.allow_knet_handle_fallback = boolean(cx, e)?;
+        if s.allow_knet_handle_fallback {
+            cx.warn(
+                e.line,
+                "'system.allow_knet_handle_fallback' ignored: corosync-rs has no knet handle",
+            );
+        }
     }
     k.finish(cx, &["qb_ipc_type"]);
     check_subsections(cx, "system", &sections, &[], &[]);
     Ok(s)
+}
+
+/// Warns when `priority` (entry `e`) does nothing: only `max` and `min` with `sched_rr` are
+/// applied (as the SCHED_RR priority); Corosync's nice value and its non-realtime priorities
+/// are not.
+fn priority_in_effect(cx: &mut Ctx, e: &Entry, s: &System) {
+    let why = match s.priority {
+        Priority::Nice(n) => format!("the nice value {n} is not applied"),
+        Priority::Max | Priority::Min if !s.sched_rr => {
+            "with sched_rr: no it has no effect (it only picks the SCHED_RR priority)".to_string()
+        }
+        Priority::Max | Priority::Min => return,
+    };
+    cx.warn(
+        e.line,
+        format!("'system.priority: {}' ignored: {why}", e.value),
+    );
 }
 
 fn ident(cx: &Ctx, e: &Entry) -> Result<Ident, ConfigError> {
@@ -201,18 +264,46 @@ pub(crate) fn uidgid(cx: &mut Ctx, root: &Section) -> Result<Vec<UidGid>, Config
         out.push(UidGid {
             uid,
             gid,
+            file: cx.file.to_string(),
             line: s.line,
         });
     }
     Ok(out)
 }
 
-/// `quorum { }`.
-pub(crate) fn quorum(cx: &mut Ctx, root: &Section) -> Result<Quorum, ConfigError> {
+/// A file of `uidgid.d`: its `uidgid { }` sections; anything else in it is warned about and
+/// ignored (Corosync refuses it).
+pub(crate) fn uidgid_file(cx: &mut Ctx, root: &Section) -> Result<Vec<UidGid>, ConfigError> {
+    for e in &root.entries {
+        cx.warn(
+            e.line,
+            format!(
+                "key '{}' outside a uidgid section; ignored (a uidgid.d file holds only uidgid \
+                 sections)",
+                e.key
+            ),
+        );
+    }
+    for s in root.sections.iter().filter(|s| s.name != "uidgid") {
+        cx.warn(
+            s.line,
+            format!(
+                "section '{}' ignored: a uidgid.d file holds only uidgid sections",
+                s.name
+            ),
+        );
+    }
+    uidgid(cx, root)
+}
+
+/// `quorum { }`, checked against the nodelist's votes (`nodes`) as votequorum checks it at
+/// start-up.
+pub(crate) fn quorum(cx: &mut Ctx, root: &Section, nodes: &[Node]) -> Result<Quorum, ConfigError> {
     let sections: Vec<&Section> = root.sections_named("quorum").collect();
     let mut k = Keys::new("quorum", &sections);
     let mut q = Quorum::default();
-    if let Some(e) = k.take(cx, "provider") {
+    let provider = k.take(cx, "provider");
+    if let Some(e) = provider {
         if e.value != "corosync_votequorum" {
             return Err(cx.err(
                 e.line,
@@ -234,13 +325,15 @@ pub(crate) fn quorum(cx: &mut Ctx, root: &Section) -> Result<Quorum, ConfigError
         Some(e) => boolean(cx, e)?,
         None => q.two_node,
     };
-    if let Some(e) = k.take(cx, "last_man_standing") {
+    let last_man_standing = k.take(cx, "last_man_standing");
+    if let Some(e) = last_man_standing {
         q.last_man_standing = boolean(cx, e)?;
     }
     if let Some(e) = k.take(cx, "last_man_standing_window") {
         q.last_man_standing_window = u32_in(cx, e, 1, u32::MAX)?;
     }
-    if let Some(e) = k.take(cx, "auto_tie_breaker") {
+    let auto_tie_breaker = k.take(cx, "auto_tie_breaker");
+    if let Some(e) = auto_tie_breaker {
         q.auto_tie_breaker = boolean(cx, e)?;
     }
     if let Some(e) = k.take(cx, "auto_tie_breaker_node") {
@@ -269,7 +362,66 @@ pub(crate) fn quorum(cx: &mut Ctx, root: &Section) -> Result<Quorum, ConfigError
             "quorum settings have no effect without provider: corosync_votequorum",
         );
     }
+    if let Some(provider) = provider {
+        let lines = QuorumLines {
+            provider: provider.line,
+            last_man_standing: last_man_standing.map_or(0, |e| e.line),
+            auto_tie_breaker: auto_tie_breaker.map_or(0, |e| e.line),
+        };
+        check_votequorum(cx, &q, nodes, lines)?;
+    }
     Ok(q)
+}
+
+/// Where the keys [`check_votequorum`] blames are.
+struct QuorumLines {
+    provider: u32,
+    last_man_standing: u32,
+    auto_tie_breaker: u32,
+}
+
+/// Votequorum's start-up refusals (`services::QuorumConfig::check`), here where the lines
+/// are known: no votes to expect, and the tie breaker with last_man_standing in an odd-sized
+/// cluster without wait_for_all.
+fn check_votequorum(
+    cx: &Ctx,
+    q: &Quorum,
+    nodes: &[Node],
+    at: QuorumLines,
+) -> Result<(), ConfigError> {
+    let nodelist_votes = nodes
+        .iter()
+        .fold(0u32, |t, n| t.saturating_add(n.quorum_votes));
+    let expected = q.expected_votes.unwrap_or(nodelist_votes);
+    if expected == 0 {
+        let why = if nodes.is_empty() {
+            "there is no nodelist to count votes from"
+        } else {
+            "the nodelist's quorum_votes add up to 0"
+        };
+        return Err(cx.err(
+            at.provider,
+            format!(
+                "provider corosync_votequorum needs quorum {{ expected_votes }}: {why} \
+                 (nodelist or quorum.expected_votes must be configured)"
+            ),
+        ));
+    }
+    // An auto_tie_breaker_node votequorum can't read disables the tie breaker instead.
+    let tie_breaker = q.auto_tie_breaker
+        && q.auto_tie_breaker_node
+            .as_deref()
+            .is_none_or(|s| services::TieBreaker::parse(s).is_some());
+    if tie_breaker && q.last_man_standing && expected % 2 == 1 && !q.wait_for_all {
+        return Err(cx.err(
+            at.auto_tie_breaker.max(at.last_man_standing),
+            format!(
+                "auto_tie_breaker and last_man_standing are not available in an odd-sized \
+                 cluster ({expected} expected votes) unless wait_for_all is set"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `corosync_rs { }`: see [`Extensions`].

@@ -14,6 +14,11 @@ pub const DEFAULT_AUTHKEY_FILE: &str = "/etc/corosync/authkey";
 /// OpenAIS's shared key, used when only it exists.
 pub const OPENAIS_AUTHKEY_FILE: &str = "/etc/ais/authkey";
 
+/// What `corosync` logs, once, when no configuration file exists and it runs
+/// [`Config::default_one_node`] (one of [`ConfigSource::notes`]).
+pub const BUILT_IN_NOTE: &str = "no /etc/corosync/corosync.conf or /etc/ais/openais.conf: \
+running the built-in one-node configuration (node 1 on 127.0.0.1, port 5405), without a cluster key";
+
 /// Overrides the configuration file's path.
 pub const MAIN_CONFIG_ENV: &str = "COROSYNC_MAIN_CONFIG_FILE";
 /// Overrides the shared key's path (`totem { keyfile }` wins over it).
@@ -159,9 +164,7 @@ pub fn config_path_with(
                 origin: *origin,
             },
             None => {
-                notes.push(format!(
-                    "no {DEFAULT_CONFIG_FILE} or {OPENAIS_CONFIG_FILE}: running the built-in one-node configuration on 127.0.0.1"
-                ));
+                notes.push(BUILT_IN_NOTE.to_string());
                 MainConfig::BuiltIn
             }
         }

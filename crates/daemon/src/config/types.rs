@@ -72,7 +72,9 @@ pub struct Config {
     pub logging: Logging,
     /// `system { }`.
     pub system: System,
-    /// Every `uidgid { }` section, in file order: users and groups allowed to connect.
+    /// Every `uidgid { }` section, in file order, then those of the files in `uidgid.d`
+    /// ([`Config::load`](super::Config::load) only), by file name: users and groups allowed
+    /// to connect.
     pub uidgid: Vec<UidGid>,
     /// `quorum { }`.
     pub quorum: Quorum,
@@ -356,6 +358,39 @@ impl Node {
     }
 }
 
+/// `logging.syslog_facility`: the names Corosync accepts (libqb's `qb_log_facility2int`, as
+/// on Linux) and their syslog facility numbers (`LOG_DAEMON >> 3` = 3, …).
+pub const SYSLOG_FACILITIES: &[(&str, u8)] = &[
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+/// The facility number of a `syslog_facility` name, `None` for a name Corosync refuses.
+pub fn syslog_facility_number(name: &str) -> Option<u8> {
+    SYSLOG_FACILITIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, number)| number)
+}
+
 /// `logging.debug`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DebugLevel {
@@ -383,7 +418,8 @@ pub enum Timestamp {
 pub struct LoggerSubsys {
     /// `subsys` (required): TOTEM, CPG, QUORUM, …
     pub subsys: String,
-    /// `debug` for this subsystem; `None` follows the global level.
+    /// `debug` for this subsystem, as written; `None` follows the global level. Not applied
+    /// (one level for all subsystems): a value other than the global one is warned about.
     pub debug: Option<DebugLevel>,
     /// Line of the `logger_subsys {`.
     pub line: u32,
@@ -400,15 +436,15 @@ pub struct Logging {
     pub logfile: Option<PathBuf>,
     /// `to_syslog` (default yes).
     pub to_syslog: bool,
-    /// `syslog_facility` (default daemon).
+    /// `syslog_facility` (default daemon): one of [`SYSLOG_FACILITIES`].
     pub syslog_facility: String,
     /// `debug` (default off).
     pub debug: DebugLevel,
     /// `timestamp` (default off).
     pub timestamp: Timestamp,
-    /// `fileline` (default off).
+    /// `fileline` (default off; accepted, `on` is warned about: lines carry no source place).
     pub fileline: bool,
-    /// `function_name` (default off).
+    /// `function_name` (default off; accepted, `on` is warned about).
     pub function_name: bool,
     /// Every `logger_subsys { }`.
     pub subsystems: Vec<LoggerSubsys>,
@@ -441,13 +477,16 @@ pub enum YesNoAuto {
 pub struct System {
     /// `sched_rr` (default yes): ask for SCHED_RR (the runtime decides whether it may spin).
     pub sched_rr: bool,
-    /// `priority` (default max).
+    /// `priority` (default max): with `sched_rr`, `min` asks for SCHED_RR priority 1 and
+    /// `max` for 99. A nice value, or any value with `sched_rr: no`, is not applied (warned).
     pub priority: Priority,
     /// `state_dir` (default /var/lib/corosync).
     pub state_dir: PathBuf,
-    /// `move_to_root_cgroup` (default auto).
+    /// `move_to_root_cgroup` (default auto; accepted, not acted on: `yes` or `auto` written
+    /// is warned about).
     pub move_to_root_cgroup: YesNoAuto,
-    /// `allow_knet_handle_fallback` (default no; accepted for compatibility, no effect).
+    /// `allow_knet_handle_fallback` (default no; accepted for compatibility, no effect:
+    /// `yes` is warned about).
     pub allow_knet_handle_fallback: bool,
 }
 
@@ -460,13 +499,15 @@ pub enum Ident {
     Name(String),
 }
 
-/// One `uidgid { uid, gid }`.
+/// One `uidgid { uid, gid }`, from the configuration file or a file of its `uidgid.d`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UidGid {
     /// `uid`.
     pub uid: Option<Ident>,
     /// `gid`.
     pub gid: Option<Ident>,
+    /// The file it is in, as given to the reader (for messages).
+    pub file: String,
     /// Line of the `uidgid {`.
     pub line: u32,
 }
