@@ -9,7 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -208,6 +208,25 @@ fn writer(rx: Receiver<Msg>, mut sinks: Sinks, dropped: Arc<AtomicU64>) {
     }
 }
 
+/// Where the local syslog daemon listens.
+const SYSLOG_SOCKET: &str = "/dev/log";
+
+/// A datagram socket connected to the syslog daemon at `path`, or `None`
+/// (said on stderr) when none listens there.
+fn open_syslog(path: &Path) -> Result<Option<UnixDatagram>, String> {
+    let s = UnixDatagram::unbound().map_err(|e| format!("syslog socket: {e}"))?;
+    match s.connect(path) {
+        Ok(()) => Ok(Some(s)),
+        Err(e) => {
+            eprintln!(
+                "corosync: to_syslog: cannot connect to {}: {e}; not logging to syslog",
+                path.display()
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// Opens what `t` names. Errors name the log file that cannot be opened.
 fn open_sinks(t: &LogTargets) -> Result<Sinks, String> {
     let file = match &t.logfile {
@@ -221,16 +240,7 @@ fn open_sinks(t: &LogTargets) -> Result<Sinks, String> {
         None => None,
     };
     let syslog = if t.to_syslog {
-        let s = UnixDatagram::unbound().map_err(|e| format!("syslog socket: {e}"))?;
-        match s.connect("/dev/log") {
-            Ok(()) => Some(s),
-            Err(e) => {
-                eprintln!(
-                    "corosync: to_syslog: cannot connect to /dev/log: {e}; not logging to syslog"
-                );
-                None
-            }
-        }
+        open_syslog(Path::new(SYSLOG_SOCKET))?
     } else {
         None
     };
@@ -325,4 +335,45 @@ pub fn init(t: &LogTargets) -> Result<LogGuard, String> {
     Ok(LogGuard {
         thread: Some(thread),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A syslog line carries `<facility * 8 + severity>corosync[pid]: `
+    /// and the text, to the socket the syslog daemon listens on.
+    #[test]
+    fn syslog_lines_carry_facility_severity_and_pid() {
+        let dir = std::env::temp_dir().join(format!("corosync-rs-syslog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let server = UnixDatagram::bind(&path).unwrap();
+        let mut sinks = Sinks {
+            stderr: false,
+            file: None,
+            syslog: open_syslog(&path).unwrap(),
+            facility: 16, // local0
+            pid: 4242,
+        };
+        sinks.write(&Line {
+            level: Level::WARN,
+            text: b"2026-11-28 something happened\n".to_vec(),
+        });
+        sinks.write(&Line {
+            level: Level::ERROR,
+            text: b"worse\n".to_vec(),
+        });
+        let mut buf = [0u8; 256];
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(
+            &buf[..n],
+            b"<132>corosync[4242]: 2026-11-28 something happened"
+        );
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"<131>corosync[4242]: worse");
+        assert!(open_syslog(&dir.join("nobody")).unwrap().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
