@@ -558,12 +558,17 @@ fn split(logs: &[NodeLog], r: &mut Report) -> Vec<Inc> {
         // A connection's first CPG confchg (its own join) comes before the
         // initial Totem confchg that CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF
         // asks for (as in Corosync): that Totem record, which names the
-        // ring the join was made in, is taken first.
+        // ring the join was made in, is taken first. The sender thread's
+        // records (`S`, `E`) may fall between the two; they name no ring.
         let mut held: Option<&Rec> = None;
         for rec in &log.recs {
             if let Some(c) = cur.as_mut() {
                 if c.ring.is_none() && held.is_none() && matches!(rec, Rec::Conf { .. }) {
                     held = Some(rec);
+                    continue;
+                }
+                if held.is_some() && matches!(rec, Rec::Sent { .. } | Rec::End { .. }) {
+                    add_rec(c, rec, r);
                     continue;
                 }
                 if let Some(h) = held.take() {
@@ -1102,6 +1107,10 @@ mod tests {
     fn the_initial_totem_confchg_may_follow_the_join() {
         let mut a = log(1, &[1, 2], &good(), 3);
         a.swap(1, 2);
+        // The sender thread's record between the two (moved from later).
+        let first_sent = Rec::Sent { inc: 1, seq: 0 };
+        a.retain(|r| *r != first_sent);
+        a.insert(2, first_sent);
         let r = run(a, log(2, &[1, 2], &good(), 2));
         assert!(r.ok(), "{}", r.describe());
         let mut a = log(1, &[1, 2], &good(), 3);
