@@ -23,6 +23,10 @@ pub struct Reloader {
     result: Arc<Mutex<Option<ReadResult>>>,
     in_flight: bool,
     again: bool,
+    /// Requests made so far.
+    requested: u64,
+    /// How many requests the read in flight was started after.
+    covers: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -48,11 +52,14 @@ impl Reloader {
             result: Arc::new(Mutex::new(None)),
             in_flight: false,
             again: false,
+            requested: 0,
+            covers: 0,
         }
     }
 
     /// Asks for the file to be read (again).
     pub fn request(&mut self) {
+        self.requested += 1;
         if self.in_flight {
             self.again = true;
         } else {
@@ -62,6 +69,7 @@ impl Reloader {
 
     fn start(&mut self) {
         self.in_flight = true;
+        self.covers = self.requested;
         let path = self.path.clone();
         let result = self.result.clone();
         let notify = self.notify.clone();
@@ -78,15 +86,17 @@ impl Reloader {
         }
     }
 
-    /// The finished read, if one is ready; starts the next one when a
+    /// The finished read, if one is ready, with the number of requests it
+    /// was started after (it answers those); starts the next read when a
     /// request came in meanwhile.
-    pub fn take(&mut self) -> Option<ReadResult> {
+    pub fn take(&mut self) -> Option<(ReadResult, u64)> {
         let r = lock(&self.result).take()?;
+        let covers = self.covers;
         self.in_flight = false;
         if std::mem::take(&mut self.again) {
             self.start();
         }
-        Some(r)
+        Some((r, covers))
     }
 }
 
@@ -115,8 +125,9 @@ mod tests {
         r.request();
         r.request(); // while the first read runs: one more read after it
         rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        let first = r.take().expect("a result after the doorbell").unwrap();
-        assert_eq!(first.totem.timings.token_configured, 1000);
+        let (first, covers) = r.take().expect("a result after the doorbell");
+        assert_eq!(first.unwrap().totem.timings.token_configured, 1000);
+        assert_eq!(covers, 1, "the first read answers the first request only");
         std::fs::write(&path, conf(1200)).unwrap();
         // The second read started when the first was taken; it may have
         // read either version of the file, but a third request made now
@@ -125,8 +136,9 @@ mod tests {
         loop {
             rx.recv_timeout(Duration::from_secs(10))
                 .expect("a read after the request sees the new file");
-            if let Some(got) = r.take() {
+            if let Some((got, covers)) = r.take() {
                 if got.unwrap().totem.timings.token_configured == 1200 {
+                    assert!(covers >= 2);
                     break;
                 }
             }
@@ -138,7 +150,9 @@ mod tests {
         std::fs::write(&path, "totem {\n token: x\n}\n").unwrap();
         r.request();
         rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        let e = r.take().unwrap().unwrap_err();
+        let (e, covers) = r.take().unwrap();
+        assert_eq!(covers, 4);
+        let e = e.unwrap_err();
         assert!(e.contains("corosync.conf:2"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

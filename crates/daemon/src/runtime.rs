@@ -751,7 +751,7 @@ impl Handler for State {
                 }
             }
             Source::Doorbell(SRC_RELOAD) => {
-                if let Some(read) = self.reloader.take() {
+                if let Some((read, covers)) = self.reloader.take() {
                     let keys = stats_map::reload(&mut self.extras, &mut self.totem, read);
                     if let Err(e) = &keys {
                         tracing::error!("configuration reload failed: {e}");
@@ -763,7 +763,7 @@ impl Handler for State {
                         room,
                         scratch: &mut self.scratch,
                     };
-                    self.engine.config_reloaded(keys, &mut out);
+                    self.engine.config_reloaded(keys, covers, &mut out);
                 }
             }
             Source::Doorbell(SRC_STOP) => self.begin_leave("stop requested"),

@@ -46,7 +46,7 @@ fn many_nodes(n: u32, netmtu: u32) -> String {
 fn host_names_in_ring_addrs_are_resolved() {
     let hosts = |name: &str| -> Result<Vec<IpAddr>, String> {
         match name {
-            "node1" => Ok(vec![ip("10.0.0.1")]),
+            "node1" | "node_1" => Ok(vec![ip("10.0.0.1")]),
             "node2" => Ok(vec![ip("10.0.0.2"), ip("fd00::2")]),
             "v6only" => Ok(vec![ip("fd00::9")]),
             _ => Err("Name or service not known".into()),
@@ -65,6 +65,14 @@ fn host_names_in_ring_addrs_are_resolved() {
     .unwrap();
     assert_eq!(c.nodes[0].ring0_addr(), ip("10.0.0.1"));
     assert_eq!(c.nodes[1].ring0_addr(), ip("10.0.0.2"));
+    // A hosts file's name with an underscore.
+    let (c, _) = Config::from_str_resolving(
+        &file(" ip_version: ipv4\n", "node2").replace("ring0_addr: node1", "ring0_addr: node_1"),
+        "corosync.conf",
+        &hosts,
+    )
+    .unwrap();
+    assert_eq!(c.nodes[0].ring0_addr(), ip("10.0.0.1"));
     // ipv6-4 (udpu's default) prefers IPv6 where a name has both; node1
     // has IPv4 only, so the families differ and that is refused as ever.
     let e = Config::from_str_resolving(&file("", "node2"), "corosync.conf", &hosts).unwrap_err();

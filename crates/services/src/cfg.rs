@@ -70,6 +70,11 @@ pub struct Cfg {
     shutdown: Option<Shutdown>,
     reloads: BTreeMap<u64, (ConnId, ReplyTo)>,
     next_token: u64,
+    /// [`Control::ReloadConfig`] requests made so far (every node's).
+    reload_controls: u64,
+    /// Local callers whose reload was delivered, with the number of the
+    /// control it made: answered once a read made after it is applied.
+    awaiting: Vec<(u64, ConnId, ReplyTo)>,
 }
 
 /// The nodes (id → ring addresses) named by `nodelist.node.<i>.*` keys.
@@ -129,6 +134,8 @@ impl Cfg {
             shutdown: None,
             reloads: BTreeMap::new(),
             next_token: 1,
+            reload_controls: 0,
+            awaiting: Vec::new(),
         }
     }
 
@@ -220,7 +227,7 @@ impl Cfg {
             Request::ReplytoShutdown { reply } => self.reply_shutdown(ctx, conn, reply)?,
             Request::ReloadConfig => {
                 ctx.admit()?;
-                if self.reloads.len() >= MAX_PENDING_RELOADS {
+                if self.reloads.len() + self.awaiting.len() >= MAX_PENDING_RELOADS {
                     return Err(CsError::TryAgain);
                 }
                 let token = self.next_token;
@@ -358,6 +365,7 @@ impl Service for Cfg {
     fn lib_disconnect(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
         self.trackers.remove(&conn);
         self.reloads.retain(|_, (c, _)| *c != conn);
+        self.awaiting.retain(|(_, c, _)| *c != conn);
         if let Some(s) = self.shutdown.as_mut() {
             s.waiting.remove(&conn);
         }
@@ -390,9 +398,12 @@ impl Service for Cfg {
                 let token = r.u64("token")?;
                 r.finish()?;
                 ctx.out.control(Control::ReloadConfig);
+                self.reload_controls += 1;
                 if sender == self.local {
                     if let Some((conn, to)) = self.reloads.remove(&token) {
-                        ctx.respond(conn, to, CsError::Ok, &[]);
+                        // Answered when the file read after this is applied
+                        // (`config_reloaded`), with its outcome.
+                        self.awaiting.push((self.reload_controls, conn, to));
                     }
                 }
             }
@@ -409,10 +420,25 @@ impl Service for Cfg {
         }
     }
 
-    fn config_reloaded(&mut self, _ctx: &mut Ctx<'_>, keys: &Result<Keys, String>) {
+    fn config_reloaded(&mut self, ctx: &mut Ctx<'_>, keys: &Result<Keys, String>) {
         if let Ok(keys) = keys {
             self.nodes = nodes_from_keys(keys);
             self.mtu = netmtu(keys);
+        }
+        // As Corosync: CS_OK once the new file is in use, INVALID_PARAM
+        // when it could not be read.
+        let code = if keys.is_ok() {
+            CsError::Ok
+        } else {
+            CsError::InvalidParam
+        };
+        let read = ctx.env.reloads_read;
+        let (done, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting)
+            .into_iter()
+            .partition(|(n, _, _)| *n <= read);
+        self.awaiting = wait;
+        for (_, conn, to) in done {
+            ctx.respond(conn, to, code, &[]);
         }
     }
 }
@@ -603,13 +629,23 @@ mod tests {
     }
 
     #[test]
-    fn reload_is_answered_on_delivery_and_asks_the_daemon() {
+    fn reload_is_answered_once_the_file_read_after_it_is_applied() {
         let (mut e, mut out) = synced();
         send(&mut e, &mut out, 1, &Request::ReloadConfig);
         assert!(response(&mut out, 1).is_none());
         deliver_own(&mut e, &mut out, 1);
-        assert_eq!(response(&mut out, 1).unwrap().0, CsError::Ok);
         assert_eq!(out.controls, vec![Control::ReloadConfig]);
+        assert!(response(&mut out, 1).is_none(), "not before it is read");
+        // A read that was made before this request answers nothing.
+        e.config_reloaded(Ok(keys()), 0, &mut out);
+        assert!(response(&mut out, 1).is_none());
+        e.config_reloaded(Ok(keys()), 1, &mut out);
+        assert_eq!(response(&mut out, 1).unwrap().0, CsError::Ok);
+        // A file that cannot be read: INVALID_PARAM, as Corosync answers.
+        send(&mut e, &mut out, 1, &Request::ReloadConfig);
+        deliver_own(&mut e, &mut out, 1);
+        e.config_reloaded(Err("corosync.conf:3: bad".into()), 2, &mut out);
+        assert_eq!(response(&mut out, 1).unwrap().0, CsError::InvalidParam);
     }
 
     #[test]

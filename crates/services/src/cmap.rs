@@ -931,13 +931,13 @@ mod tests {
     fn reload_replaces_file_keys_and_records_errors() {
         let (mut e, mut out) = engine();
         let keys = vec![("totem.token".to_string(), Value::U32(5000))];
-        e.config_reloaded(Ok(keys), &mut out);
+        e.config_reloaded(Ok(keys), 0, &mut out);
         assert_eq!(get(&mut e, &mut out, "totem.token"), Ok(Value::U32(5000)));
         assert_eq!(
             get(&mut e, &mut out, "totem.cluster_name"),
             Err(CsError::NotExist)
         );
-        e.config_reloaded(Err("bad line".into()), &mut out);
+        e.config_reloaded(Err("bad line".into()), 0, &mut out);
         assert_eq!(
             get(&mut e, &mut out, "config.reload_error_message"),
             Ok(Value::Str("bad line".into()))

@@ -178,6 +178,7 @@ impl Engine {
                 max_message: cfg.max_message,
                 max_connections: cfg.max_connections,
                 now: Instant(0),
+                reloads_read: 0,
             },
             stats: EngineStats::default(),
             dying: BTreeSet::new(),
@@ -461,7 +462,16 @@ impl Engine {
 
     /// The runtime re-read the configuration after a cfg reload request:
     /// its keys, or why it could not be read.
-    pub fn config_reloaded(&mut self, keys: Result<Keys, String>, out: &mut impl Output) {
+    /// The daemon's configuration, read again (or why it could not be),
+    /// after the first `covers` [`Control::ReloadConfig`] requests it was
+    /// given: those requests are answered now.
+    pub fn config_reloaded(
+        &mut self,
+        keys: Result<Keys, String>,
+        covers: u64,
+        out: &mut impl Output,
+    ) {
+        self.env.reloads_read = self.env.reloads_read.max(covers);
         for i in 0..self.services.len() {
             self.with_ctx(out, |svc, ctx| svc.config_reloaded(ctx, &keys), i);
         }

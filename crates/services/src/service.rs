@@ -49,6 +49,9 @@ pub struct Env {
     /// The runtime's clock as of the current input (see
     /// [`crate::Engine::handle_timeout`]).
     pub now: Instant,
+    /// How many [`crate::Control::ReloadConfig`] requests the configuration
+    /// last given to [`crate::Engine::config_reloaded`] was read after.
+    pub reloads_read: u64,
 }
 
 /// A configuration change as Totem reported it.

@@ -256,8 +256,7 @@ fn reload() -> Result<(), String> {
     println!("Done");
     let cmap = Cmap::initialize(Map::Icmap)
         .map_err(|e| format!("Could not initialize corosync cmap API error {}", e.code()))?;
-    // The reload happens after the answer; give it a moment to report.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The answer comes once the daemon applied the file it read again.
     if let Ok(Value::Str(msg)) = cmap.get("config.reload_error_message") {
         println!("ERROR from reload: {msg} - see syslog for more information");
         return Err(

@@ -263,13 +263,14 @@ pub(crate) fn ip(cx: &Ctx, e: &Entry) -> Result<IpAddr, ConfigError> {
     }
 }
 
-/// Whether `v` can be a DNS host name (letters, digits, '-' and '.', at
-/// least one letter, at most 253 characters).
+/// Whether `v` can be a host name getaddrinfo looks up (letters, digits,
+/// '-', '_' and '.', at least one letter, at most 253 characters; hosts
+/// files take underscores, which DNS names do not).
 pub(crate) fn looks_like_host_name(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= 253
         && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         && v.chars().any(|c| c.is_ascii_alphabetic())
 }
 
