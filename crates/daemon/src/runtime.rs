@@ -100,6 +100,9 @@ const IPC_LAZY_WINDOW: Duration = Duration::from_millis(5);
 /// overflows and it is disconnected as too slow, so a stuck client cannot
 /// stop the cluster's traffic for good.
 const BACKPRESSURE_MAX: Duration = Duration::from_secs(2);
+/// Receive back-pressure ends sooner when the spilled events are not being
+/// read for this long (see `State::refresh_backpressure`).
+const BACKPRESSURE_STALL: Duration = Duration::from_millis(50);
 
 /// Engine multicasts waiting for room in Totem's send queue.
 #[derive(Default)]
@@ -247,6 +250,11 @@ struct State {
     backlogged_since: Option<std::time::Instant>,
     /// When the current back-pressure episode began (for the statistics).
     backpressure_on_at: Option<std::time::Instant>,
+    /// The overflow queues' bytes when last looked at, and when they last
+    /// went down (a backlogged client reading): back-pressure holds only
+    /// while that happens (`BACKPRESSURE_STALL`).
+    overflow_seen: usize,
+    drained_at: Option<std::time::Instant>,
     /// Request doorbells off: the token is moving (`IPC_LAZY_WINDOW`).
     ipc_lazy: bool,
     /// The request rings were read during this turn's frames.
@@ -410,24 +418,43 @@ impl State {
         let mut room = self.room();
         room.queued_msgs = room.queued_msgs.saturating_add(self.pending.q.len() as u32);
         room.queued_bytes = room.queued_bytes.saturating_add(self.pending.bytes as u32);
-        // A local client whose events spill past its ring slows the local
-        // senders down (as Corosync's IPC rate limiting does) rather than
-        // being fed until it is disconnected as too slow.
+        // A local client whose events spill past its ring, and reads them,
+        // slows the local senders down rather than being fed until it is
+        // disconnected as too slow (Corosync queues its events without
+        // bound instead).
         let congested = self.engine.syncing() || room.congested() || self.events_backlogged;
         self.server.set_requests_paused(congested);
     }
 
     /// Receive back-pressure from local clients whose events spill: on
-    /// while it lasts, for at most `BACKPRESSURE_MAX` per episode.
+    /// while it lasts and the spilled events are being read (their bytes
+    /// went down within `BACKPRESSURE_STALL`), for at most
+    /// `BACKPRESSURE_MAX` per episode. Holding everyone back helps a
+    /// client that reads slowly catch up; one that reads nothing (say a
+    /// program that retries its sends on TRY_AGAIN and dispatches only
+    /// after) gains nothing from it, and its own sends stalled for the
+    /// whole `BACKPRESSURE_MAX` each time.
     fn refresh_backpressure(&mut self) {
         let backlogged = self.server.events_backlogged();
+        let now = std::time::Instant::now();
         let since = match (backlogged, self.backlogged_since) {
             (false, _) => None,
-            (true, None) => Some(std::time::Instant::now()),
+            (true, None) => Some(now),
             (true, s) => s,
         };
         self.backlogged_since = since;
-        let on = since.is_some_and(|t| t.elapsed() < BACKPRESSURE_MAX);
+        let overflow = self.server.overflow_bytes();
+        self.drained_at = match (since, self.drained_at) {
+            (None, _) => None,
+            (Some(_), None) => Some(now),
+            (Some(_), Some(_)) if overflow < self.overflow_seen => Some(now),
+            (Some(_), d) => d,
+        };
+        self.overflow_seen = overflow;
+        let on = since.is_some_and(|t| t.elapsed() < BACKPRESSURE_MAX)
+            && self
+                .drained_at
+                .is_some_and(|t| now.duration_since(t) < BACKPRESSURE_STALL);
         if on != self.events_backlogged {
             tracing::debug!("receive back-pressure {}", if on { "on" } else { "off" });
             let now = std::time::Instant::now();
@@ -902,6 +929,8 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         events_backlogged: false,
         backlogged_since: None,
         backpressure_on_at: None,
+        overflow_seen: 0,
+        drained_at: None,
         ipc_polled: false,
         turn_now: None,
         tokens_seen: 0,
@@ -984,6 +1013,10 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         }
         if let Some(d) = lazy_for {
             wait = wait.min(d);
+        }
+        if state.events_backlogged {
+            // Wakes to end the back-pressure once the spill is not read.
+            wait = wait.min(BACKPRESSURE_STALL);
         }
         state.server.publish_events();
         state.ipc_polled = false;

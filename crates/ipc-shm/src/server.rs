@@ -632,6 +632,11 @@ impl Server {
     /// Whether some client's events wait in its overflow queue (its event
     /// ring is full). The client rings the doorbell once it frees room, so
     /// a caller that stops producing meanwhile is woken when this changes.
+    /// Bytes waiting in every session's overflow queues together.
+    pub fn overflow_bytes(&self) -> usize {
+        self.overflow_total.load(Ordering::Relaxed)
+    }
+
     pub fn events_backlogged(&self) -> bool {
         self.slots.iter().any(|slot| match &slot.state {
             SlotState::Active(s) => !s.out[1].overflow.is_empty(),
