@@ -2,7 +2,7 @@
 # Installs corosync-rs under PREFIX:
 #
 #   PREFIX/sbin/                 corosync and corosync-* tools (those built)
-#   PREFIX/include/corosync/     corotypes.h cpg.h evs.h hdb.h cmap.h cfg.h
+#   PREFIX/include/corosync/     corotypes.h corodefs.h swab.h cpg.h evs.h hdb.h cmap.h cfg.h quorum.h votequorum.h
 #   PREFIX/lib/                  libcorosync_rs.so (SONAME libcorosync_rs.so)
 #                                libcorosync_rs.a
 #                                libcpg.so libcpg.so.4 libevs.so libevs.so.4

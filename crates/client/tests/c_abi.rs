@@ -141,6 +141,8 @@ fn every_header_compiles_alone_in_strict_modes() {
         "cfg.h",
         "quorum.h",
         "votequorum.h",
+        "corodefs.h",
+        "swab.h",
     ];
     let modes: [(&str, &[&str]); 4] = [
         ("c99", &["-x", "c", "-std=c99", "-pedantic"]),
@@ -168,7 +170,26 @@ fn every_header_compiles_alone_in_strict_modes() {
                  typedef char procdown_is_five[(CPG_REASON_PROCDOWN == 5) ? 1 : -1];\n",
             );
         }
-        src.push_str("int main(void) { return (int)(cs_timestamp_get() == 0); }\n");
+        match header {
+            // Checked at compile time (a negative array size fails).
+            "corodefs.h" => src.push_str(
+                "typedef char ids[(CPG_SERVICE == 2 && VOTEQUORUM_SERVICE == 5 \
+                 && PROCESSOR_COUNT_MAX == 384 && TOTEMIP_ADDRLEN == 16) ? 1 : -1];\n\
+                 int main(void) { return 0; }\n",
+            ),
+            "swab.h" => src.push_str(
+                "typedef char swabs[(swab16(0x1234) == 0x3412 \
+                 && swab32(0x12345678UL) == 0x78563412UL \
+                 && swab64(0x0102030405060708ULL) == 0x0807060504030201ULL) ? 1 : -1];\n\
+                 int main(void) { return 0; }\n",
+            ),
+            // Corosync 3.1's tagged struct (programs name it so).
+            "quorum.h" => src.push_str(
+                "int main(void) { struct quorum_ring_id r = { 1, 2 }; \
+                 return (int)(cs_timestamp_get() == r.seq); }\n",
+            ),
+            _ => src.push_str("int main(void) { return (int)(cs_timestamp_get() == 0); }\n"),
+        }
         let file = dir.join(format!("strict_{}.src", header.replace('.', "_")));
         std::fs::write(&file, &src).unwrap();
         for (mode, flags) in modes {

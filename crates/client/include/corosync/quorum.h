@@ -17,11 +17,13 @@ extern "C" {
 
 typedef uint64_t quorum_handle_t;
 
-/* A Totem ring: representative node and sequence number. */
-typedef struct {
+/* A Totem ring: representative node and sequence number (a tagged struct,
+ * as Corosync 3.1 declares it; the typedef is a convenience). */
+struct quorum_ring_id {
 	uint32_t nodeid;
 	uint64_t seq;
-} quorum_ring_id;
+};
+typedef struct quorum_ring_id quorum_ring_id;
 
 /* Model V0 (quorum_initialize): the ring's sequence number only. */
 typedef void (*quorum_notification_fn_t) (
@@ -35,14 +37,14 @@ typedef void (*quorum_notification_fn_t) (
 typedef void (*quorum_v1_quorum_notification_fn_t) (
 	quorum_handle_t handle,
 	uint32_t quorate,
-	quorum_ring_id ring_id,
+	struct quorum_ring_id ring_id,
 	uint32_t member_list_entries,
 	const uint32_t *member_list);
 
 /* Model V1: the membership after every change, who joined, who left. */
 typedef void (*quorum_v1_nodelist_notification_fn_t) (
 	quorum_handle_t handle,
-	quorum_ring_id ring_id,
+	struct quorum_ring_id ring_id,
 	uint32_t member_list_entries,
 	const uint32_t *member_list,
 	uint32_t joined_list_entries,
