@@ -39,14 +39,8 @@ impl Core {
         model: u32,
         change: Option<(&[NodeId], &[NodeId])>,
     ) {
-        let mut buf = Vec::new();
-        let k = EventMsg::Notify {
-            quorate: self.is_quorate(),
-            ring: self.ring(),
-            members: self.members.clone(),
-        }
-        .encode(&mut buf);
-        ctx.event(conn, service::QUORUM, k, &[&buf]);
+        // Model V1 gets the node list first, then the quorum notification,
+        // as Corosync sends them (trackstart and membership changes).
         if model == model::V1 {
             let (joined, left) = change.unwrap_or((&[], &[]));
             let mut buf = Vec::new();
@@ -59,6 +53,14 @@ impl Core {
             .encode(&mut buf);
             ctx.event(conn, service::QUORUM, k, &[&buf]);
         }
+        let mut buf = Vec::new();
+        let k = EventMsg::Notify {
+            quorate: self.is_quorate(),
+            ring: self.ring(),
+            members: self.members.clone(),
+        }
+        .encode(&mut buf);
+        ctx.event(conn, service::QUORUM, k, &[&buf]);
     }
 
     fn quorum_request(

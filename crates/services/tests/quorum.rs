@@ -617,7 +617,14 @@ fn tracking_connections_see_loss_and_regain() {
     .encode(&mut v);
     assert_eq!(c.request(1, 12, service::VOTEQUORUM, k, &v).0, CsError::Ok);
     let evs = c.events(1, 10);
-    assert_eq!(evs.len(), 2, "current state: notify + nodelist");
+    assert_eq!(evs.len(), 2, "current state: nodelist + notify");
+    assert!(
+        matches!(
+            qp::EventMsg::decode(evs[0].1, &evs[0].2).unwrap(),
+            qp::EventMsg::Nodelist { .. }
+        ),
+        "the node list comes first, as Corosync sends it"
+    );
     assert!(c.events(1, 12).is_empty(), "CHANGES_ONLY: nothing now");
 
     c.form(&[&[1], &[2, 3]]);
@@ -629,7 +636,7 @@ fn tracking_connections_see_loss_and_regain() {
             qp::EventMsg::decode(*k, p).unwrap()
         })
         .collect();
-    let ring = match &decoded[0] {
+    let ring = match &decoded[1] {
         qp::EventMsg::Notify {
             quorate,
             ring,
@@ -642,7 +649,7 @@ fn tracking_connections_see_loss_and_regain() {
         e => panic!("{e:?}"),
     };
     assert_eq!(
-        decoded[1],
+        decoded[0],
         qp::EventMsg::Nodelist {
             ring,
             members: vec![1],
@@ -672,10 +679,10 @@ fn tracking_connections_see_loss_and_regain() {
         .map(|(_, k, p)| qp::EventMsg::decode(*k, p).unwrap())
         .collect();
     assert!(
-        matches!(&decoded[0], qp::EventMsg::Notify { quorate: true, members, .. } if members == &vec![1, 2, 3])
+        matches!(&decoded[1], qp::EventMsg::Notify { quorate: true, members, .. } if members == &vec![1, 2, 3])
     );
     assert!(
-        matches!(&decoded[1], qp::EventMsg::Nodelist { joined, left, .. } if joined == &vec![2, 3] && left.is_empty())
+        matches!(&decoded[0], qp::EventMsg::Nodelist { joined, left, .. } if joined == &vec![2, 3] && left.is_empty())
     );
     // Expected-votes notifications.
     assert_eq!(
