@@ -189,7 +189,14 @@ pub struct Cpg {
     joined: AtomicBool,
     /// `max_atomic_msgsize` as the daemon said (0: not asked yet).
     max_atomic: AtomicU32,
+    /// Messages arriving in pieces, by sender `(nodeid, pid)`: the bytes
+    /// so far and the announced total (at most
+    /// `proto::MAX_PARTIAL_TOTAL` each).
+    assembly: std::sync::Mutex<Assembly>,
 }
+
+/// Messages arriving in pieces: `(nodeid, pid)` → (bytes so far, total).
+type Assembly = std::collections::HashMap<(u32, u32), (Vec<u8>, u32)>;
 
 impl std::fmt::Debug for Cpg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -243,6 +250,7 @@ impl Cpg {
             callbacks,
             joined: AtomicBool::new(false),
             max_atomic: AtomicU32::new(0),
+            assembly: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         // A refused INIT drops the connection (Drop does not finalize a
         // session the daemon never accepted).
@@ -328,7 +336,11 @@ impl Cpg {
             return Err(CsError::NotExist);
         }
         let len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
-        if len > self.atomic_limit()? || len.saturating_add(4) > self.conn.max_request() {
+        let atomic = self.atomic_limit()?;
+        if len > atomic {
+            return self.mcast_in_pieces(guarantee, parts, len, atomic);
+        }
+        if len.saturating_add(4) > self.conn.max_request() {
             return Err(CsError::TooBig);
         }
         let g = (guarantee as u32).to_le_bytes();
@@ -348,6 +360,62 @@ impl Cpg {
             &big
         };
         self.conn.send_parts(proto::kind::MCAST_ASYNC, all)
+    }
+
+    /// A message longer than `max_atomic_msgsize`, sent as libcpg does: in
+    /// pieces of at most that size (FIRST, CONTINUED…, LAST) that the
+    /// receiving libraries put together again. `TryAgain` only before the
+    /// first piece went; once it has, a full request ring is waited out
+    /// here (the pieces of one message must all go). `TooBig` past
+    /// `proto::MAX_PARTIAL_TOTAL`.
+    fn mcast_in_pieces<B: AsRef<[u8]>>(
+        &self,
+        guarantee: Guarantee,
+        parts: &[B],
+        len: usize,
+        atomic: usize,
+    ) -> Result<(), CsError> {
+        if len > proto::MAX_PARTIAL_TOTAL as usize {
+            return Err(CsError::TooBig);
+        }
+        // A piece travels with 8 bytes more than a whole message (its type
+        // and the total), within the same limit.
+        let piece_max = atomic
+            .saturating_sub(8)
+            .min(self.conn.max_request().saturating_sub(16));
+        if piece_max == 0 {
+            return Err(CsError::TooBig);
+        }
+        let whole: Vec<u8> = parts.iter().flat_map(|p| p.as_ref()).copied().collect();
+        let total = (len as u32).to_le_bytes();
+        let g = (guarantee as u32).to_le_bytes();
+        let pieces = whole.chunks(piece_max);
+        let n = pieces.len();
+        for (i, piece) in pieces.enumerate() {
+            let part = if i == 0 {
+                proto::partial::FIRST
+            } else if i + 1 == n {
+                proto::partial::LAST
+            } else {
+                proto::partial::CONTINUED
+            }
+            .to_le_bytes();
+            loop {
+                match self.conn.send_parts(
+                    proto::kind::MCAST_PARTIAL_ASYNC,
+                    &[&g, &part, &total, piece],
+                ) {
+                    Err(CsError::TryAgain) if i > 0 => {
+                        std::thread::sleep(std::time::Duration::from_micros(200))
+                    }
+                    other => {
+                        other?;
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `cpg_membership_get`: the members of `group`.
@@ -437,12 +505,61 @@ impl Cpg {
                 let msg = &mut ev.payload[offset..];
                 cb.deliver(self, &name[..name_len], nodeid, pid, msg);
             }
+            EventMsg::PartialDeliver {
+                group,
+                nodeid,
+                pid,
+                part,
+                total,
+                msg,
+            } => {
+                let done = {
+                    let mut asm = self.assembly.lock().unwrap_or_else(|p| p.into_inner());
+                    let key = (nodeid, pid);
+                    if part == proto::partial::FIRST {
+                        // A new message from this sender: whatever was
+                        // half-assembled from it is gone (it left or died).
+                        asm.insert(key, (Vec::with_capacity(total as usize), total));
+                    }
+                    match asm.get_mut(&key) {
+                        // Pieces of a message whose first piece was not
+                        // seen (joined in the middle of it) are skipped.
+                        None => None,
+                        Some((buf, t)) if *t != total || buf.len() + msg.len() > *t as usize => {
+                            asm.remove(&key);
+                            None
+                        }
+                        Some((buf, _)) => {
+                            buf.extend_from_slice(msg);
+                            if part == proto::partial::LAST {
+                                asm.remove(&key)
+                                    .filter(|(buf, t)| buf.len() == *t as usize)
+                                    .map(|(buf, _)| buf)
+                            } else {
+                                None
+                            }
+                        }
+                    }
+                };
+                if let Some(mut whole) = done {
+                    cb.deliver(self, group, nodeid, pid, &mut whole);
+                }
+            }
             EventMsg::Confchg {
                 group,
                 members,
                 left,
                 joined,
-            } => cb.confchg(self, group, &members, &left, &joined),
+            } => {
+                if !left.is_empty() {
+                    // A sender that left takes its half-assembled message.
+                    let mut asm = self.assembly.lock().unwrap_or_else(|p| p.into_inner());
+                    for a in &left {
+                        asm.remove(&(a.nodeid, a.pid));
+                    }
+                }
+                cb.confchg(self, group, &members, &left, &joined)
+            }
             EventMsg::TotemConfchg {
                 ring_rep,
                 ring_seq,

@@ -89,6 +89,8 @@ pub mod exec_kind {
     pub const PROCLEAVE: u16 = 1;
     pub const MCAST: u16 = 2;
     pub const JOINLIST: u16 = 3;
+    /// `group, pid, partial type, total length, piece`.
+    pub const PARTIAL: u16 = 4;
 }
 
 type Group = Vec<u8>;
@@ -153,6 +155,13 @@ enum Exec<'a> {
         pid: u32,
         msg: &'a [u8],
     },
+    Partial {
+        group: &'a [u8],
+        pid: u32,
+        part: u32,
+        total: u32,
+        msg: &'a [u8],
+    },
     JoinList {
         ring: RingId,
         first: bool,
@@ -191,6 +200,21 @@ impl<'a> Exec<'a> {
                 pid: r.u32("pid")?,
                 msg: r.rest(),
             },
+            exec_kind::PARTIAL => {
+                let group = get_name(&mut r)?;
+                let pid = r.u32("pid")?;
+                let part = r.u32("partial type")?;
+                let total = r.u32("total length")?;
+                let msg = r.rest();
+                crate::proto::cpg::check_partial(part, total, msg.len())?;
+                Exec::Partial {
+                    group,
+                    pid,
+                    part,
+                    total,
+                    msg,
+                }
+            }
             exec_kind::JOINLIST => {
                 let ring = get_ring(&mut r)?;
                 let first = match r.u8("first")? {
@@ -471,6 +495,34 @@ impl Cpg {
         }
     }
 
+    /// A piece of a message sent in pieces, to the same receivers as a
+    /// whole one: the event carries the route's header, the piece's type
+    /// and the total length, then the piece.
+    fn deliver_partial(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        group: &[u8],
+        node: NodeId,
+        pid: u32,
+        (part, total): (u32, u32),
+        msg: &[&[u8]],
+    ) {
+        if !self.route_cached(group, node, pid) && !self.set_route(ctx, group, node, pid) {
+            return;
+        }
+        let r = self.route.as_ref().expect("set above");
+        let mut piece = [0u8; 8];
+        piece[..4].copy_from_slice(&part.to_le_bytes());
+        piece[4..].copy_from_slice(&total.to_le_bytes());
+        let mut parts = Vec::with_capacity(msg.len() + 2);
+        parts.push(&r.header[..]);
+        parts.push(&piece[..]);
+        parts.extend_from_slice(msg);
+        for &conn in &r.receivers {
+            ctx.event(conn, service::CPG, kind::PARTIAL_DELIVER, &parts);
+        }
+    }
+
     /// Whether `route` is the one for `node`/`pid`'s messages to `group`.
     fn route_cached(&self, group: &[u8], node: NodeId, pid: u32) -> bool {
         self.route
@@ -646,7 +698,9 @@ impl Cpg {
             Request::Join { group } => self.join(ctx, conn, group)?,
             Request::Leave { group } => self.leave(ctx, conn, group)?,
             Request::Mcast { guarantee, msg } => self.mcast(ctx, conn, guarantee, msg)?,
-            Request::McastAsync { .. } => unreachable!("handled in lib_request"),
+            Request::McastAsync { .. } | Request::McastPartialAsync { .. } => {
+                unreachable!("handled in lib_request")
+            }
             Request::Finalize => self.finalize(ctx, conn),
             Request::MembershipGet { group } => {
                 let members: Vec<Address> = self
@@ -809,6 +863,46 @@ impl Cpg {
         }
     }
 
+    /// MCAST_PARTIAL_ASYNC: one piece of a message longer than the atomic
+    /// limit, multicast as it came (the client sends them in order and
+    /// Totem keeps a sender's order); checked as MCAST_ASYNC is.
+    fn mcast_partial_async(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        g: u32,
+        part: u32,
+        total: u32,
+        msg: &[u8],
+    ) {
+        let Some(c) = self.conns.get(&conn) else {
+            ctx.stats.bad_requests += 1;
+            return;
+        };
+        let member = matches!(c.state, JoinState::JoinStarted | JoinState::Joined);
+        if !member || msg.len() > ctx.env.max_message - MCAST_OVERHEAD - 8 {
+            ctx.stats.bad_requests += 1;
+            return;
+        }
+        let totem = if g == guarantee::SAFE {
+            Guarantee::Safe
+        } else {
+            Guarantee::Agreed
+        };
+        self.scratch.clear();
+        Writer(&mut self.scratch)
+            .bytes(&c.group)
+            .u32(c.pid)
+            .u32(part)
+            .u32(total);
+        ctx.multicast(
+            service::CPG,
+            exec_kind::PARTIAL,
+            totem,
+            &[&self.scratch, msg],
+        );
+    }
+
     /// Leaves (PROCDOWN) and forgets the connection; used by FINALIZE and
     /// disconnect.
     fn finalize(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
@@ -947,6 +1041,16 @@ impl Service for Cpg {
             self.mcast_async(ctx, conn, guarantee, msg);
             return;
         }
+        if let Request::McastPartialAsync {
+            guarantee,
+            part,
+            total,
+            msg,
+        } = req
+        {
+            self.mcast_partial_async(ctx, conn, guarantee, part, total, msg);
+            return;
+        }
         self.route = None;
         match self.request(ctx, conn, creds, req) {
             Ok(body) => ctx.respond(conn, to, CsError::Ok, &[&body]),
@@ -968,7 +1072,7 @@ impl Service for Cpg {
         body: &[u8],
     ) -> Result<(), DecodeError> {
         let exec = Exec::decode(k, body)?;
-        if !matches!(exec, Exec::Mcast { .. }) {
+        if !matches!(exec, Exec::Mcast { .. } | Exec::Partial { .. }) {
             self.route = None;
         }
         let live = |c: &Cpg| c.synced.contains(&sender);
@@ -980,6 +1084,13 @@ impl Service for Cpg {
             }
             Exec::ProcLeave { group, pid, .. } => self.pend(sender, group, pid, false),
             Exec::Mcast { group, pid, msg } => self.deliver_mcast(ctx, group, sender, pid, msg),
+            Exec::Partial {
+                group,
+                pid,
+                part,
+                total,
+                msg,
+            } => self.deliver_partial(ctx, group, sender, pid, (part, total), &[msg]),
             Exec::JoinList {
                 ring,
                 first,
@@ -1000,6 +1111,23 @@ impl Service for Cpg {
         head: &[u8],
         rest: &[&[u8]],
     ) -> Result<(), DecodeError> {
+        if k == exec_kind::PARTIAL {
+            let mut r = Reader(head);
+            let group = get_name(&mut r)?;
+            let pid = r.u32("pid")?;
+            let part = r.u32("partial type")?;
+            let total = r.u32("total length")?;
+            let first = r.rest();
+            let len = first.len() + rest.iter().map(|p| p.len()).sum::<usize>();
+            crate::proto::cpg::check_partial(part, total, len)?;
+            let mut msg: Vec<&[u8]> = Vec::with_capacity(rest.len() + 1);
+            if !first.is_empty() {
+                msg.push(first);
+            }
+            msg.extend_from_slice(rest);
+            self.deliver_partial(ctx, group, sender, pid, (part, total), &msg);
+            return Ok(());
+        }
         if k != exec_kind::MCAST {
             return self.exec_deliver(
                 ctx,

@@ -297,6 +297,13 @@ enum Ev {
         ring: (u32, u64),
         members: Vec<u32>,
     },
+    Partial {
+        group: Vec<u8>,
+        from: (u32, u32),
+        part: u32,
+        total: u32,
+        msg: Vec<u8>,
+    },
 }
 
 impl Ev {
@@ -331,6 +338,20 @@ impl Ev {
             } => Ev::Totem {
                 ring: (ring_rep, ring_seq),
                 members,
+            },
+            pc::EventMsg::PartialDeliver {
+                group,
+                nodeid,
+                pid,
+                part,
+                total,
+                msg,
+            } => Ev::Partial {
+                group: group.to_vec(),
+                from: (nodeid, pid),
+                part,
+                total,
+                msg: msg.to_vec(),
             },
         }
     }
@@ -954,6 +975,61 @@ fn model_v1_gets_totem_confchg_after_its_join_and_every_sync() {
         }]
     );
     assert_eq!(c.cpg_events(1, 2), vec![], "model 0 gets no totem confchg");
+}
+
+/// The pieces of a message longer than the atomic limit travel as they
+/// came, in order, to every member of the group, each with its type and
+/// the total; a non-member's piece goes nowhere.
+#[test]
+fn pieces_of_a_long_message_reach_every_member_in_order() {
+    let mut c = synced_cluster(&[1, 2]);
+    c.cpg_open(1, 1, 5);
+    c.cpg_open(2, 1, 6);
+    c.cpg_open(2, 2, 7);
+    c.join(1, 1, b"g");
+    c.join(2, 1, b"g");
+    c.run();
+    let _ = (c.cpg_events(1, 1), c.cpg_events(2, 1));
+    let pieces = [
+        (pc::partial::FIRST, b"abc".as_slice()),
+        (pc::partial::CONTINUED, b"def".as_slice()),
+        (pc::partial::LAST, b"g".as_slice()),
+    ];
+    // No answer to these (pipelined, as MCAST_ASYNC).
+    let send = |c: &mut Cluster, n: NodeId, conn: u64, part: u32, total: u32, msg: &[u8]| {
+        let mut v = Vec::new();
+        let k = pc::Request::McastPartialAsync {
+            guarantee: pc::guarantee::AGREED,
+            part,
+            total,
+            msg,
+        }
+        .encode(&mut v);
+        assert_eq!(k, pc::kind::MCAST_PARTIAL_ASYNC);
+        let Node { eng, out, .. } = c.nodes.get_mut(&n).unwrap();
+        let before = out.responses.len();
+        eng.request(ConnId(conn), service::CPG, k, 9, &v, out);
+        assert_eq!(out.responses.len(), before, "no response");
+    };
+    for (part, msg) in pieces {
+        send(&mut c, 1, 1, part, 7, msg);
+    }
+    // Connection 2 on node 2 joined nothing: its piece is not sent.
+    send(&mut c, 2, 2, pc::partial::FIRST, 3, b"xyz");
+    c.run();
+    let want: Vec<Ev> = pieces
+        .iter()
+        .map(|&(part, msg)| Ev::Partial {
+            group: b"g".to_vec(),
+            from: (1, 5),
+            part,
+            total: 7,
+            msg: msg.to_vec(),
+        })
+        .collect();
+    assert_eq!(c.cpg_events(1, 1), want);
+    assert_eq!(c.cpg_events(2, 1), want);
+    assert_eq!(c.cpg_events(2, 2), vec![]);
 }
 
 #[test]

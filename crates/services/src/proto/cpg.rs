@@ -68,10 +68,41 @@ pub mod kind {
     /// the daemon stops reading requests while it cannot admit more, so
     /// back-pressure is a full request ring (TRY_AGAIN at the client).
     pub const MCAST_ASYNC: u16 = 10;
+    /// One piece of a message longer than `MAX_ATOMIC_MSGSIZE`, without a
+    /// response (libcpg's PARTIAL_MCAST): guarantee, [`super::partial`]
+    /// type, the whole message's length, then the piece.
+    pub const MCAST_PARTIAL_ASYNC: u16 = 11;
     /// Events.
     pub const DELIVER: u16 = 100;
     pub const CONFCHG: u16 = 101;
     pub const TOTEM_CONFCHG: u16 = 102;
+    /// A piece of a message sent in pieces (`PartialDeliver`); the client
+    /// library puts the message together and delivers it whole.
+    pub const PARTIAL_DELIVER: u16 = 103;
+}
+
+/// Which piece of a message sent in pieces (libcpg's LIBCPG_PARTIAL_*).
+pub mod partial {
+    pub const FIRST: u32 = 1;
+    pub const CONTINUED: u32 = 2;
+    pub const LAST: u32 = 3;
+}
+
+/// The longest message sent in pieces: the receiving library holds it
+/// whole before delivering it, and its pieces must fit a reader's overflow
+/// allowance (64 MiB) while the sender is still sending.
+pub const MAX_PARTIAL_TOTAL: u32 = 16 << 20;
+
+/// Checks a piece's header: a known type, a total within
+/// [`MAX_PARTIAL_TOTAL`], a piece no longer than the total.
+pub fn check_partial(part: u32, total: u32, piece_len: usize) -> Result<(), DecodeError> {
+    if !(partial::FIRST..=partial::LAST).contains(&part) {
+        return Err(DecodeError::Invalid("partial type"));
+    }
+    if total > MAX_PARTIAL_TOTAL || piece_len > total as usize {
+        return Err(DecodeError::Invalid("partial length"));
+    }
+    Ok(())
 }
 
 /// A client request.
@@ -97,6 +128,13 @@ pub enum Request<'a> {
     /// The same, without a response (`kind::MCAST_ASYNC`).
     McastAsync {
         guarantee: u32,
+        msg: &'a [u8],
+    },
+    /// One piece of a longer message (`kind::MCAST_PARTIAL_ASYNC`).
+    McastPartialAsync {
+        guarantee: u32,
+        part: u32,
+        total: u32,
         msg: &'a [u8],
     },
     MembershipGet {
@@ -128,6 +166,7 @@ impl<'a> Request<'a> {
             Request::Leave { .. } => kind::LEAVE,
             Request::Mcast { .. } => kind::MCAST,
             Request::McastAsync { .. } => kind::MCAST_ASYNC,
+            Request::McastPartialAsync { .. } => kind::MCAST_PARTIAL_ASYNC,
             Request::MembershipGet { .. } => kind::MEMBERSHIP_GET,
             Request::LocalGet => kind::LOCAL_GET,
             Request::Iteration { .. } => kind::ITERATION,
@@ -149,6 +188,14 @@ impl<'a> Request<'a> {
             }
             Request::Mcast { guarantee, msg } | Request::McastAsync { guarantee, msg } => {
                 w.u32(*guarantee).rest(msg);
+            }
+            Request::McastPartialAsync {
+                guarantee,
+                part,
+                total,
+                msg,
+            } => {
+                w.u32(*guarantee).u32(*part).u32(*total).rest(msg);
             }
             Request::MembershipGet { group } => {
                 w.bytes(group);
@@ -187,6 +234,22 @@ impl<'a> Request<'a> {
                     Request::Mcast { guarantee, msg }
                 } else {
                     Request::McastAsync { guarantee, msg }
+                }
+            }
+            kind::MCAST_PARTIAL_ASYNC => {
+                let guarantee = r.u32("guarantee")?;
+                if guarantee > guarantee::SAFE {
+                    return Err(DecodeError::Invalid("guarantee"));
+                }
+                let part = r.u32("partial type")?;
+                let total = r.u32("total length")?;
+                let msg = r.rest();
+                check_partial(part, total, msg.len())?;
+                Request::McastPartialAsync {
+                    guarantee,
+                    part,
+                    total,
+                    msg,
                 }
             }
             kind::MEMBERSHIP_GET => Request::MembershipGet {
@@ -312,6 +375,15 @@ pub enum EventMsg<'a> {
         ring_seq: u64,
         members: Vec<u32>,
     },
+    /// A piece of a message sent in pieces.
+    PartialDeliver {
+        group: &'a [u8],
+        nodeid: u32,
+        pid: u32,
+        part: u32,
+        total: u32,
+        msg: &'a [u8],
+    },
 }
 
 impl<'a> EventMsg<'a> {
@@ -350,6 +422,22 @@ impl<'a> EventMsg<'a> {
                 }
                 kind::TOTEM_CONFCHG
             }
+            EventMsg::PartialDeliver {
+                group,
+                nodeid,
+                pid,
+                part,
+                total,
+                msg,
+            } => {
+                w.bytes(group)
+                    .u32(*nodeid)
+                    .u32(*pid)
+                    .u32(*part)
+                    .u32(*total)
+                    .rest(msg);
+                kind::PARTIAL_DELIVER
+            }
         }
     }
 
@@ -362,6 +450,23 @@ impl<'a> EventMsg<'a> {
                 pid: r.u32("pid")?,
                 msg: r.rest(),
             },
+            kind::PARTIAL_DELIVER => {
+                let group = name(&mut r)?;
+                let nodeid = r.u32("nodeid")?;
+                let pid = r.u32("pid")?;
+                let part = r.u32("partial type")?;
+                let total = r.u32("total length")?;
+                let msg = r.rest();
+                check_partial(part, total, msg.len())?;
+                EventMsg::PartialDeliver {
+                    group,
+                    nodeid,
+                    pid,
+                    part,
+                    total,
+                    msg,
+                }
+            }
             kind::CONFCHG => EventMsg::Confchg {
                 group: name(&mut r)?,
                 members: get_addresses(&mut r, "member list")?,
