@@ -213,6 +213,45 @@ fn one_mebibyte_safe_messages_reach_every_node_intact_and_in_order() {
     }
 }
 
+/// Messages longer than `cpg_max_atomic_msgsize_get` (1 MiB) from a C
+/// program: sent in pieces by the library, put together at every node's
+/// library, delivered whole in one order everywhere.
+#[test]
+fn messages_past_the_atomic_limit_arrive_whole_everywhere() {
+    const SIZE: usize = (3 << 20) + 17;
+    const N: usize = 2;
+    let c = cluster();
+    let size = SIZE.to_string();
+    let probes: Vec<Probe> = (0..3)
+        .map(|i| Probe::start_with(&c, i, "probe-pieces", 3, N, &[&size, "agreed"]))
+        .collect();
+    for p in &probes {
+        p.wait_line("DONE", |l| l == "DONE", Duration::from_secs(60));
+    }
+    let seqs: Vec<Vec<String>> = probes.iter().map(Probe::deliveries).collect();
+    assert_eq!(seqs[0].len(), 3 * N);
+    for s in &seqs[1..] {
+        assert_eq!(s, &seqs[0], "same order and content everywhere");
+    }
+    for p in &probes {
+        let (nodeid, pid) = p.local();
+        let mine: Vec<&String> = seqs[0]
+            .iter()
+            .filter(|l| l.starts_with(&format!("DELIVER {nodeid} {pid} ")))
+            .collect();
+        assert_eq!(mine.len(), N);
+        for (k, line) in mine.iter().enumerate() {
+            assert_eq!(
+                **line,
+                format!("DELIVER {nodeid} {pid} {}", expected_big(nodeid, k, SIZE))
+            );
+        }
+    }
+    for p in probes {
+        p.stop();
+    }
+}
+
 #[test]
 fn killed_daemon_gives_nodedown_within_token_plus_consensus() {
     let c = cluster();
