@@ -180,7 +180,16 @@ fn request(g: &mut ChaCha8Rng) -> (u16, u16, Vec<u8>) {
     let msg = bytes(g, 20_000);
     let (svc, kind) = match g.gen_range(0..6) {
         0..=2 => {
-            let r = match g.gen_range(0..12) {
+            let r = match g.gen_range(0..13) {
+                12 => {
+                    let total = g.gen_range(msg.len() as u32..=msg.len() as u32 + 64);
+                    pc::Request::McastPartialAsync {
+                        guarantee: g.gen_range(0..4),
+                        part: g.gen_range(1..=3),
+                        total,
+                        msg: &msg,
+                    }
+                }
                 0 => pc::Request::Init {
                     model: g.gen_range(0..3),
                     flags: g.gen_range(0..2),
