@@ -177,6 +177,16 @@ fn get_name<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DecodeError> {
     Ok(g)
 }
 
+/// The head of an exec PARTIAL message: group, pid, piece type, total.
+fn get_partial_head<'a>(r: &mut Reader<'a>) -> Result<(&'a [u8], u32, u32, u32), DecodeError> {
+    Ok((
+        get_name(r)?,
+        r.u32("pid")?,
+        r.u32("partial type")?,
+        r.u32("total length")?,
+    ))
+}
+
 impl<'a> Exec<'a> {
     fn decode(k: u16, body: &'a [u8]) -> Result<Exec<'a>, DecodeError> {
         let mut r = Reader(body);
@@ -201,10 +211,7 @@ impl<'a> Exec<'a> {
                 msg: r.rest(),
             },
             exec_kind::PARTIAL => {
-                let group = get_name(&mut r)?;
-                let pid = r.u32("pid")?;
-                let part = r.u32("partial type")?;
-                let total = r.u32("total length")?;
+                let (group, pid, part, total) = get_partial_head(&mut r)?;
                 let msg = r.rest();
                 crate::proto::cpg::check_partial(part, total, msg.len())?;
                 Exec::Partial {
@@ -1113,10 +1120,7 @@ impl Service for Cpg {
     ) -> Result<(), DecodeError> {
         if k == exec_kind::PARTIAL {
             let mut r = Reader(head);
-            let group = get_name(&mut r)?;
-            let pid = r.u32("pid")?;
-            let part = r.u32("partial type")?;
-            let total = r.u32("total length")?;
+            let (group, pid, part, total) = get_partial_head(&mut r)?;
             let first = r.rest();
             let len = first.len() + rest.iter().map(|p| p.len()).sum::<usize>();
             crate::proto::cpg::check_partial(part, total, len)?;
