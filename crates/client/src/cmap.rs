@@ -24,7 +24,9 @@ use services::proto::{service, CsError, Reader};
 use crate::conn::Conn;
 use crate::DispatchFlags;
 
-pub use services::proto::cmap::{track, value_type, Value, KEYNAME_MAXLEN, KEYNAME_MINLEN};
+pub use services::proto::cmap::{
+    track, value_type, Value, KEYNAME_MAXLEN, KEYNAME_MINLEN, MAX_VALUE_LEN,
+};
 
 /// Which map a connection works on (`cmap_map_t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,13 +24,27 @@ pub(crate) const RING_SIZES: RingSizes = RingSizes {
     event: 4 << 20,
 };
 
-// Checked at compile time: 1 MiB plus headers fits both rings, and the
-// rings stay within the daemon's largest (8 MiB).
+/// A cmap connection's: its responses carry values (`cmap_get` of the
+/// largest value, 1 MiB, must come back as it was set), so its response
+/// ring is as large as the request ring.
+const CMAP_RING_SIZES: RingSizes = RingSizes {
+    response: 4 << 20,
+    ..RING_SIZES
+};
+
+// Checked at compile time: 1 MiB plus headers fits both rings, a cmap
+// value of the largest size fits a cmap response, and the rings stay
+// within the daemon's largest (8 MiB).
 const _: () = {
     use ipc_shm::ring::max_payload;
     assert!(max_payload(RING_SIZES.request) as usize >= (1 << 20) + 4096);
     assert!(max_payload(RING_SIZES.event) as usize >= (1 << 20) + 4096);
+    assert!(
+        max_payload(CMAP_RING_SIZES.response) as usize
+            >= services::proto::cmap::MAX_VALUE_LEN + 4096
+    );
     assert!(RING_SIZES.request <= 8 << 20 && RING_SIZES.event <= 8 << 20);
+    assert!(CMAP_RING_SIZES.response <= 8 << 20);
 };
 
 /// An event as it lies in the event ring: handed to the handler in place
@@ -129,7 +143,11 @@ impl Conn {
     pub(crate) fn connect(service: u16) -> Result<Conn, CsError> {
         let cfg = ClientConfig {
             endpoint: Endpoint::default(),
-            sizes: RING_SIZES,
+            sizes: if service == services::proto::service::CMAP {
+                CMAP_RING_SIZES
+            } else {
+                RING_SIZES
+            },
             ..ClientConfig::default()
         };
         let client = Client::connect(&cfg).map_err(|e| connect_error(&e))?;

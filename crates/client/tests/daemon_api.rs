@@ -719,3 +719,49 @@ fn backpressure_ends_when_the_spilled_events_are_not_read() {
         "held back for {held_us} us by a client that read nothing meanwhile"
     );
 }
+
+#[test]
+fn an_event_larger_than_the_clients_ring_disconnects_it_with_a_reason() {
+    use corosync_rs::cmap::{track, Cmap, Map, Value};
+    let d = Daemon::start();
+    let tracker = d.connect(|| Cmap::initialize(Map::Icmap)).unwrap();
+    let writer = d.connect(|| Cmap::initialize(Map::Icmap)).unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = Arc::clone(&seen);
+    tracker
+        .track_add("big.value", track::MODIFY, move |_, _, _, _, _, _| {
+            s.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+    // A change notification carries the new and the old value: two values
+    // of the largest size (1 MiB) with the key pass what a 4 MiB event ring
+    // carries in one frame (2 MiB less its header).
+    let big = |b: u8| Value::Binary(vec![b; corosync_rs::cmap::MAX_VALUE_LEN]);
+    writer.set("big.value", &big(1)).unwrap();
+    writer.set("big.value", &big(2)).unwrap();
+    // The tracker is told, not left waiting for an event that never comes.
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let err = loop {
+        match tracker.dispatch(DispatchFlags::All) {
+            Ok(()) => {}
+            Err(e) => break e,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tracker is still connected; log:\n{}",
+            common::daemon::tail(&d.log_path(), 20)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(err, CsError::Library);
+    assert_eq!(seen.load(Ordering::Relaxed), 0);
+    assert!(
+        d.log().contains("larger than connection")
+            && d.log()
+                .contains("event larger than the client's event ring"),
+        "the reason is logged; log:\n{}",
+        common::daemon::tail(&d.log_path(), 20)
+    );
+    // The writer and the daemon go on.
+    assert_eq!(writer.get("big.value").unwrap(), big(2));
+}

@@ -1,6 +1,7 @@
 //! The configuration as cmap keys (Corosync's names: `totem.token`,
 //! `nodelist.node.0.ring0_addr`, `logging.to_syslog`, `quorum.provider`…)
-//! plus `runtime.config.totem.*`, the timings in effect, and the runtime
+//! plus `runtime.config.totem.*`, the timings in effect, `uidgid.config.uid.N`
+//! / `uidgid.config.gid.N` for who may connect, and the runtime
 //! reload rules: which keys a reload applies and which need a restart.
 //!
 //! Types follow Corosync's `coroparse`: ids, timings, counts and votes are
@@ -9,7 +10,7 @@
 
 use services::proto::cmap::Value;
 
-use crate::config::{Config, DebugLevel, QuorumProvider, Timestamp, Transport};
+use crate::config::{Config, DebugLevel, Ident, QuorumProvider, Timestamp, Transport};
 
 fn yes_no(b: bool) -> Value {
     Value::Str(if b { "yes" } else { "no" }.into())
@@ -144,6 +145,17 @@ pub fn keys(cfg: &Config) -> Vec<(String, Value)> {
         "system.state_dir",
         s(cfg.system.state_dir.display().to_string()),
     );
+    // Who may connect besides root, as Corosync keeps it: one key per id,
+    // value 1 (names are ids once `Config::load` looked them up; a name
+    // still here was never looked up and gives no key).
+    for u in &cfg.uidgid {
+        if let Some(Ident::Id(id)) = u.uid {
+            put(&format!("uidgid.config.uid.{id}"), Value::U8(1));
+        }
+        if let Some(Ident::Id(id)) = u.gid {
+            put(&format!("uidgid.config.gid.{id}"), Value::U8(1));
+        }
+    }
     k.sort_by(|a, b| a.0.cmp(&b.0));
     k.dedup_by(|a, b| a.0 == b.0);
     k
@@ -179,7 +191,7 @@ fn timings(cfg: &Config) -> Vec<(&'static str, u32)> {
 /// Key prefixes whose new values a reload applies at once (logging, but
 /// for its timestamp setting) or that only inform (the icmap gets every
 /// new key either way).
-const APPLIED_AT_RELOAD: [&str; 2] = ["logging.", "totem.config_version"];
+const APPLIED_AT_RELOAD: [&str; 3] = ["logging.", "totem.config_version", "uidgid."];
 
 /// The `totem.*` keys a running Totem takes (`Totem::set_timings`):
 /// Corosync's runtime-changeable ("volatile") totem keys.
@@ -245,6 +257,25 @@ mod tests {
     use super::*;
 
     const CONF: &str = "totem {\n version: 2\n cluster_name: test\n token: 2000\n crypto_cipher: none\n crypto_hash: none\n interface {\n  linknumber: 0\n  mcastport: 5405\n }\n}\nnodelist {\n node {\n  nodeid: 1\n  ring0_addr: 10.0.0.1\n }\n node {\n  nodeid: 2\n  ring0_addr: 10.0.0.2\n }\n}\nlogging {\n to_stderr: yes\n}\n";
+
+    #[test]
+    fn uidgid_entries_become_read_only_config_keys() {
+        let text = format!("{CONF}uidgid {{\n uid: 1000\n gid: 50\n}}\nuidgid {{\n gid: 60\n}}\n");
+        let (cfg, _) = Config::from_str(&text, "t").unwrap();
+        let got: Vec<(String, Value)> = keys(&cfg)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("uidgid."))
+            .collect();
+        let want: Vec<(String, Value)> = [
+            "uidgid.config.gid.50",
+            "uidgid.config.gid.60",
+            "uidgid.config.uid.1000",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), Value::U8(1)))
+        .collect();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn config_becomes_corosync_keys() {

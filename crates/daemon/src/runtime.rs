@@ -197,9 +197,26 @@ impl Output for Out<'_> {
         // Published once per turn of the run loop (before it waits): a
         // token visit that delivers many messages wakes each client once.
         // The parts go straight into the client's event ring.
-        self.server
-            .send_event_deferred(SessionId::from_u64(conn.0), h, parts)
-            .is_ok()
+        let session = SessionId::from_u64(conn.0);
+        match self.server.send_event_deferred(session, h, parts) {
+            Ok(_) => true,
+            // An event the client's event ring can never hold (a cmap
+            // notification of two values near the icmap's limit to a client
+            // with a small ring): dropping it would leave the client waiting
+            // for it forever, so the client is disconnected, and says why.
+            Err(ipc_shm::SendError::TooLarge) => {
+                let len: usize = parts.iter().map(|p| p.len()).sum();
+                tracing::warn!(
+                    "event of {len} bytes (service {service}, kind {kind}) is larger than \
+                     connection {}'s event ring; disconnecting it",
+                    conn.0
+                );
+                self.server
+                    .disconnect(session, "event larger than the client's event ring");
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     fn disconnect(&mut self, conn: ConnId, why: &'static str) {
@@ -627,7 +644,8 @@ impl State {
         self.engine.set_stats(keys, &mut out);
     }
 
-    /// Acts on what the services asked (cfg): exit, reload, reopen logs.
+    /// Acts on what the services asked (cfg, cmap): exit, reload, reopen
+    /// logs, clear statistics, who may connect.
     fn act_on_controls(&mut self) {
         for c in std::mem::take(&mut self.pending.controls) {
             match c {
@@ -643,6 +661,18 @@ impl State {
                     Ok(()) => tracing::info!("log files reopened"),
                     Err(e) => tracing::error!("reopening log files: {e}"),
                 },
+                // cmap's `uidgid.*` keys are the whole rule from now on
+                // (the configuration's entries are among them).
+                Control::IpcAccess { uids, gids } => {
+                    let a = self.server.authorization_mut();
+                    let (u, g) = (uids.into_iter().collect(), gids.into_iter().collect());
+                    if a.runtime_uids != u || a.runtime_gids != g || !a.configured.is_empty() {
+                        tracing::info!("IPC access now: uids {u:?}, gids {g:?} (and root)");
+                    }
+                    a.configured.clear();
+                    a.runtime_uids = u;
+                    a.runtime_gids = g;
+                }
             }
         }
     }

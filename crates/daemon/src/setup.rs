@@ -130,38 +130,26 @@ fn totem_config_on(cfg: &Config, max_message: usize, cpus: usize) -> totem_ring:
 
 /// Users and groups from `/etc/passwd` and `/etc/group` (no NSS: names
 /// served only by LDAP and the like must be given as numbers).
-fn lookup_id(db: &Path, name: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(db).ok()?;
-    text.lines().find_map(|l| {
-        let mut f = l.split(':');
-        (f.next()? == name).then_some(())?;
-        f.next()?;
-        f.next()?.parse().ok()
-    })
-}
-
-fn resolve_ident(i: &Ident, db: &str, what: &str, file: &str, line: u32) -> Result<u32, String> {
-    match i {
-        Ident::Id(n) => Ok(*n),
-        Ident::Name(n) => lookup_id(Path::new(db), n)
-            .ok_or_else(|| format!("{file}:{line}: {what} '{n}' not found in {db}")),
-    }
-}
-
+/// Who may connect: root, and the uids and gids of the `uidgid` entries (names looked up in
+/// /etc/passwd and /etc/group when the configuration was not read by [`Config::load`], which
+/// does that itself).
 fn authorization(cfg: &Config) -> Result<Authorization, String> {
+    let mut entries = cfg.uidgid.clone();
+    config::resolve_uidgid_names(
+        &mut entries,
+        Path::new(config::PASSWD_FILE),
+        Path::new(config::GROUP_FILE),
+    )
+    .map_err(|e| e.to_string())?;
+    let id = |i: &Option<Ident>| match i {
+        Some(Ident::Id(n)) => Some(*n),
+        _ => None,
+    };
     let mut a = Authorization::default();
-    for u in &cfg.uidgid {
+    for u in &entries {
         a.configured.push(UidGid {
-            uid: u
-                .uid
-                .as_ref()
-                .map(|i| resolve_ident(i, "/etc/passwd", "user", &u.file, u.line))
-                .transpose()?,
-            gid: u
-                .gid
-                .as_ref()
-                .map(|i| resolve_ident(i, "/etc/group", "group", &u.file, u.line))
-                .transpose()?,
+            uid: id(&u.uid),
+            gid: id(&u.gid),
         });
     }
     Ok(a)

@@ -1148,11 +1148,7 @@ fn load_reads_uidgid_sections_from_uidgid_d() {
     let main = dir.join("corosync.conf");
     let text = "uidgid {\n uid: 1000\n}\nnodelist {\n node {\n  ring0_addr: 10.0.0.1\n }\n}\n";
     std::fs::write(&main, text).unwrap();
-    std::fs::write(
-        d.join("pacemaker"),
-        "uidgid {\n uid: hacluster\n gid: haclient\n}\n",
-    )
-    .unwrap();
+    std::fs::write(d.join("pacemaker"), "uidgid {\n uid: root\n gid: root\n}\n").unwrap();
     std::fs::write(
         d.join("00-ops"),
         "# operators\nowner: me\nuidgid {\n gid: 2000\n mode: 0600\n}\ntotem {\n token: 1\n}\n",
@@ -1176,12 +1172,8 @@ fn load_reads_uidgid_sections_from_uidgid_d() {
         [
             (Some(Ident::Id(1000)), None, main.display().to_string(), 1),
             (None, Some(Ident::Id(2000)), ops.clone(), 3),
-            (
-                Some(Ident::Name("hacluster".into())),
-                Some(Ident::Name("haclient".into())),
-                pacemaker,
-                1
-            ),
+            // Names are looked up in /etc/passwd and /etc/group.
+            (Some(Ident::Id(0)), Some(Ident::Id(0)), pacemaker, 1),
         ]
     );
     let all = warnings(&w);
@@ -1365,4 +1357,40 @@ fn garbage_and_mutated_files_never_panic() {
         accepted > 500 && rejected > 500,
         "accepted {accepted}, rejected {rejected}"
     );
+}
+
+#[test]
+fn uidgid_names_become_ids_and_an_unknown_name_is_an_error_at_its_line() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("config-uidgid-names");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (passwd, group) = (dir.join("passwd"), dir.join("group"));
+    std::fs::write(
+        &passwd,
+        "root:x:0:0::/root:/bin/sh\nalice:x:1234:99::/:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(&group, "root:x:0:\nops:x:4321:alice\n").unwrap();
+    let net = "nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n}\n";
+    let text = format!("uidgid {{\n uid: alice\n gid: ops\n}}\nuidgid {{\n uid: 7\n}}\n{net}");
+    let (c, _) = Config::from_str(&text, "c.conf").unwrap();
+    let mut entries = c.uidgid.clone();
+    resolve_uidgid_names(&mut entries, &passwd, &group).unwrap();
+    let ids: Vec<_> = entries
+        .iter()
+        .map(|e| (e.uid.clone(), e.gid.clone()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (Some(Ident::Id(1234)), Some(Ident::Id(4321))),
+            (Some(Ident::Id(7)), None)
+        ]
+    );
+    let text = format!("totem {{\n version: 2\n}}\nuidgid {{\n gid: nosuchgroup\n}}\n{net}");
+    let (c, _) = Config::from_str(&text, "c.conf").unwrap();
+    let mut entries = c.uidgid.clone();
+    let e = resolve_uidgid_names(&mut entries, &passwd, &group).unwrap_err();
+    assert_eq!((e.file.as_str(), e.line), ("c.conf", 4));
+    assert!(e.reason.contains("group 'nosuchgroup' not found in"), "{e}");
 }

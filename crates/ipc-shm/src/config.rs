@@ -63,9 +63,10 @@ pub struct UidGid {
     pub gid: Option<u32>,
 }
 
-/// Who may open a session: root always; otherwise a uid or gid allowed by
-/// configuration or by the runtime set (which the daemon updates, e.g. from
-/// cmap, through `Server::authorization_mut`).
+/// Who may open a session: root (uid or gid 0, as Corosync) always;
+/// otherwise a uid or gid allowed by configuration or by the runtime set
+/// (which the daemon updates from cmap's `uidgid.*` keys through
+/// `Server::authorization_mut`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Authorization {
     pub configured: Vec<UidGid>,
@@ -76,6 +77,7 @@ pub struct Authorization {
 impl Authorization {
     pub fn allows(&self, uid: u32, gid: u32) -> bool {
         uid == 0
+            || gid == 0
             || self.runtime_uids.contains(&uid)
             || self.runtime_gids.contains(&gid)
             || self
@@ -167,6 +169,10 @@ mod tests {
     fn authorization_rules() {
         let mut a = Authorization::default();
         assert!(a.allows(0, 5));
+        assert!(
+            a.allows(5, 0),
+            "gid 0 is root's group: allowed, as in Corosync"
+        );
         assert!(!a.allows(1000, 1000));
         a.configured.push(UidGid {
             uid: None,

@@ -19,7 +19,7 @@
 //! or longer than 255 bytes, or with a character outside `[A-Za-z0-9._/:-]`:
 //! NAME_TOO_LONG; a missing key: NOT_EXIST; a value whose length does not
 //! fit its type or an unknown type: INVALID_PARAM; inc/dec of a non-integer:
-//! INVALID_PARAM; writes under `internal_configuration.`: ACCESS; a write
+//! INVALID_PARAM; writes under `internal_configuration.` or `uidgid.config.`: ACCESS; a write
 //! to the stats map other than `stats.clear.{ipc,totem,knet,all}` (which
 //! restarts those counters from zero): NOT_SUPPORTED; an unknown iterator or track handle:
 //! BAD_HANDLE; iterating past the end: NO_SECTIONS; more than
@@ -38,8 +38,12 @@ use crate::{ConfigKind, ConnId, Control, Guarantee, NodeId, ReplyTo};
 pub const MAX_HANDLES: usize = 1024;
 /// What `stats.clear.<what>` may name.
 const CLEARABLE: [&str; 4] = ["ipc", "totem", "knet", "all"];
-/// Keys under this prefix are read-only to clients.
-const READ_ONLY_PREFIX: &str = "internal_configuration.";
+/// Keys under these prefixes are read-only to clients (the configuration's
+/// own uid/gid entries as in Corosync: a client allows more with
+/// `uidgid.uid.N` / `uidgid.gid.N`).
+const READ_ONLY_PREFIXES: [&str; 2] = ["internal_configuration.", "uidgid.config."];
+/// Keys that say who may connect (see [`Control::IpcAccess`]).
+const UIDGID_PREFIX: &str = "uidgid.";
 
 /// The key/value pairs of a map.
 pub type Keys = Vec<(String, Value)>;
@@ -194,13 +198,45 @@ impl Cmap {
             self.icmap_bytes -= entry_bytes(key, o);
         }
         self.notify(ctx, map::ICMAP, key, Some(&v), old.as_ref());
+        if key.starts_with(UIDGID_PREFIX) {
+            self.access_changed(ctx);
+        }
     }
 
     fn delete_local(&mut self, ctx: &mut Ctx<'_>, key: &str) {
         if let Some(old) = self.icmap.remove(key) {
             self.icmap_bytes -= entry_bytes(key, &old);
             self.notify(ctx, map::ICMAP, key, None, Some(&old));
+            if key.starts_with(UIDGID_PREFIX) {
+                self.access_changed(ctx);
+            }
         }
+    }
+
+    /// Tells the daemon every uid and gid the `uidgid.*` keys allow now.
+    fn access_changed(&self, ctx: &mut Ctx<'_>) {
+        let (mut uids, mut gids) = (Vec::new(), Vec::new());
+        let keys = self.icmap.range(UIDGID_PREFIX.to_string()..);
+        for (k, v) in keys.take_while(|(k, _)| k.starts_with(UIDGID_PREFIX)) {
+            if *v != Value::U8(1) {
+                continue;
+            }
+            let rest = &k[UIDGID_PREFIX.len()..];
+            let rest = rest.strip_prefix("config.").unwrap_or(rest);
+            let (list, id) = match (rest.strip_prefix("uid."), rest.strip_prefix("gid.")) {
+                (Some(id), _) => (&mut uids, id),
+                (_, Some(id)) => (&mut gids, id),
+                _ => continue,
+            };
+            if let Ok(id) = id.parse::<u32>() {
+                list.push(id);
+            }
+        }
+        for l in [&mut uids, &mut gids] {
+            l.sort_unstable();
+            l.dedup();
+        }
+        ctx.out.control(Control::IpcAccess { uids, gids });
     }
 
     /// A client's write of `v` at `key` within `MAX_ICMAP_BYTES` (what it
@@ -217,7 +253,7 @@ impl Cmap {
     fn writable(&self, m: u32, key: &str) -> Result<(), CsError> {
         if m == map::STATS {
             Err(CsError::NotSupported)
-        } else if key.starts_with(READ_ONLY_PREFIX) {
+        } else if READ_ONLY_PREFIXES.iter().any(|p| key.starts_with(p)) {
             Err(CsError::Access)
         } else {
             Ok(())
@@ -490,13 +526,15 @@ impl Service for Cmap {
             Ok(keys) => {
                 // Keys of the sections a file sets, replaced as a whole: a
                 // key removed from the file disappears from the icmap.
+                // Of `uidgid.` only the file's own entries: the runtime
+                // `uidgid.uid.N` / `uidgid.gid.N` stay (as in Corosync).
                 const FROM_FILE: [&str; 7] = [
                     "totem.",
                     "nodelist.",
                     "logging.",
                     "quorum.",
                     "system.",
-                    "uidgid.",
+                    "uidgid.config.",
                     "resources.",
                 ];
                 let stale: Vec<String> = self
@@ -942,5 +980,53 @@ mod tests {
             get(&mut e, &mut out, "config.reload_error_message"),
             Ok(Value::Str("bad line".into()))
         );
+    }
+
+    /// The last [`Control::IpcAccess`] said, as (uids, gids).
+    fn last_access(out: &mut Recorder) -> Option<(Vec<u32>, Vec<u32>)> {
+        let last = out.controls.iter().rev().find_map(|c| match c {
+            Control::IpcAccess { uids, gids } => Some((uids.clone(), gids.clone())),
+            _ => None,
+        });
+        out.controls.clear();
+        last
+    }
+
+    #[test]
+    fn uidgid_keys_say_who_may_connect() {
+        let (mut e, mut out) = engine();
+        let set = |key: &'static str, v: u8| Request::Set {
+            key: key.as_bytes(),
+            value: Value::U8(v),
+        };
+        assert_eq!(
+            call(&mut e, &mut out, 1, &set("uidgid.uid.1000", 1)).0,
+            CsError::Ok
+        );
+        assert_eq!(last_access(&mut out), Some((vec![1000], vec![])));
+        // Only the value 1 allows; other keys under uidgid. are not ids.
+        call(&mut e, &mut out, 1, &set("uidgid.gid.7", 2));
+        assert_eq!(last_access(&mut out), Some((vec![1000], vec![])));
+        call(&mut e, &mut out, 1, &set("uidgid.gid.x", 1));
+        call(&mut e, &mut out, 1, &set("uidgid.gid.8", 1));
+        assert_eq!(last_access(&mut out), Some((vec![1000], vec![8])));
+        // The configuration's entries are read-only to clients.
+        let r = call(&mut e, &mut out, 1, &set("uidgid.config.uid.5", 1));
+        assert_eq!(r.0, CsError::Access);
+        assert_eq!(last_access(&mut out), None);
+        // A reload brings its entries and keeps the run-time keys.
+        let keys = vec![("uidgid.config.uid.5".to_string(), Value::U8(1))];
+        e.config_reloaded(Ok(keys), 0, &mut out);
+        assert_eq!(last_access(&mut out), Some((vec![5, 1000], vec![8])));
+        e.config_reloaded(Ok(Vec::new()), 0, &mut out);
+        assert_eq!(last_access(&mut out), Some((vec![1000], vec![8])));
+        let del = Request::Delete {
+            key: b"uidgid.uid.1000",
+        };
+        call(&mut e, &mut out, 1, &del);
+        assert_eq!(last_access(&mut out), Some((vec![], vec![8])));
+        // Other keys say nothing about access.
+        call(&mut e, &mut out, 1, &set("a.b.c", 1));
+        assert_eq!(last_access(&mut out), None);
     }
 }

@@ -120,6 +120,12 @@ pub enum Control {
     /// Restart the stats map's counters from zero (`stats.clear.<what>`:
     /// `ipc`, `totem`, `knet` or `all`).
     ClearStats { what: String },
+    /// Who may open an IPC session besides root changed (a `uidgid.*` key
+    /// of the icmap was set, deleted or reloaded): every uid and gid
+    /// allowed now, the whole set (cmap's `uidgid.uid.N`,
+    /// `uidgid.config.uid.N`, `uidgid.gid.N`, `uidgid.config.gid.N` with
+    /// the u8 value 1, as Corosync's connection check reads them).
+    IpcAccess { uids: Vec<u32>, gids: Vec<u32> },
 }
 
 #[cfg(test)]

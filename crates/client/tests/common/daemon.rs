@@ -58,7 +58,7 @@ pub fn binary() -> PathBuf {
     bin
 }
 
-fn config(port: u16, state_dir: &Path, totem_extra: &str) -> String {
+fn config(port: u16, state_dir: &Path, totem_extra: &str, sections: &str) -> String {
     format!(
         "totem {{
     version: 2
@@ -85,7 +85,7 @@ logging {{
     to_syslog: no
     timestamp: on
 }}
-",
+{sections}",
         state_dir.display()
     )
 }
@@ -116,6 +116,12 @@ impl Daemon {
     /// As [`start`](Self::start), with more `key: value` lines in the
     /// `totem` section.
     pub fn start_with(totem: &[&str]) -> Daemon {
+        Daemon::start_with_sections(totem, "")
+    }
+
+    /// As [`start_with`](Self::start_with), with `sections` (whole
+    /// sections, e.g. `uidgid { uid: 1000 }`) at the end of the file.
+    pub fn start_with_sections(totem: &[&str], sections: &str) -> Daemon {
         let bin = binary();
         let extra: String = totem.iter().map(|l| format!("    {l}\n")).collect();
         // A port another process holds (another test run on this machine)
@@ -127,7 +133,7 @@ impl Daemon {
             if UdpSocket::bind(("127.0.0.1", port)).is_err() {
                 continue;
             }
-            match Daemon::try_start(&bin, n, port, &extra) {
+            match Daemon::try_start(&bin, n, port, &extra, sections) {
                 Ok(d) => return d,
                 Err(log) if log.contains("in use") => continue,
                 Err(log) => panic!("the daemon did not start:\n{log}"),
@@ -136,15 +142,24 @@ impl Daemon {
         panic!("no free UDP port for the daemon after 5 tries");
     }
 
-    fn try_start(bin: &Path, n: u32, port: u16, totem_extra: &str) -> Result<Daemon, String> {
+    fn try_start(
+        bin: &Path,
+        n: u32,
+        port: u16,
+        totem_extra: &str,
+        sections: &str,
+    ) -> Result<Daemon, String> {
         let pid = std::process::id();
         // Per daemon of this process; the next run replaces it.
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("client-daemon-{n}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("daemon temp dir");
         let conf = dir.join("corosync.conf");
-        std::fs::write(&conf, config(port, &dir.join("state"), totem_extra))
-            .expect("corosync.conf");
+        std::fs::write(
+            &conf,
+            config(port, &dir.join("state"), totem_extra, sections),
+        )
+        .expect("corosync.conf");
         let log_path = dir.join("corosync.log");
         let log = std::fs::File::create(&log_path).expect("log file");
         let endpoint = format!("corosync-rs-clienttest-{pid}-{n}");
@@ -181,6 +196,11 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The configuration file the daemon was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("corosync.conf")
     }
 
     pub fn log_path(&self) -> PathBuf {

@@ -187,6 +187,11 @@ impl Config {
             config.uidgid.extend(sections::uidgid_file(&mut cx, &root)?);
             warnings.extend(cx.warnings);
         }
+        resolve_uidgid_names(
+            &mut config.uidgid,
+            Path::new(PASSWD_FILE),
+            Path::new(GROUP_FILE),
+        )?;
         Ok((config, warnings))
     }
 
@@ -207,6 +212,47 @@ impl Config {
             Err(e) => unreachable!("the built-in configuration is invalid: {e}"),
         }
     }
+}
+
+/// Where [`Config::load`] looks up the user names of `uidgid { uid }`.
+pub const PASSWD_FILE: &str = "/etc/passwd";
+/// Where [`Config::load`] looks up the group names of `uidgid { gid }`.
+pub const GROUP_FILE: &str = "/etc/group";
+
+/// Replaces every user and group name of `entries` by its id, looked up in `passwd` and
+/// `group` (files in the `/etc/passwd` format: `name:password:id:...`); a name that is not
+/// there is an error at its entry's line. Ids stay as they are.
+pub fn resolve_uidgid_names(
+    entries: &mut [UidGid],
+    passwd: &Path,
+    group: &Path,
+) -> Result<(), ConfigError> {
+    for e in entries.iter_mut() {
+        for (ident, db, what) in [(&mut e.uid, passwd, "user"), (&mut e.gid, group, "group")] {
+            if let Some(Ident::Name(name)) = ident {
+                let id = lookup_id(db, name).ok_or_else(|| {
+                    ConfigError::new(
+                        &e.file,
+                        e.line,
+                        format!("{what} '{name}' not found in {}", db.display()),
+                    )
+                })?;
+                *ident = Some(Ident::Id(id));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The id (third field) of `name` in a file in the `/etc/passwd` format.
+fn lookup_id(db: &Path, name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(db).ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.next()?;
+        f.next()?.parse().ok()
+    })
 }
 
 /// The directory beside the configuration file whose files add `uidgid { }` sections
