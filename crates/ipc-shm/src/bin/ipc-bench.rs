@@ -16,10 +16,10 @@
 //! second process of each measurement.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::os::fd::RawFd;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipc_shm::{
     monotonic_ns, Client, ClientConfig, ClientError, Endpoint, Event, PollLoop, RingSizes, Server,
@@ -464,6 +464,25 @@ fn idle_memory(
         }
     }
     let after = rss_kib();
+    // The client side's own figure: its first line, once it is connected
+    // (the server keeps turning meanwhile, in case a connect still waits).
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client_line = loop {
+        if let Ok(l) = rx.try_recv() {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "idle child said nothing");
+        pl.turn(server, Some(Duration::from_millis(10)))
+            .expect("turn");
+        while server.next_event().is_some() {}
+    };
     let _ = child.kill();
     let _ = child.wait();
     while server.sessions() > 0 {
@@ -476,6 +495,13 @@ fn idle_memory(
         "daemon_rss_bytes_per_idle_session".into(),
         after.saturating_sub(before) * 1024 / n as u64,
     );
+    if let Some(v) = client_line
+        .trim()
+        .strip_prefix("RESULT client_rss_bytes_per_idle_session=")
+        .and_then(|v| v.parse().ok())
+    {
+        m.insert("client_rss_bytes_per_idle_session".into(), v);
+    }
     m.insert(
         "segment_bytes_per_session_default".into(),
         ServerConfig::default().default_sizes.segment_len() as u64,
@@ -499,9 +525,16 @@ fn idle_child(args: &[String]) {
         ..ClientConfig::default()
     };
     let n: usize = args[1].parse().expect("n");
+    let before = rss_kib();
     let clients: Vec<Client> = (0..n)
         .map(|_| Client::connect(&cfg).expect("connect"))
         .collect();
+    let after = rss_kib();
+    println!(
+        "RESULT client_rss_bytes_per_idle_session={}",
+        after.saturating_sub(before) * 1024 / n as u64
+    );
+    let _ = std::io::stdout().flush();
     std::thread::sleep(Duration::from_secs(120));
     drop(clients);
 }
@@ -675,7 +708,7 @@ fn main() {
         plan.pings_parked = 100;
     }
     let endpoint = Endpoint::Abstract(format!("ipc-bench-{}", std::process::id()));
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     let mut m = BTreeMap::new();
     if !tp_only {
         m.extend(socket_parent(&plan));
@@ -692,6 +725,20 @@ fn main() {
     let (c, d) = (get("parked_one_way_p50_ns"), get("eventfd_parked_p50_ns"));
     let (e, f) = (get("msgs_per_s_64B"), get("socket_msgs_per_s_64B"));
     let d_ep = get("eventfd_epoll_parked_p50_ns");
+    let gbps = |size: &str| get(&format!("mb_per_s_{size}")) as f64 / 1000.0;
+    println!(
+        "throughput GB/s: 64B {:.3}, 1KiB {:.3}, 64KiB {:.3}",
+        gbps("64B"),
+        gbps("1KiB"),
+        gbps("64KiB")
+    );
+    println!(
+        "memory per idle session: daemon {} B resident, client {} B resident, segment {} B \
+         mapped (memfd: pages are resident only once touched)",
+        get("daemon_rss_bytes_per_idle_session"),
+        get("client_rss_bytes_per_idle_session"),
+        get("segment_bytes_per_session_default")
+    );
     println!(
         "parked/eventfd_epoll = {:.2}, eventfd_epoll/eventfd = {:.2} (the share of a multiplexed wait)",
         c as f64 / d_ep.max(1) as f64,
