@@ -657,4 +657,49 @@ mod tests {
         assert_eq!(l[2], (384, 16384));
         assert_eq!(s.segment_len(), 4096 + 16384);
     }
+
+    /// What a client checks in the segment a daemon hands it: every field
+    /// of the header, each change alone refused with its reason.
+    #[test]
+    fn a_segment_header_that_is_not_ours_is_refused() {
+        let s = RingSizes {
+            request: 4096,
+            response: 4096,
+            event: 4096,
+        };
+        let len = s.segment_len();
+        // u64 words: the header's fields are at most 8-byte aligned.
+        let fresh = || {
+            let mut mem = vec![0u64; len / 8];
+            // SAFETY: `mem` is `len` bytes, private to this test.
+            unsafe { init_segment(mem.as_mut_ptr().cast(), &s) };
+            mem
+        };
+        let check = |mem: &[u64], map_len: usize| {
+            // SAFETY: `mem` holds `len` >= `map_len` bytes.
+            unsafe { validate_segment(mem.as_ptr().cast(), map_len, &s) }
+        };
+        assert_eq!(check(&fresh(), len), Ok(()));
+        type Edit = fn(&mut SegmentHeader);
+        let cases: [(Edit, &str); 6] = [
+            (|h| h.magic ^= 1, "bad segment magic"),
+            (|h| h.version += 1, "unsupported segment version"),
+            (
+                |h| h.init_complete.store(0, Ordering::Relaxed),
+                "segment not initialised",
+            ),
+            (|h| h.total_len += 4096, "segment length mismatch"),
+            (|h| h.rings[1].cap *= 2, "ring layout mismatch"),
+            (|h| h.rings[2].data_off += 64, "ring layout mismatch"),
+        ];
+        for (edit, why) in cases {
+            let mut mem = fresh();
+            // SAFETY: the header is at the start of the segment, which is
+            // aligned for it (a u64 buffer) and not otherwise borrowed.
+            edit(unsafe { &mut *mem.as_mut_ptr().cast::<SegmentHeader>() });
+            assert_eq!(check(&mem, len), Err(why));
+        }
+        // A mapping shorter than the length the header claims.
+        assert_eq!(check(&fresh(), len - 4096), Err("segment length mismatch"));
+    }
 }

@@ -569,6 +569,76 @@ fn client_closing_is_noticed() {
     assert_eq!(r, DisconnectReason::PeerClosed);
 }
 
+#[test]
+fn a_session_the_daemon_ends_makes_the_client_fd_readable() {
+    let mut server = Server::new(server_config("ended")).unwrap();
+    let mut pl = PollLoop::new().unwrap();
+    let ccfg = client_config(server.endpoint());
+    let (c, id) = connect(&mut server, &mut pl, ccfg);
+    // Nothing to read yet: a poller sleeps.
+    assert!(!readable(c.fd(), 0));
+    server.disconnect(id, "test: protocol abuse");
+    let r = pump(&mut server, &mut pl, LONG, |_, ev| match ev {
+        Ev::Disconnected(s, r) if s == id => Some(r),
+        other => panic!("{other:?}"),
+    });
+    assert_eq!(r, DisconnectReason::Requested("test: protocol abuse"));
+    // A poller wakes, and dispatch says why (also a second time).
+    assert!(readable(c.fd(), 5000), "the fd stayed quiet");
+    for _ in 0..2 {
+        assert!(matches!(
+            c.dispatch(DispatchMode::All, None, |_, _| {}),
+            Err(ClientError::Disconnected)
+        ));
+    }
+    assert!(matches!(
+        c.send(1, KIND_ONE_WAY, b"x"),
+        Err(ClientError::Disconnected)
+    ));
+}
+
+#[test]
+fn a_busy_polling_daemon_is_never_rung_and_a_parked_one_is() {
+    let mut server = Server::new(server_config("busybell")).unwrap();
+    let mut pl = PollLoop::new().unwrap();
+    let ccfg = client_config(server.endpoint());
+    let (c, _id) = connect(&mut server, &mut pl, ccfg);
+    let bell = c.doorbell_for_tests();
+    // What the client's sends wrote to the doorbell since the last look
+    // (the test never turns the poll loop, so nothing else reads it).
+    let rung = || {
+        let mut v = 0u64;
+        // SAFETY: an 8-byte read into a u64 from the client's own eventfd.
+        let r = unsafe { libc::read(bell, (&mut v as *mut u64).cast(), 8) };
+        if r == 8 {
+            v
+        } else {
+            0
+        }
+    };
+    server.set_busy_poll(true);
+    let mut got = 0;
+    for i in 0..1000u32 {
+        c.send(1, KIND_ONE_WAY, &i.to_le_bytes()).unwrap();
+        if i % 100 == 99 {
+            server.poll_busy();
+            while let Some(ev) = next(&mut server) {
+                assert!(matches!(ev, Ev::Request(..)), "{ev:?}");
+                got += 1;
+            }
+        }
+    }
+    assert_eq!(got, 1000);
+    assert_eq!(rung(), 0, "a send to a busy-polling daemon made a syscall");
+    // Parked: the daemon finds the ring empty and asks for a doorbell,
+    // which the next send rings.
+    server.set_busy_poll(false);
+    assert!(next(&mut server).is_none());
+    assert!(!server.has_work());
+    c.send(1, KIND_ONE_WAY, b"wake").unwrap();
+    assert!(rung() >= 1, "a send to a parked daemon did not ring it");
+}
+
 fn readable(fd: std::os::fd::RawFd, ms: i32) -> bool {
     let mut pfd = libc::pollfd {
         fd,
