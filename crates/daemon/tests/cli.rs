@@ -252,3 +252,75 @@ fn without_a_file_it_says_once_that_it_runs_the_built_in_default() {
     assert_eq!(t.matches(BUILT_IN_NOTE).count(), 1, "{t}");
     assert_eq!(t.matches("without a cluster key").count(), 1, "{t}");
 }
+
+/// `corosync_rs { ipc_socket }` names where clients connect (an abstract
+/// name, or a path); `COROSYNC_IPC_ENDPOINT` in the daemon's environment
+/// overrides it. Shown with the real `corosync-cmapctl`, which finds the
+/// daemon through that variable.
+#[test]
+fn ipc_socket_key_names_the_endpoint_and_the_environment_overrides_it() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-ipc-socket");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let pid = std::process::id();
+    let path_ep = dir.join("corosync.sock").display().to_string();
+    let run = |port: u16, key: &str, env: Option<&str>, reachable: &[&str], not: &[&str]| {
+        let logfile = dir.join(format!("{port}.log"));
+        let conf_text = GOOD.replace("25405", &port.to_string())
+            + &format!(
+                "logging {{\n    to_stderr: no\n    to_syslog: no\n    to_logfile: yes\n    \
+                 logfile: {}\n}}\nsystem {{\n    state_dir: {}\n    sched_rr: no\n}}\n\
+                 corosync_rs {{\n    ipc_socket: {key}\n}}\n",
+                logfile.display(),
+                dir.join("state").display()
+            );
+        let p = conf(&format!("ipc-socket-{port}.conf"), &conf_text);
+        let mut cmd = corosync();
+        cmd.args(["-f", "-c"])
+            .arg(&p)
+            .env_remove("COROSYNC_IPC_ENDPOINT");
+        if let Some(e) = env {
+            cmd.env("COROSYNC_IPC_ENDPOINT", e);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        let read = || std::fs::read_to_string(&logfile).unwrap_or_default();
+        while !read().contains("ready to provide service") {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(20),
+                "{}",
+                read()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let cmapctl = |ep: &str| {
+            Command::new(env!("CARGO_BIN_EXE_corosync-cmapctl"))
+                .args(["-g", "totem.version"])
+                .env("COROSYNC_IPC_ENDPOINT", ep)
+                .output()
+                .unwrap()
+        };
+        for ep in reachable {
+            let o = cmapctl(ep);
+            assert!(o.status.success(), "{ep}: {}\n{}", text(&o), read());
+        }
+        for ep in not {
+            let o = cmapctl(ep);
+            assert!(!o.status.success(), "{ep} answered: {}", text(&o));
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert!(child.wait().unwrap().success());
+    };
+    // The key alone: a filesystem path.
+    run(25409, &path_ep, None, &[&path_ep], &[]);
+    // The variable wins over the key.
+    let (key, var) = (format!("cli-key-{pid}"), format!("cli-env-{pid}"));
+    run(25411, &key, Some(&var), &[&var], &[&key]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
