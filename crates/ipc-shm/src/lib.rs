@@ -27,7 +27,8 @@
 //! The server never blocks: the run loop registers the fds it hands out
 //! (`Server::take_fd_change`), reports readiness (`Server::handle_ready`)
 //! and pulls events (`Server::next_event`). `PollLoop` is a small epoll run
-//! loop for tests and tools.
+//! loop over those fds: tests and tools wait in it; the daemon adds its
+//! epoll fd to its own run loop and only turns it without waiting.
 
 mod client;
 mod config;

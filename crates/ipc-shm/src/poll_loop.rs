@@ -1,5 +1,7 @@
-//! A small epoll-based run loop for tests, benchmarks and tools. The daemon
-//! proper registers the server's fds in its own single place to wait.
+//! A small epoll-based run loop over a server's fds. Tests, benchmarks and
+//! tools wait in it; the daemon never waits in it: it registers the loop's
+//! epoll fd in its own single place to wait (the transport's run loop) and
+//! turns this loop with a zero timeout when that fd is readable.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
