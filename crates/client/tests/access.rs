@@ -134,10 +134,15 @@ fn uidgid_sections_and_runtime_keys_decide_who_may_connect() {
         "{keys}"
     );
 
-    // Every refusal was logged with the peer's ids.
-    assert!(
-        d.log().contains("uid 61002 gid 61002"),
-        "refusals are logged; log:\n{}",
-        common::daemon::tail(&d.log_path(), 30)
-    );
+    // Every refusal was logged with the peer's ids (the log is written
+    // behind the daemon's work: wait for it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("uid 61002 gid 61002") {
+        assert!(
+            Instant::now() < deadline,
+            "refusals are logged; log:\n{}",
+            common::daemon::tail(&d.log_path(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

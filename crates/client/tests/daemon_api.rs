@@ -755,13 +755,20 @@ fn an_event_larger_than_the_clients_ring_disconnects_it_with_a_reason() {
     };
     assert_eq!(err, CsError::Library);
     assert_eq!(seen.load(Ordering::Relaxed), 0);
-    assert!(
-        d.log().contains("larger than connection")
-            && d.log()
-                .contains("event larger than the client's event ring"),
-        "the reason is logged; log:\n{}",
-        common::daemon::tail(&d.log_path(), 20)
-    );
+    // The daemon's log is written after the disconnect: wait for it.
+    let logged = |l: &str| {
+        l.contains("larger than connection")
+            && l.contains("event larger than the client's event ring")
+    };
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    while !logged(&d.log()) {
+        assert!(
+            Instant::now() < deadline,
+            "the reason is not logged; log:\n{}",
+            common::daemon::tail(&d.log_path(), 20)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The writer and the daemon go on.
     assert_eq!(writer.get("big.value").unwrap(), big(2));
 }
