@@ -4,8 +4,11 @@
 //! `mcast_joined` → self-delivery through the whole stack (request ring,
 //! cpg service, totem, transport on loopback, event ring, dispatch).
 //!
-//! Skipped with a note when the daemon binary is not built
-//! (`cargo build --release -p daemon`).
+//! Needs the daemon binary (`target/release/corosync`): `cargo bench`
+//! builds only the benchmarked packages' bench targets, not the daemon's
+//! binary, so build it first (`cargo build --release -p daemon`). Without
+//! it, or when the one-node cluster does not start, the bench exits with
+//! an error naming what is missing instead of reporting nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,21 +21,28 @@ use tests::cluster::{Cluster, Mode};
 
 const GROUP: &[u8] = b"e2e-bench";
 
-fn start() -> Option<Cluster> {
+/// Prints why the bench cannot run and exits with status 1.
+fn fail(what: &str) -> ! {
+    eprintln!("e2e bench: {what}");
+    std::process::exit(1)
+}
+
+fn start() -> Cluster {
     let daemon = Cluster::daemon_binary();
     if !daemon.is_file() {
-        eprintln!(
-            "e2e bench skipped: {} not built (cargo build --release -p daemon)",
+        fail(&format!(
+            "the daemon binary {} does not exist; `cargo bench` does not build other \
+             packages' binaries: run `cargo build --release -p daemon` (or point \
+             CORO_DAEMON_BIN at a built one), then the bench again",
             daemon.display()
-        );
-        return None;
+        ));
     }
     // The harness's loopback addresses (127.a.b.1) are not this host's
     // addresses to the daemon: one node on 127.0.0.1 with a free port.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(25405);
+    let port = match std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()) {
+        Ok(a) => a.port(),
+        Err(e) => fail(&format!("finding a free UDP port on 127.0.0.1: {e}")),
+    };
     let c = match Cluster::builder()
         .nodes(1)
         .mode(Mode::Loopback)
@@ -40,19 +50,23 @@ fn start() -> Option<Cluster> {
         .start()
     {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("e2e bench skipped: {e}");
-            return None;
-        }
+        Err(e) => fail(&format!(
+            "starting one node of {} failed: {e}",
+            daemon.display()
+        )),
     };
     if let Err(e) = c.wait_ready(0, Duration::from_secs(20)) {
-        eprintln!("e2e bench skipped: {e}");
-        return None;
+        let log = c.log_tail(0, 15);
+        // Stops the daemon before exiting (exit runs no destructors).
+        drop(c);
+        fail(&format!(
+            "the one-node daemon did not become ready: {e}\n{log}"
+        ));
     }
     // The client library finds the daemon through this variable; set
     // before any client thread exists.
     std::env::set_var(tests::cluster::ENDPOINT_ENV, c.ipc_endpoint(0));
-    Some(c)
+    c
 }
 
 /// The harness's text with the nodelist on 127.0.0.1 and `port`, and no
@@ -142,7 +156,7 @@ fn burst(cpg: &Cpg, delivered: &AtomicU64, msg: &[u8], n: u64) {
 }
 
 fn e2e(c: &mut Criterion) {
-    let Some(cluster) = start() else { return };
+    let cluster = start();
     let delivered = Arc::new(AtomicU64::new(0));
     let cpg = connect(delivered.clone());
     let mut g = c.benchmark_group("e2e_one_node_cpg");

@@ -152,30 +152,73 @@ pub fn write_corosync_wrapper(dir: &Path) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
+const APT_INSTALL: [&str; 5] = [
+    "install",
+    "-y",
+    "corosync",
+    "libcpg-dev",
+    "libcorosync-common-dev",
+];
+
 /// Installs Corosync and its headers with apt-get when they are missing.
+/// A failed install (on a fresh image the package lists are empty:
+/// "Unable to locate package") is retried once after `apt-get update`.
 pub fn ensure_corosync() -> Result<(), String> {
     let have = |p: &str| Path::new(p).exists();
     if have(COROSYNC_BIN) && have("/usr/include/corosync/cpg.h") {
         return Ok(());
     }
     eprintln!("cluster-bench: installing corosync with apt-get (missing)");
-    let st = Command::new("apt-get")
-        .args([
-            "install",
-            "-y",
-            "corosync",
-            "libcpg-dev",
-            "libcorosync-common-dev",
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .output()
-        .map_err(|e| format!("apt-get: {e}"))?;
-    if !st.status.success() || !have(COROSYNC_BIN) {
-        let err = String::from_utf8_lossy(&st.stderr);
-        let last = err.lines().last().unwrap_or("").to_owned();
-        return Err(format!("apt-get install corosync failed: {last}"));
+    let installed = apt_get(&APT_INSTALL).or_else(|e| {
+        eprintln!("cluster-bench: {e}; running apt-get update and trying again");
+        apt_get(&["update"]).map_err(|u| format!("{e}; then {u}"))?;
+        apt_get(&APT_INSTALL).map_err(|again| format!("{e}; after apt-get update: {again}"))
+    });
+    installed?;
+    if !have(COROSYNC_BIN) {
+        return Err(format!(
+            "apt-get install corosync succeeded but {COROSYNC_BIN} is missing"
+        ));
     }
     Ok(())
+}
+
+/// Runs `apt-get ARGS` non-interactively; the error names the command and
+/// its last line of stderr.
+fn apt_get(args: &[&str]) -> Result<(), String> {
+    let o = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .map_err(|e| format!("apt-get {}: {e}", args.join(" ")))?;
+    if o.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&o.stderr);
+    let last = err.lines().last().unwrap_or("no output");
+    Err(format!(
+        "apt-get {} failed ({}): {last}",
+        args.join(" "),
+        o.status
+    ))
+}
+
+/// The first line of `corosync -v`, e.g. "Corosync Cluster Engine,
+/// version '3.1.7'".
+pub fn corosync_version() -> Result<String, String> {
+    let o = Command::new(COROSYNC_BIN)
+        .arg("-v")
+        .output()
+        .map_err(|e| format!("{COROSYNC_BIN} -v: {e}"))?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    match text.lines().next().map(str::trim) {
+        Some(l) if o.status.success() && !l.is_empty() => Ok(l.to_owned()),
+        _ => Err(format!(
+            "{COROSYNC_BIN} -v ({}) printed no version: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+    }
 }
 
 /// Compiles `c/cpgbench.c` with cc against the given include/lib dirs.

@@ -56,7 +56,10 @@ pub struct LatPoint {
     /// p50, p99, p99.9 in µs: the worst remote member; the sender's own.
     pub remote: [f64; 3],
     pub own: [f64; 3],
+    /// The sender's measured self-deliveries (after the warm-up).
     pub samples: f64,
+    /// The rate the sender reached: `samples` over the measured seconds.
+    pub achieved: f64,
     pub cdf_remote: Vec<f64>,
     pub cpu: Vec<f64>,
     pub error: Option<String>,
@@ -79,11 +82,16 @@ pub struct VariantResult {
     pub failover: FailoverResult,
     pub engine: Option<String>,
     pub engine_line: Option<String>,
+    /// Corosync's `corosync -v` first line (None for ours).
+    pub version: Option<String>,
+    /// Membership changes while nothing failed: per point the most any
+    /// member saw (every member sees the same ring change), summed over
+    /// the points; in failover, those before the kill.
     pub false_confchg: u64,
 }
 
 impl VariantResult {
-    fn new(v: Variant) -> Self {
+    pub(crate) fn new(v: Variant) -> Self {
         VariantResult {
             v,
             error: None,
@@ -92,6 +100,7 @@ impl VariantResult {
             failover: FailoverResult::default(),
             engine: None,
             engine_line: None,
+            version: None,
             false_confchg: 0,
         }
     }
@@ -229,6 +238,12 @@ fn main() {
     } else {
         Err("not selected".into())
     };
+    let cs_version = match &cs_client {
+        Ok(_) => {
+            Some(engine::corosync_version().unwrap_or_else(|e| format!("version unknown: {e}")))
+        }
+        Err(_) => None,
+    };
     let wrapper = engine::write_corosync_wrapper(&o.out).map_err(|e| e.to_string());
 
     let mut results = Vec::new();
@@ -237,6 +252,9 @@ fn main() {
             break;
         }
         let mut r = VariantResult::new(v);
+        if !v.is_ours() {
+            r.version = cs_version.clone();
+        }
         let setup = if v.is_ours() {
             ours_client.clone().map(|c| (c, ours_daemon.clone()))
         } else {
@@ -267,7 +285,7 @@ fn main() {
             ""
         }
     );
-    report::write_all(&o.out, &note, &results);
+    report::write_all(&o.out, &note, o.nodes, &results);
     if interrupted() {
         std::process::exit(130);
     }
@@ -301,7 +319,53 @@ fn run_variant(
         }
     }
     let mut pids: Vec<u32> = (0..n).filter_map(|i| c.pid(i)).collect();
-    // Throughput.
+    let alive = run_tput_points(&c, o, plan, p, r, client, &work)
+        && (!v.full_suite() || run_lat_points(&c, o, plan, p, r, client, &work));
+    drop(c);
+    if !v.is_ours() {
+        engine::clean_qb_shm(&pids);
+    }
+    if alive && v.full_suite() {
+        run_failover(o, plan, p, r, client, daemon, &work, &mut pids);
+    }
+}
+
+/// After a point that failed: when a daemon of `c` is gone, records
+/// "daemon on node N died during <point>" (N the node id) as the variant's
+/// error and returns false, so that the variant's remaining points are
+/// skipped instead of each waiting out its client timeout.
+fn daemons_alive(
+    c: &Cluster,
+    v: Variant,
+    point: &str,
+    p: &Progress,
+    r: &mut VariantResult,
+) -> bool {
+    let Some(dead) = (0..c.len()).find(|&i| !c.is_running(i)) else {
+        return true;
+    };
+    let e = format!("daemon on node {} died during {point}", c.node_id(dead));
+    p.say(&format!(
+        "{}: {e}; skipping its remaining points. Its log:\n{}",
+        v.name(),
+        engine::daemon_log_tail(v, c, dead)
+    ));
+    r.error = Some(e);
+    false
+}
+
+/// Throughput at every size, all senders then one sender; false when a
+/// daemon died.
+fn run_tput_points(
+    c: &Cluster,
+    o: &Options,
+    plan: Plan,
+    p: &Progress,
+    r: &mut VariantResult,
+    client: &ClientBuild,
+    work: &Path,
+) -> bool {
+    let (v, n) = (r.v, o.nodes);
     let mut points: Vec<(bool, usize)> = SIZES.iter().map(|&s| (true, s)).collect();
     for &s in &SIZES {
         if plan.one_sender_all_sizes || s == 64 {
@@ -312,17 +376,7 @@ fn run_variant(
         if interrupted() {
             break;
         }
-        let pt = tput_point(
-            &c,
-            client,
-            &work,
-            plan,
-            n,
-            all,
-            size,
-            k,
-            &mut r.false_confchg,
-        );
+        let pt = tput_point(c, client, work, plan, n, all, size, k, &mut r.false_confchg);
         p.say(&format!(
             "{}: tput {} sender(s) {:>7} B: {:>9.0} msgs/s {:>8.1} MB/s  cpu {}{}",
             v.name(),
@@ -336,87 +390,113 @@ fn run_variant(
                 .map(|e| format!("  ({e})"))
                 .unwrap_or_default()
         ));
+        let failed = pt.error.is_some();
         r.tput.push(pt);
-    }
-    // Latency: 1000 msgs/s, then near saturation (80% of one sender's rate).
-    if v.full_suite() && !interrupted() {
-        let sat = r
-            .tput
-            .iter()
-            .find(|t| !t.all_senders && t.size == 64)
-            .map(|t| t.msgs)
-            .filter(|m| m.is_finite() && *m > 2000.0)
-            .unwrap_or(10_000.0);
-        let sat = (sat * 0.8).min(500_000.0).round();
-        for (k, rate) in [1000.0, sat].into_iter().enumerate() {
-            if interrupted() {
-                break;
-            }
-            let lp = lat_point(
-                &c,
-                client,
-                &work,
-                plan,
-                n,
-                rate,
-                64,
-                k,
-                &mut r.false_confchg,
-            );
-            p.say(&format!(
-                "{}: latency 64 B at {rate:.0}/s: remote p50/p99/p99.9 {:.0}/{:.0}/{:.0} µs, \
-                 self {:.0}/{:.0}/{:.0} µs{}",
-                v.name(),
-                lp.remote[0],
-                lp.remote[1],
-                lp.remote[2],
-                lp.own[0],
-                lp.own[1],
-                lp.own[2],
-                lp.error
-                    .as_ref()
-                    .map(|e| format!("  ({e})"))
-                    .unwrap_or_default()
-            ));
-            r.lat.push(lp);
+        let point = format!(
+            "tput {} {}",
+            if all { "all" } else { "1" },
+            report::label(size)
+        );
+        if failed && !daemons_alive(c, v, &point, p, r) {
+            return false;
         }
     }
-    drop(c);
-    if !v.is_ours() {
-        engine::clean_qb_shm(&pids);
+    true
+}
+
+/// Latency at 1000 msgs/s, then near saturation: 80% of this variant's
+/// own one-sender 64 B rate (both engines get the same fraction of
+/// theirs); false when a daemon died.
+fn run_lat_points(
+    c: &Cluster,
+    o: &Options,
+    plan: Plan,
+    p: &Progress,
+    r: &mut VariantResult,
+    client: &ClientBuild,
+    work: &Path,
+) -> bool {
+    let (v, n) = (r.v, o.nodes);
+    let sat = r
+        .tput
+        .iter()
+        .find(|t| !t.all_senders && t.size == 64)
+        .map(|t| t.msgs)
+        .filter(|m| m.is_finite() && *m > 2000.0)
+        .unwrap_or(10_000.0);
+    let sat = (sat * 0.8).round();
+    for (k, rate) in [1000.0, sat].into_iter().enumerate() {
+        if interrupted() {
+            break;
+        }
+        let lp = lat_point(c, client, work, plan, n, rate, 64, k, &mut r.false_confchg);
+        p.say(&format!(
+            "{}: latency 64 B at {rate:.0}/s ({:.0}/s achieved): remote p50/p99/p99.9 \
+             {:.0}/{:.0}/{:.0} µs, self {:.0}/{:.0}/{:.0} µs{}",
+            v.name(),
+            lp.achieved,
+            lp.remote[0],
+            lp.remote[1],
+            lp.remote[2],
+            lp.own[0],
+            lp.own[1],
+            lp.own[2],
+            lp.error
+                .as_ref()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
+        ));
+        let failed = lp.error.is_some();
+        r.lat.push(lp);
+        if failed && !daemons_alive(c, v, &format!("latency @{rate:.0}/s"), p, r) {
+            return false;
+        }
     }
-    // Failover: a fresh cluster per repetition.
-    if v.full_suite() {
-        for rep in 0..plan.failover_reps {
-            if interrupted() {
-                break;
+    true
+}
+
+/// Failover: a fresh cluster per repetition.
+#[allow(clippy::too_many_arguments)]
+fn run_failover(
+    o: &Options,
+    plan: Plan,
+    p: &Progress,
+    r: &mut VariantResult,
+    client: &ClientBuild,
+    daemon: &Path,
+    work: &Path,
+    pids: &mut Vec<u32>,
+) {
+    let (v, n) = (r.v, o.nodes);
+    for rep in 0..plan.failover_reps {
+        if interrupted() {
+            break;
+        }
+        let c = match engine::start_cluster(v, Timing::Failover, n, daemon, client) {
+            Ok(c) => c,
+            Err(e) => {
+                r.failover.errors.push(first_line(&e));
+                p.say(&format!("{}: failover cluster FAILED: {e}", v.name()));
+                continue;
             }
-            let c = match engine::start_cluster(v, Timing::Failover, n, daemon, client) {
-                Ok(c) => c,
-                Err(e) => {
-                    r.failover.errors.push(first_line(&e));
-                    p.say(&format!("{}: failover cluster FAILED: {e}", v.name()));
-                    continue;
-                }
-            };
-            pids.extend((0..n).filter_map(|i| c.pid(i)));
-            failover_rep(&c, client, &work, n, rep, r);
-            p.say(&format!(
-                "{}: failover rep {}: cpg {:.1} ms, totem {:.1} ms{}",
-                v.name(),
-                rep + 1,
-                r.failover.cpg_ms.last().copied().unwrap_or(f64::NAN),
-                r.failover.totem_ms.last().copied().unwrap_or(f64::NAN),
-                r.failover
-                    .errors
-                    .last()
-                    .map(|e| format!("  ({e})"))
-                    .unwrap_or_default()
-            ));
-            drop(c);
-            if !v.is_ours() {
-                engine::clean_qb_shm(&pids);
-            }
+        };
+        pids.extend((0..n).filter_map(|i| c.pid(i)));
+        failover_rep(&c, client, work, n, rep, r);
+        p.say(&format!(
+            "{}: failover rep {}: cpg {:.1} ms, totem {:.1} ms{}",
+            v.name(),
+            rep + 1,
+            r.failover.cpg_ms.last().copied().unwrap_or(f64::NAN),
+            r.failover.totem_ms.last().copied().unwrap_or(f64::NAN),
+            r.failover
+                .errors
+                .last()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
+        ));
+        drop(c);
+        if !v.is_ours() {
+            engine::clean_qb_shm(pids);
         }
     }
 }
@@ -473,8 +553,8 @@ fn tput_point(
             a
         });
         let mut slowest: Option<(f64, f64)> = None;
+        *false_confchg += most_ring_changes(&out.results, "ring_changes");
         for f in out.results.iter().flatten() {
-            *false_confchg += num(f, "ring_changes").max(0.0) as u64;
             pt.tryagain += num(f, "tryagain").max(0.0);
             let m = num(f, "msgs_per_s");
             if slowest.is_none_or(|(s, _)| m < s) {
@@ -560,15 +640,34 @@ fn lat_point(
     if !out.errors.is_empty() {
         lp.error = Some(out.errors.join("; "));
     }
+    *false_confchg += most_ring_changes(&out.results, "ring_changes");
     let q = |f: &measure::Fields| [num(f, "p50_us"), num(f, "p99_us"), num(f, "p999_us")];
+    if let Some(Some(f)) = out.results.get(sender) {
+        lp.own = q(f);
+        // cpgbench counts only the measured (post-warm-up) messages, sent
+        // over exactly `lat_secs`.
+        lp.samples = num(f, "samples");
+        lp.achieved = lp.samples / plan.lat_secs;
+    } else {
+        lp.achieved = f64::NAN;
+    }
+    // A receiver without a result leaves no remote figure: the worst
+    // remote member may be the one missing.
+    let missing: Vec<usize> = (0..n)
+        .filter(|&i| i != sender && out.results.get(i).is_none_or(Option::is_none))
+        .collect();
+    if !missing.is_empty() {
+        let e = format!("no latency result from node(s) {missing:?}");
+        lp.error = Some(match lp.error.take() {
+            Some(prev) => format!("{e}; {prev}"),
+            None => e,
+        });
+        return lp;
+    }
     let mut worst_remote: Option<usize> = None;
     for (i, f) in out.results.iter().enumerate() {
         let Some(f) = f else { continue };
-        *false_confchg += num(f, "ring_changes").max(0.0) as u64;
-        if i == sender {
-            lp.own = q(f);
-            lp.samples = num(f, "samples");
-        } else {
+        if i != sender {
             let qs = q(f);
             for (worst, q) in lp.remote.iter_mut().zip(qs) {
                 if worst.is_nan() || q > *worst {
@@ -652,12 +751,12 @@ fn failover_rep(
         .map(|f| num(f, "t_kill"))
         .unwrap_or(f64::NAN);
     let (mut cpg, mut totem) = (f64::NAN, f64::NAN);
+    r.false_confchg += most_ring_changes(&out.results[..victim], "changes_before");
     for f in out.results[..victim].iter() {
         let Some(f) = f else {
             cpg = f64::NAN;
             break;
         };
-        r.false_confchg += num(f, "changes_before").max(0.0) as u64;
         let (tc, tt) = (num(f, "t_cpg"), num(f, "t_totem"));
         let dc = if tc > 0.0 {
             (tc - t_kill) / 1e6
@@ -685,6 +784,17 @@ fn failover_rep(
     r.failover.totem_ms.push(totem);
 }
 
+/// The most ring changes (`key`) any member of one point reported: a
+/// false membership change is one ring change, seen by every member.
+fn most_ring_changes(results: &[Option<measure::Fields>], key: &str) -> u64 {
+    results
+        .iter()
+        .flatten()
+        .map(|f| num(f, key).max(0.0) as u64)
+        .max()
+        .unwrap_or(0)
+}
+
 fn fmt_cpu(v: &[f64]) -> String {
     v.iter()
         .map(|c| format!("{c:.0}"))
@@ -694,4 +804,22 @@ fn fmt_cpu(v: &[f64]) -> String {
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_owned()
+}
+
+// Not `tests`: that name is the cluster harness crate here.
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn one_ring_change_seen_by_every_member_counts_once() {
+        let member = |n: u32| measure::parse_result(&format!("RESULT mode=lat ring_changes={n}"));
+        let point = [member(1), member(1), member(1)];
+        assert_eq!(most_ring_changes(&point, "ring_changes"), 1);
+        // A member that saw more (it also saw a change the others merged
+        // into one) sets the count; a member without a result adds none.
+        let point = [member(2), None, member(1)];
+        assert_eq!(most_ring_changes(&point, "ring_changes"), 2);
+        assert_eq!(most_ring_changes(&[None, None], "ring_changes"), 0);
+    }
 }

@@ -63,7 +63,7 @@ impl Row {
     }
 }
 
-fn label(size: usize) -> String {
+pub(crate) fn label(size: usize) -> String {
     match size {
         s if s >= 1 << 20 => format!("{}MiB", s >> 20),
         s if s >= 1024 => format!("{}KiB", s >> 10),
@@ -123,7 +123,11 @@ fn rows(results: &[VariantResult]) -> Vec<Row> {
                     r.lat.get(k).map_or((f64::NAN, String::new()), |l| {
                         let x = if remote { l.remote[q] } else { l.own[q] };
                         let e = if k == 1 && q == 0 {
-                            format!(" @{:.0}/s", l.rate)
+                            format!(
+                                " @{:.0}/s offered, {}/s achieved",
+                                l.rate,
+                                fmt_val(l.achieved)
+                            )
                         } else {
                             String::new()
                         };
@@ -222,16 +226,74 @@ fn fmt_plain(x: f64) -> String {
     }
 }
 
-pub fn write_all(out: &Path, note: &str, results: &[VariantResult]) {
+/// Everything a run writes, as text: tests build it without files.
+pub(crate) struct Rendered {
+    pub md: String,
+    pub table_csv: String,
+    pub points_csv: String,
+    /// The anchor check in one line, for stderr.
+    pub anchor_line: String,
+    pub summary: String,
+}
+
+pub(crate) fn render(note: &str, nodes: usize, results: &[VariantResult]) -> Rendered {
     let rows = rows(results);
     let mut md = String::new();
     let _ = writeln!(md, "# cluster-bench\n\n{note}\n");
+    variant_list(&mut md, results);
+    let table_csv = main_table(&mut md, &rows, results);
+    cpu_table(&mut md, results);
+    let anchor = anchor_checks(results, nodes);
+    anchor_section(&mut md, nodes, anchor.as_deref());
+    let summary = summary_line(&rows, results);
+    let _ = writeln!(md, "\n{summary}");
+    Rendered {
+        md,
+        table_csv,
+        points_csv: points_csv(results),
+        anchor_line: anchor_line(nodes, anchor.as_deref()),
+        summary,
+    }
+}
+
+pub fn write_all(out: &Path, note: &str, nodes: usize, results: &[VariantResult]) {
+    let r = render(note, nodes, results);
+    eprintln!("cluster-bench: {}", r.anchor_line);
+    for (name, text) in [
+        ("results.md", &r.md),
+        ("table.csv", &r.table_csv),
+        ("points.csv", &r.points_csv),
+    ] {
+        let path = out.join(name);
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("cluster-bench: writing {}: {e}", path.display());
+        }
+    }
+    if let Err(e) = plot_throughput(&out.join("throughput.svg"), results) {
+        eprintln!("cluster-bench: throughput plot: {e}");
+    }
+    if let Err(e) = plot_cdf(&out.join("latency_cdf.svg"), results) {
+        eprintln!("cluster-bench: latency plot: {e}");
+    }
+    println!("{}", r.md);
+    println!(
+        "files: {}/{{results.md,table.csv,points.csv,throughput.svg,latency_cdf.svg}}",
+        out.display()
+    );
+    println!("{}", r.summary);
+}
+
+/// The variant list: how each ran, and every point's error.
+fn variant_list(md: &mut String, results: &[VariantResult]) {
     for r in results {
-        let status = match (&r.error, &r.engine_line) {
+        let mut status = match (&r.error, &r.engine_line) {
             (Some(e), _) => format!("MISSING/FAILED: {e}"),
             (None, Some(l)) => format!("ran; transport: {l}"),
             (None, None) => "ran".into(),
         };
+        if let Some(v) = &r.version {
+            let _ = write!(status, " ({v})");
+        }
         let _ = writeln!(md, "- {}: {status}", r.v.name());
         for e in &r.failover.errors {
             let _ = writeln!(md, "  - failover: {e}");
@@ -250,8 +312,34 @@ pub fn write_all(out: &Path, note: &str, results: &[VariantResult]) {
             if let Some(e) = &l.error {
                 let _ = writeln!(md, "  - latency @{:.0}/s: {e}", l.rate);
             }
+            if l.achieved < ACHIEVED_FLOOR * l.rate {
+                let _ = writeln!(
+                    md,
+                    "  - latency @{:.0}/s: sender reached only {:.0}/s",
+                    l.rate, l.achieved
+                );
+            }
         }
     }
+}
+
+/// A latency point whose sender reached less than this fraction of the
+/// offered rate is named in the variant's error list.
+const ACHIEVED_FLOOR: f64 = 0.9;
+
+/// "ran" or "FAILED: <first line of the error>"; "–" when not selected.
+fn status_cell(results: &[VariantResult], v: Variant) -> String {
+    match get(results, v) {
+        None => "–".into(),
+        Some(r) => match &r.error {
+            None => "ran".into(),
+            Some(e) => format!("FAILED: {}", e.lines().next().unwrap_or("")),
+        },
+    }
+}
+
+/// The table (markdown into `md`) and its CSV, returned.
+fn main_table(md: &mut String, rows: &[Row], results: &[VariantResult]) -> String {
     let _ = writeln!(
         md,
         "\n| row | {} | ours/corosync | ours+accel/corosync | ours-accel/corosync |",
@@ -261,7 +349,26 @@ pub fn write_all(out: &Path, note: &str, results: &[VariantResult]) {
     let mut csv = String::from(
         "row,ours,ours+accel,ours-accel,corosync-udpu,corosync-knet,ratio,ratio_accel,ratio_no_accel\n",
     );
-    for row in &rows {
+    let status: Vec<String> = ALL.iter().map(|&v| status_cell(results, v)).collect();
+    let _ = writeln!(
+        md,
+        "| status | {} | – | – | – |",
+        status
+            .iter()
+            .map(|s| s.replace('|', "\\|"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(
+        csv,
+        "\"status\",{},–,–,–",
+        status
+            .iter()
+            .map(|s| format!("\"{}\"", s.replace('"', "'")))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    for row in rows {
         let cells: Vec<String> = (0..ALL.len())
             .map(|i| {
                 let v = row.vals[i];
@@ -295,14 +402,15 @@ pub fn write_all(out: &Path, note: &str, results: &[VariantResult]) {
             fmt_plain(row.ratio(OURS_NO_ACCEL))
         );
     }
-    // CPU per daemon.
+    csv
+}
+
+/// Daemon CPU% per node over each throughput point.
+fn cpu_table(md: &mut String, results: &[VariantResult]) {
     let _ = writeln!(
         md,
         "\nDaemon CPU% per node (100 = one core) over each throughput point:\n\n| point | {} |\n|---|---|---|---|---|---|",
         ALL.map(|v| v.name()).join(" | ")
-    );
-    let mut points_csv = String::from(
-        "variant,kind,senders,size,rate,msgs_per_s,MBps,min_msgs_per_s,tryagain,p50_us,p99_us,p999_us,self_p50_us,self_p99_us,self_p999_us,cpu_per_daemon,error\n",
     );
     for all in [true, false] {
         for &size in &SIZES {
@@ -330,11 +438,18 @@ pub fn write_all(out: &Path, note: &str, results: &[VariantResult]) {
             );
         }
     }
+}
+
+/// Every measured point, one a line.
+fn points_csv(results: &[VariantResult]) -> String {
+    let mut csv = String::from(
+        "variant,kind,senders,size,rate,achieved_rate,msgs_per_s,MBps,min_msgs_per_s,tryagain,p50_us,p99_us,p999_us,self_p50_us,self_p99_us,self_p999_us,cpu_per_daemon,error\n",
+    );
     for r in results {
         for t in &r.tput {
             let _ = writeln!(
-                points_csv,
-                "{},tput,{},{},,{},{},{},{},,,,,,,\"{}\",\"{}\"",
+                csv,
+                "{},tput,{},{},,,{},{},{},{},,,,,,,\"{}\",\"{}\"",
                 r.v.name(),
                 if t.all_senders { "all" } else { "1" },
                 t.size,
@@ -348,11 +463,12 @@ pub fn write_all(out: &Path, note: &str, results: &[VariantResult]) {
         }
         for l in &r.lat {
             let _ = writeln!(
-                points_csv,
-                "{},lat,1,{},{},,,,,{},{},{},{},{},{},\"{}\",\"{}\"",
+                csv,
+                "{},lat,1,{},{},{},,,,,{},{},{},{},{},{},\"{}\",\"{}\"",
                 r.v.name(),
                 l.size,
                 l.rate,
+                fmt_plain(l.achieved),
                 fmt_plain(l.remote[0]),
                 fmt_plain(l.remote[1]),
                 fmt_plain(l.remote[2]),
@@ -364,23 +480,7 @@ pub fn write_all(out: &Path, note: &str, results: &[VariantResult]) {
             );
         }
     }
-    let summary = summary_line(&rows, results);
-    let _ = writeln!(md, "\n{summary}");
-    let _ = std::fs::write(out.join("results.md"), &md);
-    let _ = std::fs::write(out.join("table.csv"), csv);
-    let _ = std::fs::write(out.join("points.csv"), points_csv);
-    if let Err(e) = plot_throughput(&out.join("throughput.svg"), results) {
-        eprintln!("cluster-bench: throughput plot: {e}");
-    }
-    if let Err(e) = plot_cdf(&out.join("latency_cdf.svg"), results) {
-        eprintln!("cluster-bench: latency plot: {e}");
-    }
-    println!("{md}");
-    println!(
-        "files: {}/{{results.md,table.csv,points.csv,throughput.svg,latency_cdf.svg}}",
-        out.display()
-    );
-    println!("{summary}");
+    csv
 }
 
 fn summary_line(rows: &[Row], results: &[VariantResult]) -> String {
@@ -421,6 +521,237 @@ fn summary_line(rows: &[Row], results: &[VariantResult]) -> String {
             "nan".into()
         },
     )
+}
+
+/// A figure of Corosync's that the anchor also measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Figure {
+    /// Delivered msgs/s at the slowest member, all nodes sending, size B.
+    Msgs(usize),
+    /// The same point in MB/s.
+    Mbps(usize),
+    /// kill -9 → CPG confchg at the slowest survivor, median of the reps.
+    FailoverMs,
+}
+
+impl Figure {
+    fn name(self) -> String {
+        match self {
+            Figure::Msgs(s) => format!("msgs/s all senders {}", label(s)),
+            Figure::Mbps(s) => format!("MB/s all senders {}", label(s)),
+            Figure::FailoverMs => "failover ms (kill -9 → CPG confchg)".into(),
+        }
+    }
+    fn better(self) -> Better {
+        match self {
+            Figure::FailoverMs => Better::Lower,
+            _ => Better::Higher,
+        }
+    }
+    fn of(self, r: &VariantResult) -> f64 {
+        let tput = |s: usize| r.tput.iter().find(|t| t.all_senders && t.size == s);
+        match self {
+            Figure::Msgs(s) => tput(s).map_or(f64::NAN, |t| t.msgs),
+            Figure::Mbps(s) => tput(s).map_or(f64::NAN, |t| t.mbps),
+            Figure::FailoverMs => median(&r.failover.cpg_ms),
+        }
+    }
+}
+
+/// One row of the anchor: Corosync 3.1.7 on the anchor's machine.
+struct Anchor {
+    figure: Figure,
+    udpu: f64,
+    knet: f64,
+}
+
+/// Corosync 3.1.7, 3 nodes, from ../shared/anchors/corosync/results.md:
+/// the throughput table's rows with nodes 3 and senders 3 (mean of 2
+/// runs), and the failover table's "token: 200, token_coefficient: 0"
+/// rows, cpg ms, median of the 3 repetitions (knet 424.5 at best).
+const ANCHOR: [Anchor; 5] = [
+    Anchor {
+        figure: Figure::Msgs(64),
+        udpu: 91_545.0,
+        knet: 50_437.0,
+    },
+    Anchor {
+        figure: Figure::Msgs(1024),
+        udpu: 37_309.0,
+        knet: 43_332.0,
+    },
+    Anchor {
+        figure: Figure::Mbps(64 * 1024),
+        udpu: 6.2,
+        knet: 84.3,
+    },
+    Anchor {
+        figure: Figure::Mbps(1024 * 1024),
+        udpu: 98.8,
+        knet: 214.5,
+    },
+    Anchor {
+        figure: Figure::FailoverMs,
+        udpu: 428.3,
+        knet: 424.7,
+    },
+];
+
+/// A row is flagged below this fraction of the anchor (failover: above
+/// its inverse). This VM's packet path is 3–4× slower than the anchor's
+/// machine, so a healthy Corosync lands near 0.25–0.35 here.
+const ANCHOR_FLOOR: f64 = 0.25;
+
+const ANCHOR_FLAG: &str = "FAR BELOW THE ANCHOR: this row's comparison may be broken";
+
+/// Corosync's better transport in this run against the anchor's better
+/// transport, for one row.
+#[derive(Debug)]
+pub(crate) struct AnchorCheck {
+    name: String,
+    /// This run's better Corosync figure and its transport (NaN, "–" when
+    /// neither transport measured it).
+    run: f64,
+    run_transport: &'static str,
+    anchor: f64,
+    anchor_transport: &'static str,
+    /// run ÷ anchor.
+    fraction: f64,
+    flagged: bool,
+}
+
+/// The better of two figures by `better`, NaN-aware, with its name.
+fn better_of(
+    better: Better,
+    a: (f64, &'static str),
+    b: (f64, &'static str),
+) -> (f64, &'static str) {
+    match (a.0.is_finite(), b.0.is_finite()) {
+        (true, true) => {
+            let a_wins = match better {
+                Better::Higher => a.0 >= b.0,
+                Better::Lower => a.0 <= b.0,
+            };
+            if a_wins {
+                a
+            } else {
+                b
+            }
+        }
+        (true, false) => a,
+        (false, true) => b,
+        (false, false) => (f64::NAN, "–"),
+    }
+}
+
+/// The anchor check per row; None when `nodes` is not the anchor's 3.
+fn anchor_checks(results: &[VariantResult], nodes: usize) -> Option<Vec<AnchorCheck>> {
+    if nodes != 3 {
+        return None;
+    }
+    let udpu = get(results, Variant::Corosync { knet: false });
+    let knet = get(results, Variant::Corosync { knet: true });
+    let checks = ANCHOR
+        .iter()
+        .map(|a| {
+            let f = a.figure;
+            let value = |r: Option<&VariantResult>| r.map_or(f64::NAN, |r| f.of(r));
+            let (run, run_transport) =
+                better_of(f.better(), (value(udpu), "udpu"), (value(knet), "knet"));
+            let (anchor, anchor_transport) =
+                better_of(f.better(), (a.udpu, "udpu"), (a.knet, "knet"));
+            let fraction = run / anchor;
+            let flagged = match f.better() {
+                Better::Higher => fraction < ANCHOR_FLOOR,
+                Better::Lower => fraction > 1.0 / ANCHOR_FLOOR,
+            };
+            AnchorCheck {
+                name: f.name(),
+                run,
+                run_transport,
+                anchor,
+                anchor_transport,
+                fraction,
+                flagged,
+            }
+        })
+        .collect();
+    Some(checks)
+}
+
+fn anchor_section(md: &mut String, nodes: usize, checks: Option<&[AnchorCheck]>) {
+    let _ = writeln!(md, "\n## Corosync against the anchor\n");
+    let Some(checks) = checks else {
+        let _ = writeln!(md, "{}", anchor_skipped(nodes));
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "Corosync's better transport in this run against the better transport of Corosync \
+         3.1.7 on the anchor's machine (../shared/anchors/corosync/results.md: 3 nodes, all \
+         sending; failover at token 200, token_coefficient 0). This VM's packet path is about \
+         3–4× slower than the anchor's machine (README.md, Benchmarks: the anchor's own harness \
+         measured about 28k msgs/s at 64 B here, 92k there), so a row is flagged only below \
+         {ANCHOR_FLOOR} of the anchor (failover: above {}× its time). A flagged row's ratio \
+         compares ours against a broken Corosync, not a fast ours.\n",
+        1.0 / ANCHOR_FLOOR
+    );
+    let _ = writeln!(
+        md,
+        "| row | Corosync this run | anchor | fraction | check |\n|---|---|---|---|---|"
+    );
+    for c in checks {
+        let run = if c.run.is_finite() {
+            format!("{} ({})", fmt_val(c.run), c.run_transport)
+        } else {
+            "–".into()
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {run} | {} ({}) | {} | {} |",
+            c.name,
+            fmt_val(c.anchor),
+            c.anchor_transport,
+            fmt_ratio(c.fraction),
+            anchor_verdict(c)
+        );
+    }
+}
+
+fn anchor_verdict(c: &AnchorCheck) -> &'static str {
+    if c.flagged {
+        ANCHOR_FLAG
+    } else if c.fraction.is_finite() {
+        "ok"
+    } else {
+        "not measured"
+    }
+}
+
+fn anchor_skipped(nodes: usize) -> String {
+    format!("Skipped: the anchor is 3 nodes and this run has {nodes}.")
+}
+
+fn anchor_line(nodes: usize, checks: Option<&[AnchorCheck]>) -> String {
+    let Some(checks) = checks else {
+        return format!("Corosync against the anchor: {}", anchor_skipped(nodes));
+    };
+    let rows: Vec<String> = checks
+        .iter()
+        .map(|c| {
+            if c.fraction.is_finite() {
+                format!(
+                    "{} {} of the anchor: {}",
+                    c.name,
+                    fmt_ratio(c.fraction),
+                    anchor_verdict(c)
+                )
+            } else {
+                format!("{}: {}", c.name, anchor_verdict(c))
+            }
+        })
+        .collect();
+    format!("Corosync against the anchor: {}", rows.join("; "))
 }
 
 const COLORS: [RGBColor; 5] = [
@@ -552,4 +883,234 @@ fn plot_cdf(path: &Path, results: &[VariantResult]) -> PlotResult {
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LatPoint, TputPoint};
+
+    const UDPU: Variant = Variant::Corosync { knet: false };
+    const KNET: Variant = Variant::Corosync { knet: true };
+
+    fn tput(size: usize, msgs: f64) -> TputPoint {
+        TputPoint {
+            all_senders: true,
+            size,
+            msgs,
+            mbps: msgs * size as f64 / 1e6,
+            min_msgs: msgs,
+            ..TputPoint::default()
+        }
+    }
+
+    fn lat(rate: f64, p50: f64, achieved: f64) -> LatPoint {
+        LatPoint {
+            rate,
+            size: 64,
+            remote: [p50, 2.0 * p50, 3.0 * p50],
+            own: [p50, 2.0 * p50, 3.0 * p50],
+            samples: achieved * 6.0,
+            achieved,
+            ..LatPoint::default()
+        }
+    }
+
+    /// A variant that ran: 64 B all senders at `msgs`, latency p50 at
+    /// 1000/s `p50` µs, failover `failover_ms`.
+    fn ran(v: Variant, msgs: f64, p50: f64, failover_ms: f64) -> VariantResult {
+        let mut r = VariantResult::new(v);
+        r.tput.push(tput(64, msgs));
+        r.lat.push(lat(1000.0, p50, 1000.0));
+        r.failover.cpg_ms.push(failover_ms);
+        r
+    }
+
+    fn summary_fields(s: &str) -> Vec<(String, String)> {
+        s.split_whitespace()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').expect("key=value");
+                (k.to_owned(), v.to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn summary_keys_in_order_and_ratios_against_corosyncs_better_transport() {
+        let mut ours = ran(OURS, 1000.0, 100.0, 40.0);
+        ours.engine = Some("IoUring+gso+gro".into());
+        let results = [
+            ours,
+            ran(UDPU, 100.0, 200.0, 400.0),
+            ran(KNET, 50.0, 400.0, 800.0),
+        ];
+        let out = render("note", 3, &results);
+        let fields = summary_fields(&out.summary);
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "ratio_64B",
+                "ratio_1KiB",
+                "ratio_MBps_64KiB",
+                "ratio_MBps_1MiB",
+                "ratio_p50",
+                "ratio_p99",
+                "ratio_failover",
+                "corosync_msgs_64B",
+                "false_confchg",
+                "engine"
+            ]
+        );
+        let val = |k: &str| fields.iter().find(|(f, _)| f == k).unwrap().1.clone();
+        // Throughput: higher is better, so udpu (100) is Corosync's figure.
+        assert_eq!(val("ratio_64B"), "10.000");
+        // Latency and failover: lower is better, so udpu (200 µs, 400 ms).
+        assert_eq!(val("ratio_p50"), "0.500");
+        assert_eq!(val("ratio_p99"), "0.500");
+        assert_eq!(val("ratio_failover"), "0.100");
+        assert_eq!(val("corosync_msgs_64B"), "100");
+        assert_eq!(val("false_confchg"), "0");
+        assert_eq!(val("engine"), "IoUring+gso+gro");
+        // Not measured: nan, not a number made up.
+        assert_eq!(val("ratio_1KiB"), "nan");
+        assert!(out.md.ends_with(&format!("{}\n", out.summary)));
+    }
+
+    #[test]
+    fn missing_corosync_gives_nan_ratios_and_a_failed_status_row() {
+        let err = "apt-get install -y corosync failed (exit status: 100): E: Unable to locate \
+                   package corosync\nsecond line";
+        let mut udpu = VariantResult::new(UDPU);
+        udpu.error = Some(err.into());
+        let mut knet = VariantResult::new(KNET);
+        knet.error = Some(err.into());
+        let results = [ran(OURS, 1000.0, 100.0, 40.0), udpu, knet];
+        let out = render("note", 3, &results);
+        for (k, v) in summary_fields(&out.summary) {
+            if k.starts_with("ratio_") || k == "corosync_msgs_64B" {
+                assert_eq!(v, "nan", "{k}");
+            }
+        }
+        let failed = "FAILED: apt-get install -y corosync failed (exit status: 100): E: Unable \
+                      to locate package corosync";
+        let status_md = out
+            .md
+            .lines()
+            .find(|l| l.starts_with("| status |"))
+            .expect("status row in results.md");
+        assert_eq!(
+            status_md,
+            format!("| status | ran | – | – | {failed} | {failed} | – | – | – |")
+        );
+        let status_csv = out
+            .table_csv
+            .lines()
+            .nth(1)
+            .expect("status row in table.csv");
+        assert_eq!(
+            status_csv,
+            format!("\"status\",\"ran\",\"–\",\"–\",\"{failed}\",\"{failed}\",–,–,–")
+        );
+        // The status row comes first, before every measured row.
+        let first_row = out
+            .md
+            .lines()
+            .skip_while(|l| !l.starts_with("|---"))
+            .nth(1)
+            .unwrap();
+        assert!(first_row.starts_with("| status |"), "{first_row}");
+    }
+
+    #[test]
+    fn anchor_check_flags_a_row_at_a_fifth_of_the_anchor_only() {
+        // The anchor's better transports: 64 B udpu 91545, 1 KiB knet 43332.
+        let mut udpu = ran(UDPU, 0.2 * 91_545.0, 200.0, 430.0);
+        udpu.tput.push(tput(1024, 0.5 * 43_332.0));
+        let knet = ran(KNET, 0.1 * 91_545.0, 300.0, 5.0 * 424.7);
+        let results = [ran(OURS, 1e6, 100.0, 40.0), udpu, knet];
+        let checks = anchor_checks(&results, 3).expect("3 nodes: checked");
+        let find = |name: &str| checks.iter().find(|c| c.name == name).unwrap();
+        let c64 = find("msgs/s all senders 64B");
+        assert_eq!(c64.run_transport, "udpu");
+        assert_eq!(c64.anchor_transport, "udpu");
+        assert!((c64.fraction - 0.2).abs() < 1e-9);
+        assert!(c64.flagged);
+        let c1k = find("msgs/s all senders 1KiB");
+        assert_eq!(c1k.anchor_transport, "knet");
+        assert!((c1k.fraction - 0.5).abs() < 1e-9);
+        assert!(!c1k.flagged);
+        // Failover: lower is better; udpu's 430 ms is the run's figure.
+        let fo = find("failover ms (kill -9 → CPG confchg)");
+        assert_eq!(fo.run_transport, "udpu");
+        assert!(!fo.flagged);
+        // Not measured (64 KiB): neither flagged nor ok.
+        let c64k = find("MB/s all senders 64KiB");
+        assert!(!c64k.flagged && c64k.run.is_nan());
+
+        let out = render("note", 3, &results);
+        let section = &out.md[out.md.find("## Corosync against the anchor").unwrap()..];
+        let line = |name: &str| {
+            section
+                .lines()
+                .find(|l| l.starts_with(&format!("| {name} | ")))
+                .unwrap_or_else(|| panic!("anchor row {name}"))
+        };
+        assert!(line("msgs/s all senders 64B").ends_with(&format!("| {ANCHOR_FLAG} |")));
+        assert!(line("msgs/s all senders 1KiB").ends_with("| ok |"));
+        assert!(out.anchor_line.contains(ANCHOR_FLAG));
+        // The summary line is untouched by the check.
+        assert!(!out.summary.contains("anchor"));
+    }
+
+    #[test]
+    fn anchor_check_flags_failover_more_than_four_times_the_anchors() {
+        let results = [
+            ran(OURS, 1e6, 100.0, 40.0),
+            ran(UDPU, 91_545.0, 200.0, 5.0 * 424.7),
+        ];
+        let checks = anchor_checks(&results, 3).unwrap();
+        let fo = checks
+            .iter()
+            .find(|c| c.name == "failover ms (kill -9 → CPG confchg)")
+            .expect("failover row");
+        assert!((fo.fraction - 5.0).abs() < 1e-9);
+        assert!(fo.flagged);
+    }
+
+    #[test]
+    fn anchor_check_is_skipped_for_other_node_counts() {
+        let results = [ran(UDPU, 1.0, 200.0, 430.0)];
+        assert!(anchor_checks(&results, 5).is_none());
+        let out = render("note", 5, &results);
+        assert!(out.md.contains(
+            "## Corosync against the anchor\n\nSkipped: the anchor is 3 nodes and this run has 5."
+        ));
+        assert!(out.anchor_line.contains("Skipped"));
+        assert!(!out.md.contains(ANCHOR_FLAG));
+    }
+
+    #[test]
+    fn a_sender_below_the_offered_rate_is_named_in_the_error_list() {
+        let mut ours = ran(OURS, 1e6, 100.0, 40.0);
+        ours.lat.push(lat(800_000.0, 300.0, 612_000.0));
+        let out = render("note", 3, &[ours]);
+        assert!(out
+            .md
+            .contains("  - latency @800000/s: sender reached only 612000/s\n"));
+        // 1000/s was reached: no note for it.
+        assert!(!out.md.contains("latency @1000/s"));
+        assert!(out.md.contains(" @800000/s offered, 612000/s achieved"));
+        let csv_line = out
+            .points_csv
+            .lines()
+            .find(|l| l.starts_with("ours,lat,1,64,800000,"))
+            .expect("latency point in points.csv");
+        assert!(
+            csv_line.starts_with("ours,lat,1,64,800000,612000.000,"),
+            "{csv_line}"
+        );
+        let header = out.points_csv.lines().next().unwrap();
+        assert!(header.starts_with("variant,kind,senders,size,rate,achieved_rate,"));
+    }
 }
