@@ -116,7 +116,14 @@ mod tests {
                 "totem {{\n version: 2\n cluster_name: c\n token: {token}\n}}\nnodelist {{\n node {{\n  ring0_addr: 127.0.0.1\n  nodeid: 1\n }}\n}}\n"
             )
         };
-        std::fs::write(&path, conf(1000)).unwrap();
+        // Written whole (a new file renamed over the old), so that a read
+        // running meanwhile sees the old text or the new, never a part.
+        let write = |text: &str| {
+            let tmp = dir.join("corosync.conf.new");
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+        };
+        write(&conf(1000));
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
         let mut r = Reloader::new(Some(path.clone()), move || {
@@ -128,7 +135,7 @@ mod tests {
         let (first, covers) = r.take().expect("a result after the doorbell");
         assert_eq!(first.unwrap().totem.timings.token_configured, 1000);
         assert_eq!(covers, 1, "the first read answers the first request only");
-        std::fs::write(&path, conf(1200)).unwrap();
+        write(&conf(1200));
         // The second read started when the first was taken; it may have
         // read either version of the file, but a third request made now
         // must see the new one.
@@ -147,7 +154,7 @@ mod tests {
             rx.recv_timeout(Duration::from_secs(10)).unwrap();
             let _ = r.take();
         }
-        std::fs::write(&path, "totem {\n token: x\n}\n").unwrap();
+        write("totem {\n token: x\n}\n");
         r.request();
         rx.recv_timeout(Duration::from_secs(10)).unwrap();
         let (e, covers) = r.take().unwrap();
