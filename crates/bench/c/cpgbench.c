@@ -20,7 +20,9 @@
  *        delivery - send time for the sender's messages (CLOCK_MONOTONIC is
  *        one clock for all network namespaces): the sender its
  *        self-delivery, the others remote delivery. --cdf writes 1001
- *        quantiles (µs), one a line.
+ *        quantiles (µs), one a line. The sender sleeps between sends
+ *        (timer slack 1 ns) and spins through waits under 20 µs, so that
+ *        rates near an engine's saturation are reached.
  *   failover [--kill PID] --victim NODEID [--rate R --size S] [--settle S]
  *        everyone sends load at R msgs/s; the client given --kill SIGKILLs
  *        that daemon after --settle s and reports t_kill; every survivor
@@ -43,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -220,11 +223,20 @@ static void pump(int timeout_ms)
 	}
 }
 
+/* Waits shorter than this are spun (dispatching what comes meanwhile):
+ * a sleep and its wake-up take longer than that here. */
+#define SPIN_NS 20000ull
+
 static void pump_until(uint64_t t)
 {
 	uint64_t n = now_ns();
 	if (n >= t) {
 		pump(0);
+		return;
+	}
+	if (t - n < SPIN_NS) {
+		while (now_ns() < t && !stopping && !lost)
+			pump(0);
 		return;
 	}
 	{
@@ -452,6 +464,11 @@ int main(int argc, char **argv)
 	if (argc < 2)
 		usage();
 	mode = argv[1];
+#ifdef PR_SET_TIMERSLACK
+	/* Timed waits end when asked (the default slack of 50 us would cap a
+	 * paced sender near 20,000 msgs/s whatever the engine). */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+#endif
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
