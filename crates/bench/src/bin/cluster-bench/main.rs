@@ -33,6 +33,9 @@ pub struct Plan {
     pub failover_reps: usize,
     /// One-sender points at every size (else at 64 B only).
     pub one_sender_all_sizes: bool,
+    /// The 1000 msgs/s latency point also with every other node sending
+    /// (Totem's representative, node 1, is where an idle token rests).
+    pub lat_every_sender: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -53,6 +56,8 @@ pub struct TputPoint {
 pub struct LatPoint {
     pub rate: f64,
     pub size: usize,
+    /// The sending node (index from 0).
+    pub sender: usize,
     /// p50, p99, p99.9 in µs: the worst remote member; the sender's own.
     pub remote: [f64; 3],
     pub own: [f64; 3],
@@ -191,6 +196,7 @@ fn main() {
             lat_secs: 2.0,
             failover_reps: 1,
             one_sender_all_sizes: false,
+            lat_every_sender: false,
         }
     } else {
         Plan {
@@ -199,6 +205,7 @@ fn main() {
             lat_secs: 6.0,
             failover_reps: 3,
             one_sender_all_sizes: true,
+            lat_every_sender: true,
         }
     };
     let p = Progress(Instant::now());
@@ -406,7 +413,8 @@ fn run_tput_points(
 
 /// Latency at 1000 msgs/s, then near saturation: 80% of this variant's
 /// own one-sender 64 B rate (both engines get the same fraction of
-/// theirs); false when a daemon died.
+/// theirs), both from node 1 (or `CLUSTER_BENCH_LAT_SENDER`); in a full
+/// run then 1000 msgs/s from each other node. False when a daemon died.
 fn run_lat_points(
     c: &Cluster,
     o: &Options,
@@ -425,15 +433,31 @@ fn run_lat_points(
         .filter(|m| m.is_finite() && *m > 2000.0)
         .unwrap_or(10_000.0);
     let sat = (sat * 0.8).round();
-    for (k, rate) in [1000.0, sat].into_iter().enumerate() {
+    let first = lat_sender(n);
+    let mut points = vec![(1000.0, first), (sat, first)];
+    if plan.lat_every_sender {
+        points.extend((0..n).filter(|&s| s != first).map(|s| (1000.0, s)));
+    }
+    for (k, (rate, sender)) in points.into_iter().enumerate() {
         if interrupted() {
             break;
         }
-        let lp = lat_point(c, client, work, plan, n, rate, 64, k, &mut r.false_confchg);
+        let lp = lat_point(
+            c,
+            client,
+            work,
+            plan,
+            n,
+            (rate, sender),
+            64,
+            k,
+            &mut r.false_confchg,
+        );
         p.say(&format!(
-            "{}: latency 64 B at {rate:.0}/s ({:.0}/s achieved): remote p50/p99/p99.9 \
-             {:.0}/{:.0}/{:.0} µs, self {:.0}/{:.0}/{:.0} µs{}",
+            "{}: latency 64 B at {rate:.0}/s from node {} ({:.0}/s achieved): remote \
+             p50/p99/p99.9 {:.0}/{:.0}/{:.0} µs, self {:.0}/{:.0}/{:.0} µs{}",
             v.name(),
+            c.node_id(sender),
             lp.achieved,
             lp.remote[0],
             lp.remote[1],
@@ -591,7 +615,7 @@ fn lat_point(
     work: &Path,
     plan: Plan,
     n: usize,
-    rate: f64,
+    (rate, sender): (f64, usize),
     size: usize,
     k: usize,
     false_confchg: &mut u64,
@@ -599,12 +623,12 @@ fn lat_point(
     let mut lp = LatPoint {
         rate,
         size,
+        sender,
         remote: [f64::NAN; 3],
         own: [f64::NAN; 3],
         ..LatPoint::default()
     };
     let nodes: Vec<usize> = (0..n).collect();
-    let sender = lat_sender(n);
     let group = format!("l{k}");
     let limit = Duration::from_secs_f64(plan.lat_secs + 45.0);
     let cdf = |i: usize| work.join(format!("cdf-l{k}-n{i}.txt"));

@@ -149,6 +149,52 @@ fn rows(results: &[VariantResult]) -> Vec<Row> {
             }
         }
     }
+    // 1000 msgs/s from the other nodes (full runs), then the worst sender.
+    let mut others: Vec<usize> = results
+        .iter()
+        .flat_map(|r| r.lat.iter().skip(2).map(|l| l.sender))
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    if !others.is_empty() {
+        for &s in &others {
+            for (q, qn) in [(0usize, "p50"), (1, "p99")] {
+                let (vals, extra) = per(&|r: &VariantResult| {
+                    let x = r.lat.iter().skip(2).find(|l| l.sender == s);
+                    (x.map_or(f64::NAN, |l| l.remote[q]), String::new())
+                });
+                rows.push(Row {
+                    name: format!("latency µs 64B 1000/s remote {qn}, node {} sending", s + 1),
+                    better: Better::Lower,
+                    vals,
+                    extra,
+                });
+            }
+        }
+        for (q, qn) in [(0usize, "p50"), (1, "p99")] {
+            let (vals, extra) = per(&|r: &VariantResult| {
+                // Every 1000 msgs/s point: the first, and those past the
+                // near-saturation one.
+                let worst = r
+                    .lat
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, l)| k != 1 && l.rate == 1000.0)
+                    .map(|(_, l)| (l.remote[q], l.sender))
+                    .filter(|(x, _)| x.is_finite())
+                    .max_by(|a, b| a.0.total_cmp(&b.0));
+                worst.map_or((f64::NAN, String::new()), |(x, s)| {
+                    (x, format!(" (node {})", s + 1))
+                })
+            });
+            rows.push(Row {
+                name: format!("latency µs 64B 1000/s remote {qn}, worst sender"),
+                better: Better::Lower,
+                vals,
+                extra,
+            });
+        }
+    }
     let (vals, extra) = per(&|r: &VariantResult| {
         (
             median(&r.failover.cpg_ms),
@@ -310,7 +356,12 @@ fn variant_list(md: &mut String, results: &[VariantResult]) {
         }
         for l in &r.lat {
             if let Some(e) = &l.error {
-                let _ = writeln!(md, "  - latency @{:.0}/s: {e}", l.rate);
+                let _ = writeln!(
+                    md,
+                    "  - latency @{:.0}/s from node {}: {e}",
+                    l.rate,
+                    l.sender + 1
+                );
             }
             if l.achieved < ACHIEVED_FLOOR * l.rate {
                 let _ = writeln!(
@@ -443,13 +494,13 @@ fn cpu_table(md: &mut String, results: &[VariantResult]) {
 /// Every measured point, one a line.
 fn points_csv(results: &[VariantResult]) -> String {
     let mut csv = String::from(
-        "variant,kind,senders,size,rate,achieved_rate,msgs_per_s,MBps,min_msgs_per_s,tryagain,p50_us,p99_us,p999_us,self_p50_us,self_p99_us,self_p999_us,cpu_per_daemon,error\n",
+        "variant,kind,senders,size,rate,achieved_rate,msgs_per_s,MBps,min_msgs_per_s,tryagain,p50_us,p99_us,p999_us,self_p50_us,self_p99_us,self_p999_us,cpu_per_daemon,error,sender_node\n",
     );
     for r in results {
         for t in &r.tput {
             let _ = writeln!(
                 csv,
-                "{},tput,{},{},,,{},{},{},{},,,,,,,\"{}\",\"{}\"",
+                "{},tput,{},{},,,{},{},{},{},,,,,,,\"{}\",\"{}\",",
                 r.v.name(),
                 if t.all_senders { "all" } else { "1" },
                 t.size,
@@ -464,7 +515,7 @@ fn points_csv(results: &[VariantResult]) -> String {
         for l in &r.lat {
             let _ = writeln!(
                 csv,
-                "{},lat,1,{},{},{},,,,,{},{},{},{},{},{},\"{}\",\"{}\"",
+                "{},lat,1,{},{},{},,,,,{},{},{},{},{},{},\"{}\",\"{}\",{}",
                 r.v.name(),
                 l.size,
                 l.rate,
@@ -476,7 +527,8 @@ fn points_csv(results: &[VariantResult]) -> String {
                 fmt_plain(l.own[1]),
                 fmt_plain(l.own[2]),
                 crate::fmt_cpu(&l.cpu),
-                l.error.clone().unwrap_or_default().replace('"', "'")
+                l.error.clone().unwrap_or_default().replace('"', "'"),
+                l.sender + 1
             );
         }
     }
@@ -924,6 +976,45 @@ mod tests {
         r.lat.push(lat(1000.0, p50, 1000.0));
         r.failover.cpg_ms.push(failover_ms);
         r
+    }
+
+    #[test]
+    fn every_sender_gets_its_rows_and_the_worst_sender_is_compared() {
+        // Points in run order: 1000/s from node 1, near saturation, then
+        // 1000/s from nodes 2 and 3.
+        let with_senders = |v: Variant, p50s: [f64; 3]| {
+            let mut r = ran(v, 100.0, p50s[0], 40.0);
+            r.lat.push(lat(50_000.0, 5000.0, 50_000.0));
+            for (s, p50) in [(1, p50s[1]), (2, p50s[2])] {
+                r.lat.push(LatPoint {
+                    sender: s,
+                    ..lat(1000.0, p50, 1000.0)
+                });
+            }
+            r
+        };
+        let results = [
+            with_senders(OURS, [100.0, 150.0, 120.0]),
+            with_senders(UDPU, [200.0, 190.0, 300.0]),
+        ];
+        let out = render("note", 3, &results);
+        let row = |name: &str| {
+            out.md
+                .lines()
+                .find(|l| l.starts_with(&format!("| {name} |")))
+                .unwrap_or_else(|| panic!("no row {name}:\n{}", out.md))
+                .to_owned()
+        };
+        assert!(row("latency µs 64B 1000/s remote p50, node 2 sending").contains("| 150 |"));
+        assert!(row("latency µs 64B 1000/s remote p50, node 3 sending").contains("| 120 |"));
+        // The near-saturation point (5000 µs) is not a 1000/s sender.
+        let worst = row("latency µs 64B 1000/s remote p50, worst sender");
+        assert!(worst.contains("150 (node 2)"), "{worst}");
+        assert!(worst.contains("300 (node 3)"), "{worst}");
+        assert!(
+            worst.contains("| 0.50 |"),
+            "ours 150 against Corosync's 300: {worst}"
+        );
     }
 
     fn summary_fields(s: &str) -> Vec<(String, String)> {
