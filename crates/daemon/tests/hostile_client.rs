@@ -210,6 +210,94 @@ fn random_requests_never_crash_the_daemon() {
     assert!(d.alive());
 }
 
+/// A client that writes random bytes over its own shared segment (the
+/// ring indices, flags and data the daemon reads) while its CPG session
+/// is busy is disconnected when the daemon finds a header it cannot
+/// trust; the daemon never crashes and serves the next client.
+#[test]
+fn a_client_scribbling_over_its_rings_is_dropped_and_the_daemon_serves_on() {
+    let mut d = Daemon::start();
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5c21b);
+    let call = |c: &Client, kind: u16, p: &[u8]| {
+        c.call(
+            service::CPG,
+            kind,
+            p,
+            Wait::Park,
+            Some(Duration::from_secs(5)),
+        )
+    };
+    let rounds = 60;
+    let mut dropped = 0;
+    for round in 0..rounds {
+        let c = d.connect();
+        // An honest session first: init, join, a few multicasts (whose
+        // deliveries fill the event ring), so the indices are not zero.
+        let mut p = Vec::new();
+        let k = cpg::Request::Init { model: 0, flags: 0 }.encode(&mut p);
+        call(&c, k, &p).expect("init");
+        p.clear();
+        let k = cpg::Request::Join { group: b"scribble" }.encode(&mut p);
+        call(&c, k, &p).expect("join");
+        for i in 0..(round % 5) {
+            p.clear();
+            let msg = [i as u8; 40];
+            let k = cpg::Request::Mcast {
+                guarantee: 1,
+                msg: &msg,
+            }
+            .encode(&mut p);
+            let _ = call(&c, k, &p);
+        }
+        // Everywhere, the control page only (indices and flags), or a
+        // few single words, as the ipc-shm hostile tests do.
+        let (base, len) = c.segment_for_tests();
+        let (from, to) = match round % 3 {
+            0 => (0, len),
+            1 => (0, 4096.min(len)),
+            _ => (0, 0),
+        };
+        let write = |at: usize, v: u64| {
+            // SAFETY: `at + 8 <= len` inside the live mapping of this
+            // client's segment; racing the daemon's reads is the point.
+            unsafe { std::ptr::write_volatile(base.add(at).cast::<u64>(), v) }
+        };
+        for at in (from..to).step_by(8) {
+            write(at, rng.gen());
+        }
+        if round % 3 == 2 {
+            for _ in 0..8 {
+                let at = rng.gen_range(0..len / 8) * 8;
+                write(at, rng.gen());
+            }
+        }
+        // Give the daemon something to read: it answers, or drops the
+        // session; a reply the scribbled rings lost times out.
+        p.clear();
+        let k = cpg::Request::LocalGet.encode(&mut p);
+        if let Err(ClientError::Disconnected) = call(&c, k, &p) {
+            dropped += 1;
+        }
+        assert!(d.alive(), "round {round}: the daemon died:\n{}", d.log());
+    }
+    eprintln!("{dropped} of {rounds} scribbling clients dropped");
+    assert!(
+        dropped > rounds / 3,
+        "only {dropped} of {rounds} scribbling clients were dropped"
+    );
+    assert!(
+        d.log().contains("ring"),
+        "no disconnect reason in the log:\n{}",
+        d.log()
+    );
+    // Still serving a clean client.
+    let c = d.connect();
+    let mut p = Vec::new();
+    let k = cpg::Request::Init { model: 0, flags: 0 }.encode(&mut p);
+    let r = call(&c, k, &p).expect("a clean client is answered");
+    assert_eq!(r.payload[..4], CsError::Ok.code().to_le_bytes());
+}
+
 /// An answer larger than the client's response ring can ever hold (a
 /// client that asked for the smallest ring, then a cmap get of a 64 KiB
 /// value) comes back as CS_ERR_TOO_BIG instead of never.
