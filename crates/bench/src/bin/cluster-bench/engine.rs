@@ -321,8 +321,13 @@ pub fn start_cluster(
             ));
         }
     }
-    // Let the last sync settle before the first measurement.
-    std::thread::sleep(Duration::from_millis(300));
+    // Let the last sync settle before the first measurement; knet also
+    // finds its path MTU meanwhile (the anchor's run.sh waits 1 s for it).
+    let settle = match v {
+        Variant::Corosync { knet: true } => Duration::from_secs(1),
+        _ => Duration::from_millis(300),
+    };
+    std::thread::sleep(settle);
     Ok(c)
 }
 
