@@ -119,7 +119,8 @@ fn usage() -> ! {
          Ring written on and off as `ours+accel` and `ours-accel`) and Corosync 3 (udpu\n\
          and knet, installed with apt-get when missing) side by side in network namespaces\n\
          (needs root). Build first: cargo build --release -p daemon -p client -p bench.\n\
-         --quick takes about 3 minutes, a full run about 12.\n\
+         --quick takes 1 to 2 minutes here (at most 3), a full run about 10 (it also\n\
+         measures 1000 msgs/s latency from every node and every one-sender size).\n\
          CLUSTER_BENCH_OURS_TOTEM='key: value;key: value' adds totem lines to ours'\n\
          configuration (tuning experiments; the summary then is not the default's).\n\
          CLUSTER_BENCH_LAT_SENDER=K has node K send in the latency points (default 1)."
