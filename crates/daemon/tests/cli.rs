@@ -36,6 +36,21 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Waits (at most 20 s) until the daemon logging to `logfile` says it
+/// provides service; fails with the log so far.
+fn wait_until_ready(logfile: &Path) {
+    let t0 = std::time::Instant::now();
+    let read = || std::fs::read_to_string(logfile).unwrap_or_default();
+    while !read().contains("ready to provide service") {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "{}",
+            read()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 const GOOD: &str = "\
 totem {
     version: 2
@@ -178,16 +193,8 @@ fn logs_to_the_configured_file_with_timestamps_and_leaves_on_sigterm() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let t0 = std::time::Instant::now();
+    wait_until_ready(&logfile);
     let read = || std::fs::read_to_string(&logfile).unwrap_or_default();
-    while !read().contains("ready to provide service") {
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(20),
-            "{}",
-            read()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
     // Ask it to leave, as an init system would.
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -287,16 +294,8 @@ fn ipc_socket_key_names_the_endpoint_and_the_environment_overrides_it() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let t0 = std::time::Instant::now();
+        wait_until_ready(&logfile);
         let read = || std::fs::read_to_string(&logfile).unwrap_or_default();
-        while !read().contains("ready to provide service") {
-            assert!(
-                t0.elapsed() < std::time::Duration::from_secs(20),
-                "{}",
-                read()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
         let cmapctl = |ep: &str| {
             Command::new(env!("CARGO_BIN_EXE_corosync-cmapctl"))
                 .args(["-g", "totem.version"])
