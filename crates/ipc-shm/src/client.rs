@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use crate::ring::{
     self, check_used, decode_chunk, max_payload, valid_cap, Chunk, FrameHeader, RingPtrs,
     RingSizes, CHUNK_HEADER_LEN, EVENT, REQUEST, RESPONSE,
 };
+use crate::send_lock::SendLock;
 use crate::server::{ERROR_KIND, ERROR_UNKNOWN_SERVICE};
 use crate::sys::{self, Drain, Mapping};
 
@@ -187,15 +188,35 @@ pub struct Client {
     /// The pollable fd: an epoll set over the event wake-up, the self
     /// wake-up and the socket, so it is readable on events and on hang-up.
     epoll: OwnedFd,
-    /// Request ring producer: private tail and the last consumer index
-    /// seen (reloaded only when the ring looks full, so a busy sender does
-    /// not pull the daemon's cache line on every message).
-    req: Mutex<(u64, u64)>,
+    /// Request ring producer state (see `send_lock` for why not a mutex).
+    req: SendLock<Producer>,
+    /// Requests are published with plain stores (`publish_tail_light`):
+    /// the daemon offered it and this process registered for its barrier.
+    light_requests: bool,
     resp: Mutex<Responses>,
     resp_cv: Condvar,
     events: Mutex<EventReader>,
-    next_id: AtomicU64,
     gone: AtomicBool,
+}
+
+/// The request ring producer's private state.
+struct Producer {
+    /// Bytes written (the ring's tail, published after each frame).
+    tail: u64,
+    /// The last consumer index seen: reloaded only when the ring looks
+    /// full, so a busy sender does not pull the daemon's cache line on
+    /// every message.
+    cached_head: u64,
+    /// The next request id.
+    next_id: u64,
+}
+
+impl Producer {
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        id
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -322,7 +343,16 @@ impl Client {
             doorbell,
             self_wake,
             epoll,
-            req: Mutex::new((0, 0)),
+            req: SendLock::new(
+                Producer {
+                    tail: 0,
+                    cached_head: 0,
+                    next_id: 1,
+                },
+                sys::register_for_private_barrier(),
+            ),
+            light_requests: reply.flags & proto::REPLY_FLAG_LIGHT_REQUESTS != 0
+                && sys::register_for_global_barrier(),
             resp: Mutex::new(Responses {
                 reader: false,
                 head: 0,
@@ -339,7 +369,6 @@ impl Client {
                 self_signalled: false,
                 hangup_checked: None,
             }),
-            next_id: AtomicU64::new(1),
             gone: AtomicBool::new(false),
         })
     }
@@ -363,9 +392,17 @@ impl Client {
     /// been pausing requests), without asking it.
     pub fn request_backlog(&self) -> (u64, u64) {
         let ring = &self.rings[REQUEST];
-        let tail = lock(&self.req).0;
+        // The published tail: taking the send lock here would end its bias
+        // when another thread asks.
+        let tail = ring.hdr().tail.load(Ordering::Acquire);
         let head = ring.hdr().head.load(Ordering::Acquire);
         (tail.wrapping_sub(head).min(ring.cap), ring.cap)
+    }
+
+    /// Whether requests go out with plain stores (the daemon offered it and
+    /// this process registered for its membarrier), not a locked exchange.
+    pub fn light_requests(&self) -> bool {
+        self.light_requests
     }
 
     /// The pollable fd (selection object): readable when events wait, and
@@ -419,19 +456,21 @@ impl Client {
     /// Like `send`, with the payload given as parts written one after the
     /// other (no copy into a buffer of its own first).
     pub fn send_parts(&self, service: u16, kind: u16, parts: &[&[u8]]) -> Result<u64, ClientError> {
-        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.push(
-            &FrameHeader {
-                service,
-                kind,
-                request_id,
-            },
-            parts,
-        )?;
-        Ok(request_id)
+        self.push(service, kind, None, parts)
     }
 
-    fn push(&self, header: &FrameHeader, parts: &[&[u8]]) -> Result<(), ClientError> {
+    /// Writes and publishes a request with the id `id`, or the next one.
+    /// Returns the id it went with. (The header is built in here from
+    /// scalars: copying in a header the caller just stored field by field
+    /// would be a load the store buffer cannot forward, which waits for
+    /// every earlier store, the last frame's included, to reach the cache.)
+    fn push(
+        &self,
+        service: u16,
+        kind: u16,
+        id: Option<u64>,
+        parts: &[&[u8]],
+    ) -> Result<u64, ClientError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len > self.max_request() {
             return Err(ClientError::TooLarge);
@@ -440,27 +479,39 @@ impl Client {
             return Err(ClientError::Disconnected);
         }
         let ring = &self.rings[REQUEST];
-        let written = {
-            let mut guard = lock(&self.req);
-            let (tail, cached_head) = &mut *guard;
-            let mut ok = ring.write_frame(tail, *cached_head, header, parts);
+        let written = self.req.with(|p| {
+            let header = FrameHeader {
+                service,
+                kind,
+                request_id: id.unwrap_or(p.next_id),
+            };
+            let mut ok = ring.write_frame(&mut p.tail, p.cached_head, &header, parts);
             if !ok {
                 let head = ring.hdr().head.load(Ordering::Acquire);
-                if tail.wrapping_sub(head) > ring.cap {
+                if p.tail.wrapping_sub(head) > ring.cap {
                     return Err(ClientError::Protocol("request ring index out of range"));
                 }
-                *cached_head = head;
-                ok = ring.write_frame(tail, head, header, parts);
+                p.cached_head = head;
+                ok = ring.write_frame(&mut p.tail, head, &header, parts);
             }
-            ok && {
-                if ring.publish_tail(*tail) {
-                    self.ring_doorbell();
-                }
-                true
+            if !ok {
+                return Ok(None);
             }
-        };
-        if written {
-            Ok(())
+            if id.is_none() {
+                p.take_id();
+            }
+            let wake = if self.light_requests {
+                ring.publish_tail_light(p.tail)
+            } else {
+                ring.publish_tail(p.tail)
+            };
+            if wake {
+                self.ring_doorbell();
+            }
+            Ok(Some(header.request_id))
+        })?;
+        if let Some(id) = written {
+            Ok(id)
         } else if self.is_gone() {
             Err(ClientError::Disconnected)
         } else {
@@ -490,19 +541,16 @@ impl Client {
         wait: Wait,
         timeout: Option<Duration>,
     ) -> Result<Response, ClientError> {
-        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request_id = self.req.with(Producer::take_id);
         lock(&self.resp).outstanding.insert(request_id, None);
-        let header = FrameHeader {
-            service,
-            kind,
-            request_id,
-        };
         // The clock is read after the request went out: on the parked path
         // every nanosecond before the doorbell is latency.
-        let result = self.push(&header, &[payload]).and_then(|()| {
-            let deadline = timeout.map(|t| Instant::now() + t);
-            self.wait_response(request_id, wait, deadline)
-        });
+        let result = self
+            .push(service, kind, Some(request_id), &[payload])
+            .and_then(|_| {
+                let deadline = timeout.map(|t| Instant::now() + t);
+                self.wait_response(request_id, wait, deadline)
+            });
         if result.is_err() {
             lock(&self.resp).outstanding.remove(&request_id);
         }

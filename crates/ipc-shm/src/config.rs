@@ -114,6 +114,10 @@ pub struct ServerConfig {
     /// Services a request may name (a bit per id below 64); a request for
     /// another is answered with `ERROR_UNKNOWN_SERVICE`.
     pub services: u64,
+    /// Offer clients the plain-store request path (`REPLY_FLAG_LIGHT_REQUESTS`)
+    /// where the kernel has membarrier's global expedited barrier. Off, the
+    /// daemon fences per session and clients publish with a locked exchange.
+    pub light_requests: bool,
 }
 
 impl Default for ServerConfig {
@@ -134,6 +138,7 @@ impl Default for ServerConfig {
             overflow_bytes: 4 << 20,
             overflow_total_bytes: 64 << 20,
             services: u64::MAX,
+            light_requests: true,
         }
     }
 }

@@ -35,6 +35,7 @@ mod config;
 mod poll_loop;
 pub mod proto;
 pub mod ring;
+mod send_lock;
 mod server;
 mod sys;
 

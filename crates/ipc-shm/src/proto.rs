@@ -16,6 +16,12 @@ pub const REPLY_LEN: usize = 32;
 /// Fds attached to an accepted reply: segment memfd, response wake-up read
 /// end, event wake-up read end, the client's end of the doorbell.
 pub const REPLY_FDS: usize = 4;
+/// Reply flag: before it parks on the request ring the daemon makes every
+/// CPU running a registered client execute a memory barrier (membarrier's
+/// `GLOBAL_EXPEDITED`), so a client that registered may publish requests
+/// with plain stores (`RingPtrs::publish_tail_light`). Older clients ignore
+/// the flag word, which was zero, and keep their locked exchange.
+pub const REPLY_FLAG_LIGHT_REQUESTS: u32 = 1;
 
 /// What a client asks for. Zero sizes mean "the daemon's default".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +84,8 @@ pub struct Reply {
     pub status: Status,
     pub session: u64,
     pub sizes: RingSizes,
+    /// `REPLY_FLAG_*` bits.
+    pub flags: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +160,7 @@ pub fn encode_reply(r: &Reply) -> [u8; REPLY_LEN] {
     b[16..20].copy_from_slice(&r.sizes.request.to_le_bytes());
     b[20..24].copy_from_slice(&r.sizes.response.to_le_bytes());
     b[24..28].copy_from_slice(&r.sizes.event.to_le_bytes());
+    b[28..32].copy_from_slice(&r.flags.to_le_bytes());
     b
 }
 
@@ -167,6 +176,7 @@ pub fn decode_reply(b: &[u8]) -> Option<Reply> {
             response: u32_at(b, 20),
             event: u32_at(b, 24),
         },
+        flags: u32_at(b, 28),
     })
 }
 
@@ -208,6 +218,7 @@ mod tests {
                 response: 2,
                 event: 3,
             },
+            flags: REPLY_FLAG_LIGHT_REQUESTS,
         };
         assert_eq!(decode_reply(&encode_reply(&r)), Some(r));
     }

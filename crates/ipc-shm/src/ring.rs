@@ -25,7 +25,7 @@
 //! every index and chunk header the client wrote (`check_used`,
 //! `check_head`, `decode_chunk`) before touching the bytes they describe.
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU64, Ordering};
 
 pub const SEGMENT_MAGIC: u32 = 0x4353_5249; // "IRSC"
 pub const SEGMENT_VERSION: u32 = 1;
@@ -330,7 +330,7 @@ impl RingPtrs {
         }
         let pos = *tail & (self.cap - 1);
         assert!(pos + need <= self.cap);
-        self.write_bytes(pos, &encode_chunk_header(len, header));
+        self.write_chunk_header(pos, len, header);
         let mut at = pos + CHUNK_HEADER_LEN;
         for p in parts {
             self.write_bytes(at, p);
@@ -338,6 +338,24 @@ impl RingPtrs {
         }
         *tail = tail.wrapping_add(need);
         true
+    }
+
+    /// Writes a chunk header as two aligned words straight from registers
+    /// (the layout of `encode_chunk_header`): bytes assembled on the stack
+    /// and copied would be read back before their stores reach the cache,
+    /// which x86 cannot forward, and that read waits for every older
+    /// store, the previous frame's included.
+    fn write_chunk_header(&self, pos: u64, len: u32, h: &FrameHeader) {
+        assert!(pos + CHUNK_HEADER_LEN <= self.cap && pos.is_multiple_of(CHUNK_ALIGN));
+        let w0 = u64::from(len) | u64::from(h.service) << 32 | u64::from(h.kind) << 48;
+        // SAFETY: in bounds (asserted) and 16-aligned within the data area,
+        // which starts page-aligned; the producer owns it until the tail is
+        // published.
+        unsafe {
+            let at = self.data.add(pos as usize).cast::<u64>();
+            at.write(w0.to_le());
+            at.add(1).write(h.request_id.to_le());
+        }
     }
 
     fn write_bytes(&self, pos: u64, bytes: &[u8]) {
@@ -363,6 +381,20 @@ impl RingPtrs {
             && h.consumer_waiting.swap(0, Ordering::AcqRel) != 0
     }
 
+    /// Like `publish_tail`, with plain instructions only: a store, a
+    /// compiler fence and a load. Only for a producer whose process
+    /// registered for the consumer's `membarrier` (`sys::global_barrier`),
+    /// issued between the consumer's `request_wakeup` and its `has_data`:
+    /// that barrier orders this store before this load wherever this thread
+    /// runs, so again a park and a publish cannot both miss each other.
+    pub(crate) fn publish_tail_light(&self, tail: u64) -> bool {
+        let h = self.hdr();
+        h.tail.store(tail, Ordering::Release);
+        compiler_fence(Ordering::SeqCst);
+        h.consumer_waiting.load(Ordering::Relaxed) != 0
+            && h.consumer_waiting.swap(0, Ordering::AcqRel) != 0
+    }
+
     /// Publishes the consumer index and says whether the producer holds
     /// spilled frames and asked to hear about freed space.
     pub(crate) fn publish_head(&self, head: u64) -> bool {
@@ -383,6 +415,17 @@ impl RingPtrs {
     /// producer has not taken it).
     pub(crate) fn consumer_armed(&self) -> bool {
         self.hdr().consumer_waiting.load(Ordering::Acquire) != 0
+    }
+
+    /// The first half of `arm_consumer` for a consumer that orders it
+    /// against `has_data` with a `sys::global_barrier` (one for many rings).
+    pub(crate) fn request_wakeup(&self) {
+        self.hdr().consumer_waiting.store(1, Ordering::Relaxed);
+    }
+
+    /// Whether the producer published past `head`.
+    pub(crate) fn has_data(&self, head: u64) -> bool {
+        self.hdr().tail.load(Ordering::Acquire) != head
     }
 
     /// Asks the producer for a wake-up, then says whether data arrived

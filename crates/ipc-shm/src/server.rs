@@ -411,6 +411,8 @@ struct Slot {
     queued: bool,
     /// In `Server::held`.
     held: bool,
+    /// In `Server::armed`.
+    armed: bool,
 }
 
 enum Step {
@@ -445,6 +447,9 @@ pub struct ServerStats {
     pub requests: u64,
     pub unknown_service: u64,
     pub disconnected: u64,
+    /// Global memory barriers issued before treating request rings as
+    /// empty (one per idle round, see `REPLY_FLAG_LIGHT_REQUESTS`).
+    pub barriers: u64,
 }
 
 pub struct Server {
@@ -463,6 +468,13 @@ pub struct Server {
     graveyard: Vec<Retired>,
     scratch: Box<[u8]>,
     busy: bool,
+    /// Clients may publish requests with plain stores: before a request
+    /// ring counts as empty, `check_armed` issues a `sys::global_barrier`.
+    global_barrier: bool,
+    /// Sessions whose request ring was empty and asked for a wake-up, not
+    /// yet checked again after a barrier (`check_armed`): one barrier for
+    /// all of them, when nothing else is ready.
+    armed: Vec<u32>,
     stats: ServerStats,
     /// See [`Server::set_requests_paused`].
     requests_paused: bool,
@@ -521,6 +533,7 @@ impl Server {
                 state: SlotState::Free,
                 queued: false,
                 held: false,
+                armed: false,
             })
             .collect();
         let mut fd_changes = VecDeque::with_capacity(2 * nslots + 1);
@@ -542,6 +555,8 @@ impl Server {
             graveyard: Vec::with_capacity(nslots),
             scratch: vec![0u8; max_payload(max_ring) as usize].into_boxed_slice(),
             busy: false,
+            global_barrier: cfg.light_requests && sys::global_barrier_available(),
+            armed: Vec::with_capacity(nslots),
             stats: ServerStats::default(),
             requests_paused: false,
             accepting: true,
@@ -701,7 +716,12 @@ impl Server {
 
     /// Whether `next_event` has something to do without new readiness.
     pub fn has_work(&self) -> bool {
-        !self.pending.is_empty() || !self.ready.is_empty()
+        !self.pending.is_empty() || !self.ready.is_empty() || !self.armed.is_empty()
+    }
+
+    /// Whether clients were offered the plain-store request path.
+    pub fn light_requests(&self) -> bool {
+        self.global_barrier
     }
 
     /// The next change to the registered fd set. Fds of ended sessions are
@@ -802,6 +822,7 @@ impl Server {
                 response: 0,
                 event: 0,
             },
+            flags: 0,
         });
         let _ = sys::send_with_fds(socket.as_raw_fd(), &reply, &[]);
     }
@@ -916,6 +937,11 @@ impl Server {
             status: Status::Ok,
             session: id.0,
             sizes,
+            flags: if self.global_barrier {
+                proto::REPLY_FLAG_LIGHT_REQUESTS
+            } else {
+                0
+            },
         });
         let raw = client_fds.each_ref().map(|f| f.as_raw_fd());
         if let Err(e) = sys::send_with_fds(fd, &reply, &raw) {
@@ -1124,7 +1150,10 @@ impl Server {
             return Some(pending_event(p));
         }
         for _ in 0..STEP_BUDGET {
-            let idx = self.ready.pop_front()?;
+            let idx = match self.ready.pop_front() {
+                Some(idx) => idx,
+                None => self.check_armed()?,
+            };
             self.slots[idx as usize].queued = false;
             match self.step(idx as usize) {
                 Step::Request(session, header, len) => {
@@ -1142,6 +1171,29 @@ impl Server {
             }
         }
         None
+    }
+
+    /// Once nothing else is ready: one global barrier, after which a
+    /// client's plain store of its request index is visible here unless it
+    /// saw our wake-up request (and rings the doorbell); the sessions that
+    /// got requests meanwhile are queued again. Returns the first of them.
+    fn check_armed(&mut self) -> Option<u32> {
+        if self.armed.is_empty() {
+            return None;
+        }
+        sys::global_barrier();
+        self.stats.barriers += 1;
+        for idx in std::mem::take(&mut self.armed) {
+            let slot = &mut self.slots[idx as usize];
+            slot.armed = false;
+            if let SlotState::Active(s) = &slot.state {
+                if s.req.has_data(s.req_head) {
+                    s.req.hdr().consumer_waiting.store(0, Ordering::Relaxed);
+                    self.enqueue(idx);
+                }
+            }
+        }
+        self.ready.pop_front()
     }
 
     fn step(&mut self, idx: usize) -> Step {
@@ -1195,7 +1247,15 @@ impl Server {
                     let SlotState::Active(s) = &mut self.slots[idx].state else {
                         return Step::Closed;
                     };
-                    if s.req.arm_consumer(s.req_head) {
+                    if self.global_barrier {
+                        s.req.request_wakeup();
+                        let slot = &mut self.slots[idx];
+                        if !slot.armed {
+                            slot.armed = true;
+                            self.armed.push(idx as u32);
+                        }
+                        Step::Idle
+                    } else if s.req.arm_consumer(s.req_head) {
                         s.req.hdr().consumer_waiting.store(0, Ordering::Relaxed);
                         Step::Again
                     } else {

@@ -394,3 +394,74 @@ pub fn coarse_monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+// membarrier(2) commands (include/uapi/linux/membarrier.h).
+const MEMBARRIER_CMD_QUERY: libc::c_int = 0;
+const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
+const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+fn membarrier(cmd: libc::c_int) -> libc::c_long {
+    // SAFETY: membarrier takes two integers and touches no memory of ours.
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) }
+}
+
+/// Whether this kernel offers `cmd` (and its registration, `register`).
+fn membarrier_offers(cmd: libc::c_int, register: libc::c_int) -> bool {
+    static QUERY: std::sync::OnceLock<libc::c_long> = std::sync::OnceLock::new();
+    let mask = *QUERY.get_or_init(|| membarrier(MEMBARRIER_CMD_QUERY));
+    mask > 0 && mask & libc::c_long::from(cmd | register) == libc::c_long::from(cmd | register)
+}
+
+/// Whether [`global_barrier`] works here: the daemon offers clients the
+/// plain-store request path only then.
+pub(crate) fn global_barrier_available() -> bool {
+    membarrier_offers(
+        MEMBARRIER_CMD_GLOBAL_EXPEDITED,
+        MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
+    )
+}
+
+/// Makes this process's threads take part in [`global_barrier`]s issued by
+/// any process (the daemon's); false where the kernel refuses. It lasts for
+/// the life of the process (until exec) and is idempotent, so every new
+/// session asks again (a forked child included).
+pub(crate) fn register_for_global_barrier() -> bool {
+    global_barrier_available() && membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0
+}
+
+/// A memory barrier on every CPU that runs a thread of a registered
+/// process, issued from here: once it returns, each store such a thread made
+/// before its next load is visible to us. The heavy half of an asymmetric
+/// fence (the light half is a compiler fence, see `RingPtrs::publish_tail`).
+/// Costs about 1 µs here, 11 µs when it must interrupt a running client.
+pub(crate) fn global_barrier() {
+    if membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0 {
+        // Offered by the query at start, so this does not happen on a
+        // kernel that keeps its word; should it, say so loudly.
+        tracing::error!(
+            "ipc: membarrier(GLOBAL_EXPEDITED) failed: {}",
+            io::Error::last_os_error()
+        );
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Makes [`private_barrier`] usable in this process; false where refused.
+pub(crate) fn register_for_private_barrier() -> bool {
+    membarrier_offers(
+        MEMBARRIER_CMD_PRIVATE_EXPEDITED,
+        MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+    ) && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+}
+
+/// A memory barrier on every CPU running a thread of this process (after
+/// [`register_for_private_barrier`] succeeded): the heavy half of the send
+/// lock's asymmetric fence.
+pub(crate) fn private_barrier() -> io::Result<()> {
+    if membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

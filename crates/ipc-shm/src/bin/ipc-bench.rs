@@ -317,7 +317,7 @@ fn ipc_child(args: &[String]) {
     let ack: RawFd = args[5].parse().expect("fd");
     let ping_ep: RawFd = args[7].parse().expect("fd");
     let ack_ep: RawFd = args[8].parse().expect("fd");
-    let mut out = String::from("RESULT");
+    let mut out = format!("RESULT light_requests={}", u8::from(c.light_requests()));
     for (mode, n, wait, name) in [
         (0u8, pings_busy, Wait::Spin, "busy"),
         (1u8, pings_parked, Wait::Park, "parked"),
@@ -738,6 +738,14 @@ fn main() {
         get("daemon_rss_bytes_per_idle_session"),
         get("client_rss_bytes_per_idle_session"),
         get("segment_bytes_per_session_default")
+    );
+    println!(
+        "request path: {}",
+        if get("light_requests") == 1 {
+            "plain stores, the daemon's membarrier before it parks"
+        } else {
+            "a locked exchange per request (membarrier not offered)"
+        }
     );
     println!(
         "parked/eventfd_epoll = {:.2}, eventfd_epoll/eventfd = {:.2} (the share of a multiplexed wait)",
