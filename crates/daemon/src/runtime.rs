@@ -918,6 +918,14 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
         endpoint: endpoint.clone(),
         err,
     })?;
+    tracing::info!(
+        "ipc: clients publish requests {}",
+        if server.light_requests() {
+            "with plain stores (membarrier before the daemon sleeps)"
+        } else {
+            "with a locked instruction each"
+        }
+    );
     let mut ipc_poll = PollLoop::new().map_err(|err| RuntimeError::Ipc {
         endpoint: endpoint.clone(),
         err,

@@ -185,6 +185,23 @@ fn cipher(cfg: &Config) -> Result<Cipher, String> {
         .map_err(|e| format!("{}: crypto_cipher/crypto_hash: {e}", cfg.file))
 }
 
+/// The IPC server's settings from the file.
+fn ipc_config(cfg: &Config) -> Result<ServerConfig, String> {
+    Ok(ServerConfig {
+        endpoint: Endpoint::resolve(cfg.extensions.ipc_socket.as_ref().and_then(|p| p.to_str())),
+        authorization: authorization(cfg)?,
+        // Totem cannot slow the senders of other nodes down for one local
+        // reader, so a client that falls behind for a moment has its
+        // events queued: room for a burst of 1 MiB messages (Corosync's
+        // queue here is unbounded; ours ends in a "too slow" disconnect).
+        overflow_frames: OVERFLOW_FRAMES,
+        overflow_bytes: OVERFLOW_BYTES,
+        overflow_total_bytes: OVERFLOW_TOTAL_BYTES,
+        light_requests: cfg.extensions.ipc_membarrier,
+        ..ServerConfig::default()
+    })
+}
+
 /// Resolves everything `corosync` needs from `cfg`.
 pub fn plan(cfg: &Config, src: &ConfigSource, rt: Realtime) -> Result<Plan, String> {
     let mut notes = src.notes.clone();
@@ -234,18 +251,7 @@ pub fn plan(cfg: &Config, src: &ConfigSource, rt: Realtime) -> Result<Plan, Stri
     let engine = services::EngineConfig::new(b.nodeid);
     let quorum = quorum_config(cfg, b.nodeid, &mut notes)?;
     let totem = totem_config(cfg, engine.max_message + 1024);
-    let ipc = ServerConfig {
-        endpoint: Endpoint::resolve(cfg.extensions.ipc_socket.as_ref().and_then(|p| p.to_str())),
-        authorization: authorization(cfg)?,
-        // Totem cannot slow the senders of other nodes down for one local
-        // reader, so a client that falls behind for a moment has its
-        // events queued: room for a burst of 1 MiB messages (Corosync's
-        // queue here is unbounded; ours ends in a "too slow" disconnect).
-        overflow_frames: OVERFLOW_FRAMES,
-        overflow_bytes: OVERFLOW_BYTES,
-        overflow_total_bytes: OVERFLOW_TOTAL_BYTES,
-        ..ServerConfig::default()
-    };
+    let ipc = ipc_config(cfg)?;
     let run_loop = RunLoopConfig {
         pin_core: cfg.extensions.pin_core.map(|c| c as usize),
         realtime: realtime_policy(rt, &cfg.system),
@@ -438,6 +444,17 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn ipc_membarrier_decides_whether_clients_are_offered_plain_store_requests() {
+        let ipc = |text: &str| {
+            let (cfg, _) = Config::from_str(&format!("{text}{NODES}"), "corosync.conf").unwrap();
+            ipc_config(&cfg).unwrap().light_requests
+        };
+        assert!(ipc(""));
+        assert!(ipc("corosync_rs {\n ipc_membarrier: yes\n}\n"));
+        assert!(!ipc("corosync_rs {\n ipc_membarrier: no\n}\n"));
     }
 
     #[test]

@@ -264,6 +264,61 @@ fn without_a_file_it_says_once_that_it_runs_the_built_in_default() {
 /// name, or a path); `COROSYNC_IPC_ENDPOINT` in the daemon's environment
 /// overrides it. Shown with the real `corosync-cmapctl`, which finds the
 /// daemon through that variable.
+/// `corosync_rs { ipc_membarrier }`: clients publish requests with plain
+/// stores paired with the daemon's membarrier (the default, where the
+/// kernel has it) or with a locked instruction each (`no`); the log says
+/// which, and clients are served either way.
+#[test]
+fn ipc_membarrier_chooses_the_request_path_and_both_serve_clients() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-ipc-membarrier");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let pid = std::process::id();
+    for (port, setting) in [(25413u16, "yes"), (25415, "no")] {
+        let logfile = dir.join(format!("{port}.log"));
+        let ep = format!("cli-membarrier-{pid}-{port}");
+        let conf_text = GOOD.replace("25405", &port.to_string())
+            + &format!(
+                "logging {{\n    to_stderr: no\n    to_syslog: no\n    to_logfile: yes\n    \
+                 logfile: {}\n}}\nsystem {{\n    state_dir: {}\n    sched_rr: no\n}}\n\
+                 corosync_rs {{\n    ipc_socket: {ep}\n    ipc_membarrier: {setting}\n}}\n",
+                logfile.display(),
+                dir.join("state").display()
+            );
+        let p = conf(&format!("ipc-membarrier-{port}.conf"), &conf_text);
+        let mut child = corosync()
+            .args(["-f", "-c"])
+            .arg(&p)
+            .env_remove("COROSYNC_IPC_ENDPOINT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until_ready(&logfile);
+        let log = std::fs::read_to_string(&logfile).unwrap();
+        let plain = log.contains("clients publish requests with plain stores");
+        let locked = log.contains("clients publish requests with a locked instruction each");
+        assert!(plain != locked, "{log}");
+        if setting == "no" {
+            assert!(locked, "{log}");
+        }
+        for _ in 0..3 {
+            let o = Command::new(env!("CARGO_BIN_EXE_corosync-cmapctl"))
+                .args(["-g", "totem.version"])
+                .env("COROSYNC_IPC_ENDPOINT", &ep)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{setting}: {}\n{log}", text(&o));
+            assert!(text(&o).contains("= 2"), "{}", text(&o));
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert!(child.wait().unwrap().success());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn ipc_socket_key_names_the_endpoint_and_the_environment_overrides_it() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-ipc-socket");

@@ -554,6 +554,7 @@ fn errors_name_file_line_and_reason() {
         ("corosync_rs {\n guarantee: total\n}\n".into(), "corosync.conf:2: value of 'guarantee' must be one of agreed, safe, but 'total' was given"),
         ("corosync_rs {\n spin_us: 2000000\n}\n".into(), "corosync.conf:2: value of 'spin_us' must be between 0 and 1000000, but 2000000 was given"),
         ("corosync_rs {\n sqpoll_ms: 10001\n}\n".into(), "corosync.conf:2: value of 'sqpoll_ms' must be between 0 and 10000, but 10001 was given"),
+        ("corosync_rs {\n ipc_membarrier: sometimes\n}\n".into(), "corosync.conf:2: value of 'ipc_membarrier' must be yes or no, but 'sometimes' was given"),
     ];
     for (text, want) in cases {
         assert_eq!(error(&text), want, "for:\n{text}");
@@ -860,7 +861,7 @@ fn secauth_and_extensions() {
     assert_eq!(c.totem.crypto.hash, Hash::Sha512);
     assert_eq!(c.totem.keyfile.as_deref(), Some(Path::new("/etc/k")));
 
-    let text = "corosync_rs {\n guarantee: safe\n accelerated_ring: yes\n pin_core: 3\n spin_us: 50\n sqpoll_ms: 2\n ipc_socket: /run/c.sock\n}\nnodelist {\n node {\n  ring0_addr: 10.0.0.1\n }\n}\n";
+    let text = "corosync_rs {\n guarantee: safe\n accelerated_ring: yes\n pin_core: 3\n spin_us: 50\n sqpoll_ms: 2\n ipc_socket: /run/c.sock\n ipc_membarrier: no\n}\nnodelist {\n node {\n  ring0_addr: 10.0.0.1\n }\n}\n";
     let (c, w) = parse(text);
     assert!(w.is_empty(), "{:?}", warnings(&w));
     assert_eq!(
@@ -872,6 +873,7 @@ fn secauth_and_extensions() {
             spin_us: 50,
             sqpoll_ms: 2,
             ipc_socket: Some("/run/c.sock".into()),
+            ipc_membarrier: false,
         }
     );
     // The Accelerated Ring: auto (the default) is on, ahead of every visit

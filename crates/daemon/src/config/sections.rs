@@ -469,6 +469,9 @@ pub(crate) fn extensions(cx: &mut Ctx, root: &Section) -> Result<Extensions, Con
     if let Some(e) = k.take(cx, "ipc_socket") {
         x.ipc_socket = Some(PathBuf::from(word(cx, e)?));
     }
+    if let Some(e) = k.take(cx, "ipc_membarrier") {
+        x.ipc_membarrier = boolean(cx, e)?;
+    }
     k.finish(cx, &[]);
     check_subsections(cx, "corosync_rs", &sections, &[], &[]);
     Ok(x)

@@ -563,6 +563,11 @@ pub enum Guarantee {
 ///                                   # sends and runs their completions, polling this long
 ///                                   # after the last before it sleeps (0 ..= 10000)
 ///     ipc_socket: <path>            # default: the runtime's choice
+///     ipc_membarrier: yes | no      # default yes: clients publish requests with plain
+///                                   # stores and the daemon, before it sleeps, has the
+///                                   # kernel fence the CPUs running clients (membarrier,
+///                                   # an interrupt to each); no: a locked instruction
+///                                   # per request instead
 /// }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -582,6 +587,8 @@ pub struct Extensions {
     pub sqpoll_ms: u32,
     /// `ipc_socket`.
     pub ipc_socket: Option<PathBuf>,
+    /// `ipc_membarrier` (ipc-shm's `ServerConfig::light_requests`).
+    pub ipc_membarrier: bool,
 }
 
 impl Default for Logging {
@@ -637,6 +644,7 @@ impl Default for Extensions {
             spin_us: 0,
             sqpoll_ms: 0,
             ipc_socket: None,
+            ipc_membarrier: true,
         }
     }
 }
