@@ -464,6 +464,7 @@ impl Client {
     /// scalars: copying in a header the caller just stored field by field
     /// would be a load the store buffer cannot forward, which waits for
     /// every earlier store, the last frame's included, to reach the cache.)
+    #[inline(always)]
     fn push(
         &self,
         service: u16,
@@ -478,38 +479,7 @@ impl Client {
         if self.gone.load(Ordering::Relaxed) || self.closed_flag() {
             return Err(ClientError::Disconnected);
         }
-        let ring = &self.rings[REQUEST];
-        let written = self.req.with(|p| {
-            let header = FrameHeader {
-                service,
-                kind,
-                request_id: id.unwrap_or(p.next_id),
-            };
-            let mut ok = ring.write_frame(&mut p.tail, p.cached_head, &header, parts);
-            if !ok {
-                let head = ring.hdr().head.load(Ordering::Acquire);
-                if p.tail.wrapping_sub(head) > ring.cap {
-                    return Err(ClientError::Protocol("request ring index out of range"));
-                }
-                p.cached_head = head;
-                ok = ring.write_frame(&mut p.tail, head, &header, parts);
-            }
-            if !ok {
-                return Ok(None);
-            }
-            if id.is_none() {
-                p.take_id();
-            }
-            let wake = if self.light_requests {
-                ring.publish_tail_light(p.tail)
-            } else {
-                ring.publish_tail(p.tail)
-            };
-            if wake {
-                self.ring_doorbell();
-            }
-            Ok(Some(header.request_id))
-        })?;
+        let written = self.push_locked(&mut self.req.lock(), service, kind, id, parts)?;
         if let Some(id) = written {
             Ok(id)
         } else if self.is_gone() {
@@ -530,6 +500,51 @@ impl Client {
             }
             Err(ClientError::TryAgain)
         }
+    }
+
+    /// `push` inside the send lock: writes the frame if it fits (looking
+    /// at the daemon's consumer index only when the ring seems full) and
+    /// publishes it. `Ok(None)`: no room.
+    #[inline(always)]
+    fn push_locked(
+        &self,
+        p: &mut Producer,
+        service: u16,
+        kind: u16,
+        id: Option<u64>,
+        parts: &[&[u8]],
+    ) -> Result<Option<u64>, ClientError> {
+        let ring = &self.rings[REQUEST];
+        let header = FrameHeader {
+            service,
+            kind,
+            request_id: id.unwrap_or(p.next_id),
+        };
+        let mut reloaded = false;
+        // One call site of the (inlined) writer: twice at most.
+        while !ring.write_frame(&mut p.tail, p.cached_head, &header, parts) {
+            if reloaded {
+                return Ok(None);
+            }
+            let head = ring.hdr().head.load(Ordering::Acquire);
+            if p.tail.wrapping_sub(head) > ring.cap {
+                return Err(ClientError::Protocol("request ring index out of range"));
+            }
+            p.cached_head = head;
+            reloaded = true;
+        }
+        if id.is_none() {
+            p.take_id();
+        }
+        let wake = if self.light_requests {
+            ring.publish_tail_light(p.tail)
+        } else {
+            ring.publish_tail(p.tail)
+        };
+        if wake {
+            self.ring_doorbell();
+        }
+        Ok(Some(header.request_id))
     }
 
     /// Sends a request and waits for its response.

@@ -306,7 +306,7 @@ impl RingPtrs {
     /// Writes a frame whose payload is `parts` concatenated at the private
     /// `tail` if it fits given the consumer's `head`; returns whether it was
     /// written. Publishes nothing: the caller stores the new tail.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn write_frame(
         &self,
         tail: &mut u64,
@@ -345,6 +345,7 @@ impl RingPtrs {
     /// and copied would be read back before their stores reach the cache,
     /// which x86 cannot forward, and that read waits for every older
     /// store, the previous frame's included.
+    #[inline(always)]
     fn write_chunk_header(&self, pos: u64, len: u32, h: &FrameHeader) {
         assert!(pos + CHUNK_HEADER_LEN <= self.cap && pos.is_multiple_of(CHUNK_ALIGN));
         let w0 = u64::from(len) | u64::from(h.service) << 32 | u64::from(h.kind) << 48;
@@ -358,6 +359,7 @@ impl RingPtrs {
         }
     }
 
+    #[inline(always)]
     fn write_bytes(&self, pos: u64, bytes: &[u8]) {
         assert!(pos + bytes.len() as u64 <= self.cap);
         // SAFETY: the range is within the data area (asserted) and belongs to
@@ -387,6 +389,7 @@ impl RingPtrs {
     /// issued between the consumer's `request_wakeup` and its `has_data`:
     /// that barrier orders this store before this load wherever this thread
     /// runs, so again a park and a publish cannot both miss each other.
+    #[inline(always)]
     pub(crate) fn publish_tail_light(&self, tail: u64) -> bool {
         let h = self.hdr();
         h.tail.store(tail, Ordering::Release);

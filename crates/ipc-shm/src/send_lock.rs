@@ -16,6 +16,11 @@
 //! loads `owner_inside`. Either the owner sees the revocation or the revoker
 //! sees the owner inside and waits for it to leave. Where the kernel refuses
 //! the registration the lock starts revoked (a plain mutex).
+//!
+//! Like the mutex it replaces, it must not be taken from a signal handler
+//! (in biased mode that would alias the data rather than deadlock), and a
+//! child forked while another thread is inside inherits a lock it cannot
+//! take.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{compiler_fence, AtomicU32, AtomicUsize, Ordering};
@@ -52,6 +57,39 @@ fn thread_token() -> usize {
     TOKEN.with(|t| t as *const u8 as usize)
 }
 
+/// Exclusive access to a [`SendLock`]'s data (neither `Send` nor `Sync`:
+/// it stays with the thread that entered).
+pub(crate) struct SendGuard<'a, T> {
+    lock: &'a SendLock<T>,
+    /// Dropped after the last use of `lock`'s data through this guard.
+    _entered: Entered<'a>,
+    _this_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl<T> std::ops::Deref for SendGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard's `Entered` makes this thread the only one
+        // inside (see `SendLock::enter`) for the guard's lifetime.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T> std::ops::DerefMut for SendGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for `deref`; `&mut self` makes this borrow unique.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+/// Who is inside: the owner in biased mode, or a holder of the mutex
+/// (each held for what its drop does).
+#[allow(dead_code)]
+enum Entered<'a> {
+    Owner(Inside<'a>),
+    Shared(std::sync::MutexGuard<'a, ()>),
+}
+
 /// Clears `owner_inside` when the owner's critical section ends, also by
 /// unwinding.
 struct Inside<'a>(&'a AtomicU32);
@@ -76,22 +114,33 @@ impl<T> SendLock<T> {
         }
     }
 
-    /// Runs `f` with exclusive access to the data. `f` must not take this
-    /// lock again (it would deadlock on the mutex, and alias in biased mode).
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let me = thread_token();
-        let mut owner = self.owner.load(Ordering::Relaxed);
-        if owner == NO_OWNER {
-            owner = match self.owner.compare_exchange(
-                NO_OWNER,
-                me,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => me,
-                Err(now) => now,
-            };
+    /// Exclusive access to the data until the guard is dropped. The
+    /// holder must not take this lock again (it would deadlock on the
+    /// mutex, and alias in biased mode).
+    #[inline(always)]
+    pub(crate) fn lock(&self) -> SendGuard<'_, T> {
+        SendGuard {
+            _entered: self.enter(),
+            lock: self,
+            _this_thread: std::marker::PhantomData,
         }
+    }
+
+    /// Runs `f` with exclusive access to the data.
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    /// Enters the critical section: in biased mode as its owner when this
+    /// thread owns the lock and has not seen it revoked (a revoker waits
+    /// until the returned guard is dropped), otherwise holding the mutex
+    /// with the bias revoked (the owner, if any, has left its last biased
+    /// section).
+    #[inline(always)]
+    fn enter(&self) -> Entered<'_> {
+        let me = thread_token();
+        let owner = self.owner.load(Ordering::Relaxed);
         if owner == me {
             debug_assert_eq!(self.owner_inside.load(Ordering::Relaxed), 0, "re-entered");
             self.owner_inside.store(1, Ordering::Relaxed);
@@ -99,30 +148,45 @@ impl<T> SendLock<T> {
             // membarrier orders this store before the load below.
             compiler_fence(Ordering::SeqCst);
             if self.owner.load(Ordering::Relaxed) == me {
-                let _inside = Inside(&self.owner_inside);
-                // SAFETY: biased mode: we own the lock and no revocation has
-                // been seen; a revoker waits until `_inside` is dropped.
-                return f(unsafe { &mut *self.data.get() });
+                return Entered::Owner(Inside(&self.owner_inside));
             }
             self.owner_inside.store(0, Ordering::Release);
         }
-        let _held = self.mutex.lock().unwrap_or_else(|p| p.into_inner());
+        self.enter_slow(me)
+    }
+
+    #[cold]
+    fn enter_slow(&self, me: usize) -> Entered<'_> {
+        if self.owner.load(Ordering::Relaxed) == NO_OWNER
+            && self
+                .owner
+                .compare_exchange(NO_OWNER, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return self.enter();
+        }
+        let held = self.mutex.lock().unwrap_or_else(|p| p.into_inner());
         if self.owner.load(Ordering::Relaxed) != SHARED {
             self.revoke();
         }
-        // SAFETY: shared mode, and we hold the mutex; the owner, if any,
-        // has left its last biased section (`revoke`).
-        f(unsafe { &mut *self.data.get() })
+        Entered::Shared(held)
     }
 
     /// Ends biased mode (called once, holding the mutex).
     fn revoke(&self) {
         self.owner.store(SHARED, Ordering::Relaxed);
-        if let Err(e) = sys::private_barrier() {
-            // Registered at connect, so the kernel does not refuse now;
-            // should it, say so loudly.
-            tracing::error!("ipc: membarrier(PRIVATE_EXPEDITED) failed: {e}");
-            std::sync::atomic::fence(Ordering::SeqCst);
+        // Without the barrier the owner could still be inside unseen: a
+        // refusal (ENOMEM) is retried until the kernel has the memory.
+        let mut failures = 0u64;
+        while let Err(e) = sys::private_barrier() {
+            failures += 1;
+            if failures.is_power_of_two() {
+                tracing::error!(
+                    failures,
+                    "ipc: membarrier(PRIVATE_EXPEDITED) failed: {e}; retrying"
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let mut spins = 0u32;
         while self.owner_inside.load(Ordering::Acquire) != 0 {

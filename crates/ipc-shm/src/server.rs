@@ -450,6 +450,9 @@ pub struct ServerStats {
     /// Global memory barriers issued before treating request rings as
     /// empty (one per idle round, see `REPLY_FLAG_LIGHT_REQUESTS`).
     pub barriers: u64,
+    /// Of those, refused by the kernel (each followed by another look at
+    /// every ring concerned).
+    pub barrier_failures: u64,
 }
 
 pub struct Server {
@@ -492,6 +495,9 @@ pub struct Server {
     /// rest (tests place a client's reads there).
     #[cfg(test)]
     after_flush: Option<Box<dyn FnMut()>>,
+    /// The next this many global barriers fail (tests).
+    #[cfg(test)]
+    fail_barriers: u32,
 }
 
 fn bind(endpoint: &Endpoint) -> io::Result<(UnixListener, Option<PathBuf>)> {
@@ -565,6 +571,8 @@ impl Server {
             unpublished: Vec::new(),
             #[cfg(test)]
             after_flush: None,
+            #[cfg(test)]
+            fail_barriers: 0,
             cfg,
         })
     }
@@ -1181,7 +1189,33 @@ impl Server {
         if self.armed.is_empty() {
             return None;
         }
-        sys::global_barrier();
+        #[cfg(test)]
+        let barrier = match self.fail_barriers.checked_sub(1) {
+            Some(left) => {
+                self.fail_barriers = left;
+                Err(io::Error::from_raw_os_error(libc::ENOMEM))
+            }
+            None => sys::global_barrier(),
+        };
+        #[cfg(not(test))]
+        let barrier = sys::global_barrier();
+        if let Err(e) = barrier {
+            // Nothing read now can be trusted: step every armed session
+            // again (their wake-up requests stay up), which retries the
+            // barrier on the next idle round.
+            self.stats.barrier_failures += 1;
+            if self.stats.barrier_failures.is_power_of_two() {
+                tracing::error!(
+                    failures = self.stats.barrier_failures,
+                    "ipc: membarrier(GLOBAL_EXPEDITED) failed: {e}; polling the request rings meanwhile"
+                );
+            }
+            for idx in std::mem::take(&mut self.armed) {
+                self.slots[idx as usize].armed = false;
+                self.enqueue(idx);
+            }
+            return self.ready.pop_front();
+        }
         self.stats.barriers += 1;
         for idx in std::mem::take(&mut self.armed) {
             let slot = &mut self.slots[idx as usize];
@@ -1430,6 +1464,68 @@ mod tests {
     use super::*;
     use crate::client::{Client, ClientConfig, DispatchMode};
     use crate::poll_loop::PollLoop;
+
+    /// While the kernel refuses the barrier, an idle round must not
+    /// conclude that a request ring is empty: the server keeps stepping the
+    /// armed sessions (so it finds a request whose doorbell it has not
+    /// read), and stops once a barrier works again.
+    #[test]
+    fn a_refused_barrier_keeps_the_request_rings_polled() {
+        let endpoint = Endpoint::Abstract(format!("ipc-shm-unit-{}-barrier", std::process::id()));
+        let mut server = Server::new(ServerConfig {
+            endpoint: endpoint.clone(),
+            ..ServerConfig::default()
+        })
+        .unwrap();
+        if !server.light_requests() {
+            eprintln!("membarrier not offered here: nothing to test");
+            return;
+        }
+        let mut pl = PollLoop::new().unwrap();
+        let ccfg = ClientConfig {
+            endpoint,
+            ..ClientConfig::default()
+        };
+        let t = std::thread::spawn(move || Client::connect(&ccfg));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(Instant::now() < deadline, "no session");
+            pl.turn(&mut server, Some(Duration::from_millis(10)))
+                .unwrap();
+            if let Some(Event::Connected { .. }) = server.next_event() {
+                break;
+            }
+        }
+        let client = t.join().unwrap().unwrap();
+        assert!(client.light_requests());
+        while server.next_event().is_some() {}
+        assert!(!server.has_work());
+        // A working barrier: the idle session is armed and checked, and a
+        // request then waits for its doorbell (which nobody reads here).
+        server.poll_busy();
+        assert!(server.next_event().is_none());
+        client.send(1, 1, b"rung").unwrap();
+        assert!(server.next_event().is_none(), "found without the doorbell");
+        pl.turn(&mut server, Some(Duration::from_secs(5))).unwrap();
+        assert!(matches!(server.next_event(), Some(Event::Request { .. })));
+        assert!(server.next_event().is_none());
+        // Refused: the same request is found without its doorbell.
+        server.fail_barriers = 1000;
+        server.poll_busy();
+        assert!(server.next_event().is_none());
+        assert!(server.has_work(), "an unchecked ring left for the run loop");
+        client.send(1, 1, b"polled").unwrap();
+        let got = (0..10).find_map(|_| match server.next_event() {
+            Some(Event::Request { payload, .. }) => Some(payload.to_vec()),
+            _ => None,
+        });
+        assert_eq!(got.as_deref(), Some(&b"polled"[..]));
+        assert!(server.stats().barrier_failures > 0);
+        // Working again: checked once, then idle.
+        server.fail_barriers = 0;
+        while server.next_event().is_some() {}
+        assert!(!server.has_work());
+    }
 
     /// The client frees room and rings the doorbell (answering the
     /// `producer_waiting` the flush just armed) after the daemon's flush

@@ -436,16 +436,19 @@ pub(crate) fn register_for_global_barrier() -> bool {
 /// before its next load is visible to us. The heavy half of an asymmetric
 /// fence (the light half is a compiler fence, see `RingPtrs::publish_tail`).
 /// Costs about 1 µs here, 11 µs when it must interrupt a running client.
-pub(crate) fn global_barrier() {
-    if membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0 {
-        // Offered by the query at start, so this does not happen on a
-        // kernel that keeps its word; should it, say so loudly.
-        tracing::error!(
-            "ipc: membarrier(GLOBAL_EXPEDITED) failed: {}",
-            io::Error::last_os_error()
-        );
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+/// It can fail at run time (ENOMEM: the kernel allocates a CPU mask per
+/// call); the caller must then not trust what it reads next.
+pub(crate) fn global_barrier() -> io::Result<()> {
+    // Our own full fences around the call, so that our side is ordered
+    // without relying on the system call's (and pairs with a client that
+    // publishes with a locked exchange).
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    let r = membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    if r != 0 {
+        return Err(io::Error::last_os_error());
     }
+    Ok(())
 }
 
 /// Makes [`private_barrier`] usable in this process; false where refused.
@@ -458,9 +461,13 @@ pub(crate) fn register_for_private_barrier() -> bool {
 
 /// A memory barrier on every CPU running a thread of this process (after
 /// [`register_for_private_barrier`] succeeded): the heavy half of the send
-/// lock's asymmetric fence.
+/// lock's asymmetric fence. May fail at run time (ENOMEM), like
+/// [`global_barrier`].
 pub(crate) fn private_barrier() -> io::Result<()> {
-    if membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 {
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    let r = membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    if r != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
