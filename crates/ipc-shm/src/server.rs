@@ -28,6 +28,11 @@ pub const ERROR_UNKNOWN_SERVICE: u32 = 1;
 /// Requests examined per `next_event` call at most (bounds the work of one
 /// call even against a client that streams refused requests).
 const STEP_BUDGET: usize = 64;
+
+/// Steps at most between an armed session's wake-up request and the
+/// barrier that lets it be trusted, while other sessions keep the server
+/// busy (a request published without seeing the request waits no longer).
+const ARMED_CHECK_STEPS: u32 = 64;
 /// Connections accepted per listener readiness at most.
 const ACCEPT_BUDGET: usize = 32;
 
@@ -478,6 +483,8 @@ pub struct Server {
     /// yet checked again after a barrier (`check_armed`): one barrier for
     /// all of them, when nothing else is ready.
     armed: Vec<u32>,
+    /// Steps taken while `armed` waited for its barrier.
+    armed_steps: u32,
     stats: ServerStats,
     /// See [`Server::set_requests_paused`].
     requests_paused: bool,
@@ -563,6 +570,7 @@ impl Server {
             busy: false,
             global_barrier: cfg.light_requests && sys::global_barrier_available(),
             armed: Vec::with_capacity(nslots),
+            armed_steps: 0,
             stats: ServerStats::default(),
             requests_paused: false,
             accepting: true,
@@ -1158,10 +1166,13 @@ impl Server {
             return Some(pending_event(p));
         }
         for _ in 0..STEP_BUDGET {
-            let idx = match self.ready.pop_front() {
-                Some(idx) => idx,
-                None => self.check_armed()?,
-            };
+            if !self.armed.is_empty() {
+                self.armed_steps += 1;
+                if self.ready.is_empty() || self.armed_steps >= ARMED_CHECK_STEPS {
+                    self.check_armed();
+                }
+            }
+            let idx = self.ready.pop_front()?;
             self.slots[idx as usize].queued = false;
             match self.step(idx as usize) {
                 Step::Request(session, header, len) => {
@@ -1181,14 +1192,13 @@ impl Server {
         None
     }
 
-    /// Once nothing else is ready: one global barrier, after which a
-    /// client's plain store of its request index is visible here unless it
-    /// saw our wake-up request (and rings the doorbell); the sessions that
-    /// got requests meanwhile are queued again. Returns the first of them.
-    fn check_armed(&mut self) -> Option<u32> {
-        if self.armed.is_empty() {
-            return None;
-        }
+    /// Once nothing else is ready, or others have kept the server busy for
+    /// `ARMED_CHECK_STEPS`: one global barrier, after which a client's plain
+    /// store of its request index is visible here unless it saw our wake-up
+    /// request (and rings the doorbell); the sessions that got requests
+    /// meanwhile are queued again.
+    fn check_armed(&mut self) {
+        self.armed_steps = 0;
         #[cfg(test)]
         let barrier = match self.fail_barriers.checked_sub(1) {
             Some(left) => {
@@ -1214,7 +1224,7 @@ impl Server {
                 self.slots[idx as usize].armed = false;
                 self.enqueue(idx);
             }
-            return self.ready.pop_front();
+            return;
         }
         self.stats.barriers += 1;
         for idx in std::mem::take(&mut self.armed) {
@@ -1227,7 +1237,6 @@ impl Server {
                 }
             }
         }
-        self.ready.pop_front()
     }
 
     fn step(&mut self, idx: usize) -> Step {

@@ -181,3 +181,46 @@ fn senders_joining_a_busy_sender_lose_and_reorder_nothing() {
         assert_eq!(&counts[..4], &[4 * per, per, per, per][..], "busy={busy}");
     }
 }
+
+/// A session that asked for a wake-up waits for the barrier that lets the
+/// daemon trust its ring; other sessions keeping the daemon busy must not
+/// put that barrier off for long. Here the late request's doorbell is
+/// never read (the poll loop does not turn), so only the barrier finds it.
+#[test]
+fn a_busy_session_does_not_hold_back_an_armed_one() {
+    let mut server = Server::new(server_config("light-busy-other")).unwrap();
+    if !server.light_requests() {
+        eprintln!("membarrier not offered by this kernel: nothing to check");
+        return;
+    }
+    let mut pl = PollLoop::new().unwrap();
+    let ccfg = client_config(server.endpoint());
+    let (a, _) = connect(&mut server, &mut pl, ccfg.clone());
+    let (b, _) = connect(&mut server, &mut pl, ccfg);
+    while server.next_event().is_some() {}
+    let backlog = 2000u64;
+    for i in 0..backlog {
+        send(&b, 1, i);
+    }
+    // Both queued; `a` is found empty and asks for a wake-up, `b` answers.
+    server.poll_busy();
+    assert!(matches!(server.next_event(), Some(Event::Request { .. })));
+    send(&a, 0, 0);
+    let mut seen_b = 1u64;
+    loop {
+        match server.next_event() {
+            Some(Event::Request { payload, .. }) => {
+                if payload[0] == 0 {
+                    break;
+                }
+                seen_b += 1;
+            }
+            Some(_) => {}
+            None => panic!("ran dry before the armed session's request"),
+        }
+    }
+    assert!(
+        seen_b < 200,
+        "the armed session waited behind {seen_b} of the other's requests"
+    );
+}

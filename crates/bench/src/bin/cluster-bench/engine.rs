@@ -130,6 +130,14 @@ pub fn config_text(
             if accel { "yes" } else { "no" }
         );
     }
+    if v.is_ours() {
+        // Whole sections for ours (tuning experiments, e.g.
+        // `corosync_rs { ipc_membarrier: no }` for the default variant).
+        if let Ok(extra) = std::env::var("CLUSTER_BENCH_OURS_CONF") {
+            s += &extra;
+            s += "\n";
+        }
+    }
     let _ = i;
     s
 }

@@ -122,7 +122,9 @@ fn usage() -> ! {
          --quick takes 1 to 2 minutes here (at most 3), a full run about 10 (it also\n\
          measures 1000 msgs/s latency from every node and every one-sender size).\n\
          CLUSTER_BENCH_OURS_TOTEM='key: value;key: value' adds totem lines to ours'\n\
-         configuration (tuning experiments; the summary then is not the default's).\n\
+         configuration (tuning experiments; the summary then is not the default's);\n\
+         CLUSTER_BENCH_OURS_CONF='...' appends whole sections to it (such as\n\
+         'corosync_rs {{ ipc_membarrier: no }}', for the ours variant, which has none).\n\
          CLUSTER_BENCH_LAT_SENDER=K has node K send in the latency points (default 1)."
     );
     std::process::exit(2)
