@@ -24,6 +24,14 @@
 //! event pipe, a private eventfd and the socket: readable when events wait
 //! and when the daemon dies.
 //!
+//! The request path has no locked instruction: a client publishes its
+//! ring's tail with a plain store and reads the daemon's wake-up flag
+//! after a compiler fence; the daemon, once it has asked the empty rings
+//! for wake-ups, issues one membarrier (`GLOBAL_EXPEDITED`) before it
+//! trusts their tails again (`REPLY_FLAG_LIGHT_REQUESTS`, where the kernel
+//! has it; otherwise a locked exchange and a fence). The client's send lock
+//! is biased to the first sending thread (`send_lock`).
+//!
 //! The server never blocks: the run loop registers the fds it hands out
 //! (`Server::take_fd_change`), reports readiness (`Server::handle_ready`)
 //! and pulls events (`Server::next_event`). `PollLoop` is a small epoll run
