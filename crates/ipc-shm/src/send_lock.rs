@@ -42,9 +42,10 @@ pub(crate) struct SendLock<T> {
     data: UnsafeCell<T>,
 }
 
-// SAFETY: `data` is only reached inside `with`, which gives one thread at a
-// time a `&mut T`: the owner in biased mode (exclusive by the protocol above)
-// or a holder of `mutex` once revoked; `T: Send` lets it move between them.
+// SAFETY: `data` is only reached through a `SendGuard` (`lock`, `with`),
+// which one thread at a time holds: the owner in biased mode (exclusive by
+// the protocol above) or a holder of `mutex` once revoked; `T: Send` lets
+// the data move between them.
 unsafe impl<T: Send> Sync for SendLock<T> {}
 
 /// A number that tells the live threads apart: the address of a
