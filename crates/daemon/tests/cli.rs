@@ -260,10 +260,42 @@ fn without_a_file_it_says_once_that_it_runs_the_built_in_default() {
     assert_eq!(t.matches("without a cluster key").count(), 1, "{t}");
 }
 
-/// `corosync_rs { ipc_socket }` names where clients connect (an abstract
-/// name, or a path); `COROSYNC_IPC_ENDPOINT` in the daemon's environment
-/// overrides it. Shown with the real `corosync-cmapctl`, which finds the
-/// daemon through that variable.
+/// Starts the daemon on `port` with `corosync_rs_body` in its
+/// `corosync_rs { }` section, logging to `dir/<port>.log`, the ipc endpoint
+/// variable removed from its environment unless `env` gives one; waits
+/// until it is ready. Returns the child and its log file.
+fn start_with_extensions(
+    dir: &Path,
+    port: u16,
+    corosync_rs_body: &str,
+    env: Option<&str>,
+) -> (std::process::Child, std::path::PathBuf) {
+    let logfile = dir.join(format!("{port}.log"));
+    let conf_text = GOOD.replace("25405", &port.to_string())
+        + &format!(
+            "logging {{\n    to_stderr: no\n    to_syslog: no\n    to_logfile: yes\n    \
+             logfile: {}\n}}\nsystem {{\n    state_dir: {}\n    sched_rr: no\n}}\n\
+             corosync_rs {{\n{corosync_rs_body}}}\n",
+            logfile.display(),
+            dir.join("state").display()
+        );
+    let p = conf(&format!("extensions-{port}.conf"), &conf_text);
+    let mut cmd = corosync();
+    cmd.args(["-f", "-c"])
+        .arg(&p)
+        .env_remove("COROSYNC_IPC_ENDPOINT");
+    if let Some(e) = env {
+        cmd.env("COROSYNC_IPC_ENDPOINT", e);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_ready(&logfile);
+    (child, logfile)
+}
+
 /// `corosync_rs { ipc_membarrier }`: clients publish requests with plain
 /// stores paired with the daemon's membarrier (the default, where the
 /// kernel has it) or with a locked instruction each (`no`); the log says
@@ -275,26 +307,9 @@ fn ipc_membarrier_chooses_the_request_path_and_both_serve_clients() {
     std::fs::create_dir_all(dir.join("state")).unwrap();
     let pid = std::process::id();
     for (port, setting) in [(25413u16, "yes"), (25415, "no")] {
-        let logfile = dir.join(format!("{port}.log"));
         let ep = format!("cli-membarrier-{pid}-{port}");
-        let conf_text = GOOD.replace("25405", &port.to_string())
-            + &format!(
-                "logging {{\n    to_stderr: no\n    to_syslog: no\n    to_logfile: yes\n    \
-                 logfile: {}\n}}\nsystem {{\n    state_dir: {}\n    sched_rr: no\n}}\n\
-                 corosync_rs {{\n    ipc_socket: {ep}\n    ipc_membarrier: {setting}\n}}\n",
-                logfile.display(),
-                dir.join("state").display()
-            );
-        let p = conf(&format!("ipc-membarrier-{port}.conf"), &conf_text);
-        let mut child = corosync()
-            .args(["-f", "-c"])
-            .arg(&p)
-            .env_remove("COROSYNC_IPC_ENDPOINT")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until_ready(&logfile);
+        let body = format!("    ipc_socket: {ep}\n    ipc_membarrier: {setting}\n");
+        let (mut child, logfile) = start_with_extensions(&dir, port, &body, None);
         let log = std::fs::read_to_string(&logfile).unwrap();
         let plain = log.contains("clients publish requests with plain stores");
         let locked = log.contains("clients publish requests with a locked instruction each");
@@ -319,6 +334,10 @@ fn ipc_membarrier_chooses_the_request_path_and_both_serve_clients() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `corosync_rs { ipc_socket }` names where clients connect (an abstract
+/// name, or a path); `COROSYNC_IPC_ENDPOINT` in the daemon's environment
+/// overrides it. Shown with the real `corosync-cmapctl`, which finds the
+/// daemon through that variable.
 #[test]
 fn ipc_socket_key_names_the_endpoint_and_the_environment_overrides_it() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-ipc-socket");
@@ -327,29 +346,8 @@ fn ipc_socket_key_names_the_endpoint_and_the_environment_overrides_it() {
     let pid = std::process::id();
     let path_ep = dir.join("corosync.sock").display().to_string();
     let run = |port: u16, key: &str, env: Option<&str>, reachable: &[&str], not: &[&str]| {
-        let logfile = dir.join(format!("{port}.log"));
-        let conf_text = GOOD.replace("25405", &port.to_string())
-            + &format!(
-                "logging {{\n    to_stderr: no\n    to_syslog: no\n    to_logfile: yes\n    \
-                 logfile: {}\n}}\nsystem {{\n    state_dir: {}\n    sched_rr: no\n}}\n\
-                 corosync_rs {{\n    ipc_socket: {key}\n}}\n",
-                logfile.display(),
-                dir.join("state").display()
-            );
-        let p = conf(&format!("ipc-socket-{port}.conf"), &conf_text);
-        let mut cmd = corosync();
-        cmd.args(["-f", "-c"])
-            .arg(&p)
-            .env_remove("COROSYNC_IPC_ENDPOINT");
-        if let Some(e) = env {
-            cmd.env("COROSYNC_IPC_ENDPOINT", e);
-        }
-        let mut child = cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until_ready(&logfile);
+        let body = format!("    ipc_socket: {key}\n");
+        let (mut child, logfile) = start_with_extensions(&dir, port, &body, env);
         let read = || std::fs::read_to_string(&logfile).unwrap_or_default();
         let cmapctl = |ep: &str| {
             Command::new(env!("CARGO_BIN_EXE_corosync-cmapctl"))

@@ -1474,40 +1474,51 @@ mod tests {
     use crate::client::{Client, ClientConfig, DispatchMode};
     use crate::poll_loop::PollLoop;
 
+    /// A server with the default settings and one client connected to it
+    /// (configured by `adjust`), all events so far taken.
+    fn connected(
+        tag: &str,
+        adjust: impl FnOnce(&mut ClientConfig),
+    ) -> (Server, PollLoop, Client, SessionId) {
+        let endpoint = Endpoint::Abstract(format!("ipc-shm-unit-{}-{tag}", std::process::id()));
+        let mut server = Server::new(ServerConfig {
+            endpoint: endpoint.clone(),
+            ..ServerConfig::default()
+        })
+        .unwrap();
+        let mut pl = PollLoop::new().unwrap();
+        let mut ccfg = ClientConfig {
+            endpoint,
+            ..ClientConfig::default()
+        };
+        adjust(&mut ccfg);
+        let t = std::thread::spawn(move || Client::connect(&ccfg));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let id = loop {
+            assert!(Instant::now() < deadline, "no session");
+            pl.turn(&mut server, Some(Duration::from_millis(10)))
+                .unwrap();
+            if let Some(Event::Connected { session, .. }) = server.next_event() {
+                break session;
+            }
+        };
+        let client = t.join().unwrap().unwrap();
+        while server.next_event().is_some() {}
+        (server, pl, client, id)
+    }
+
     /// While the kernel refuses the barrier, an idle round must not
     /// conclude that a request ring is empty: the server keeps stepping the
     /// armed sessions (so it finds a request whose doorbell it has not
     /// read), and stops once a barrier works again.
     #[test]
     fn a_refused_barrier_keeps_the_request_rings_polled() {
-        let endpoint = Endpoint::Abstract(format!("ipc-shm-unit-{}-barrier", std::process::id()));
-        let mut server = Server::new(ServerConfig {
-            endpoint: endpoint.clone(),
-            ..ServerConfig::default()
-        })
-        .unwrap();
+        let (mut server, mut pl, client, _) = connected("barrier", |_| {});
         if !server.light_requests() {
             eprintln!("membarrier not offered here: nothing to test");
             return;
         }
-        let mut pl = PollLoop::new().unwrap();
-        let ccfg = ClientConfig {
-            endpoint,
-            ..ClientConfig::default()
-        };
-        let t = std::thread::spawn(move || Client::connect(&ccfg));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            assert!(Instant::now() < deadline, "no session");
-            pl.turn(&mut server, Some(Duration::from_millis(10)))
-                .unwrap();
-            if let Some(Event::Connected { .. }) = server.next_event() {
-                break;
-            }
-        }
-        let client = t.join().unwrap().unwrap();
         assert!(client.light_requests());
-        while server.next_event().is_some() {}
         assert!(!server.has_work());
         // A working barrier: the idle session is armed and checked, and a
         // request then waits for its doorbell (which nobody reads here).
@@ -1542,30 +1553,8 @@ mod tests {
     /// wake-up, and the frames still queued must reach the client anyway.
     #[test]
     fn doorbell_rung_between_flush_and_drain_is_not_lost() {
-        let endpoint = Endpoint::Abstract(format!("ipc-shm-unit-{}-flush", std::process::id()));
-        let mut server = Server::new(ServerConfig {
-            endpoint: endpoint.clone(),
-            ..ServerConfig::default()
-        })
-        .unwrap();
-        let mut pl = PollLoop::new().unwrap();
-        let mut ccfg = ClientConfig {
-            endpoint,
-            ..ClientConfig::default()
-        };
-        ccfg.sizes.event = 4096;
-        let t = std::thread::spawn(move || Client::connect(&ccfg));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let id = loop {
-            assert!(Instant::now() < deadline, "no session");
-            pl.turn(&mut server, Some(Duration::from_millis(10)))
-                .unwrap();
-            if let Some(Event::Connected { session, .. }) = server.next_event() {
-                break session;
-            }
-        };
-        let client = Arc::new(t.join().unwrap().unwrap());
-        while server.next_event().is_some() {}
+        let (mut server, mut pl, client, id) = connected("flush", |ccfg| ccfg.sizes.event = 4096);
+        let client = Arc::new(client);
 
         // 4096 / (16 + 112) = 32 frames fill the ring; 64 more queue, and
         // the daemon asks for a doorbell once room is freed.

@@ -439,11 +439,15 @@ pub(crate) fn register_for_global_barrier() -> bool {
 /// It can fail at run time (ENOMEM: the kernel allocates a CPU mask per
 /// call); the caller must then not trust what it reads next.
 pub(crate) fn global_barrier() -> io::Result<()> {
-    // Our own full fences around the call, so that our side is ordered
-    // without relying on the system call's (and pairs with a client that
-    // publishes with a locked exchange).
+    fenced_membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)
+}
+
+/// `membarrier(cmd)` between two full fences of our own, so that our side
+/// is ordered without relying on the system call's (and pairs with a peer
+/// that uses a locked exchange instead of the light half).
+fn fenced_membarrier(cmd: libc::c_int) -> io::Result<()> {
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-    let r = membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+    let r = membarrier(cmd);
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
     if r != 0 {
         return Err(io::Error::last_os_error());
@@ -464,11 +468,5 @@ pub(crate) fn register_for_private_barrier() -> bool {
 /// lock's asymmetric fence. May fail at run time (ENOMEM), like
 /// [`global_barrier`].
 pub(crate) fn private_barrier() -> io::Result<()> {
-    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-    let r = membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
-    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    fenced_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
 }
