@@ -41,29 +41,7 @@ gcc -O2 -o "$out/cpgbench" crates/bench/c/cpgbench.c -I"$out/prefix/include" \
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 mkdir -p "$out/state"
-cat > "$out/corosync.conf" <<EOF
-totem {
-    version: 2
-    cluster_name: cgd
-    transport: udpu
-    crypto_cipher: none
-    crypto_hash: none
-}
-nodelist {
-    node {
-        ring0_addr: 127.0.0.1
-        nodeid: 1
-    }
-}
-system {
-    state_dir: $out/state
-    sched_rr: no
-}
-logging {
-    to_stderr: yes
-    to_syslog: no
-}
-EOF
+sh "$root/crates/bench/one-node-conf.sh" cgd "$out/state" > "$out/corosync.conf"
 
 run() { # name seconds -> prints the messages delivered; leaves $out/name.cg
     local vg=(valgrind --tool=callgrind --callgrind-out-file="$out/$1.cg") dvg=() cvg=()

@@ -36,29 +36,7 @@ gcc -O2 -o "$out/cpgbench-b" "$root/crates/bench/c/cpgbench.c" -I"$b/include" \
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 mkdir -p "$out/state"
-cat > "$out/corosync.conf" <<CONF
-totem {
-    version: 2
-    cluster_name: lab
-    transport: udpu
-    crypto_cipher: none
-    crypto_hash: none
-}
-nodelist {
-    node {
-        ring0_addr: 127.0.0.1
-        nodeid: 1
-    }
-}
-system {
-    state_dir: $out/state
-    sched_rr: no
-}
-logging {
-    to_stderr: yes
-    to_syslog: no
-}
-CONF
+sh "$root/crates/bench/one-node-conf.sh" lab "$out/state" > "$out/corosync.conf"
 ip netns exec "$ns" "$root/target/release/corosync" -f -c "$out/corosync.conf" >"$out/daemon.log" 2>&1 &
 dpid=$!
 one() { # binary -> messages per second
