@@ -34,9 +34,16 @@ D=$repo/.devbundle
 grep -qxF '/.devbundle/' "$repo/.git/info/exclude" 2>/dev/null ||
     { mkdir -p "$repo/.git/info"; echo '/.devbundle/' >> "$repo/.git/info/exclude"; }
 
-if [ ! -x "$D/root/usr/sbin/corosync" ]; then
+# root/GLIBC_MIN is the last thing build-bundle.sh writes: a build that
+# failed half-way (its corosync already copied) is built again.
+if [ ! -s "$D/root/GLIBC_MIN" ]; then
     command -v patchelf >/dev/null || apt-get install -y patchelf
     dpkg -s libcpg-dev >/dev/null 2>&1 || apt-get install -y libcpg-dev
+    # build-bundle.sh downloads the installed version of each package, else
+    # the candidate; with package lists older than the mirror, neither may be
+    # there any more (2026-11-28: libpcre2-8-0's deb12u1 after deb12u2 came
+    # out), so the lists are refreshed first.
+    apt-get update -q >/dev/null
     rm -rf "$D"
     cp -r "$src" "$D"
     chmod -R u+w "$D"

@@ -19,7 +19,7 @@ OUT=${OUT:?OUT must name the results folder}
 NODES=${NODES:-"3 6 12"}
 W=$OUT/work
 mkdir -p "$W"
-[ -x "$D/root/usr/sbin/corosync" ] && [ -x "$D/ours/corosync" ] ||
+[ -s "$D/root/GLIBC_MIN" ] && [ -x "$D/ours/corosync" ] ||
     { echo "run.sh: $D is incomplete: run scripts/device-bench/prepare.sh first" >&2; exit 2; }
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/run.log"; }
 log "run.sh: $(nproc) CPUs, kernel $(uname -r), NODES='$NODES'"
