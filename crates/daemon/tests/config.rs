@@ -1396,3 +1396,32 @@ fn uidgid_names_become_ids_and_an_unknown_name_is_an_error_at_its_line() {
     assert_eq!((e.file.as_str(), e.line), ("c.conf", 4));
     assert!(e.reason.contains("group 'nosuchgroup' not found in"), "{e}");
 }
+
+/// What Totem itself refuses (timings tied together, the frame a netmtu
+/// makes, a visit larger than the window can grow to) is an error of the
+/// file at the line to blame, with the values in effect, not a start-up
+/// failure without a line.
+#[test]
+fn what_totem_refuses_is_an_error_at_its_line() {
+    let node = "nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n}\n";
+    let cases = [
+        // the default token (3000 ms) retransmits after 714 ms
+        ("totem {\n hold: 800\n}\n", "corosync.conf:2: totem.hold: must be < token_retransmit (in effect: token 3000 ms, token_retransmit 714 ms, hold 800 ms"),
+        ("totem {\n token: 3000\n token_retransmit: 5000\n}\n", "corosync.conf:3: totem.token_retransmit: must be > 0 and < token (in effect: token 3000 ms, token_retransmit 5000 ms"),
+        ("totem {\n netmtu: 65535\n}\n", "corosync.conf:2: totem.netmtu: leaves a frame outside 64 + headers ..= 65000 bytes"),
+        ("totem {\n max_messages: 5000\n}\n", "corosync.conf:2: totem.max_messages: must be ≤ window_size"),
+    ];
+    for (totem, want) in cases {
+        let text = format!("{totem}{node}");
+        let e = error(&text);
+        assert!(e.starts_with(want), "for:\n{text}\ngot: {e}\nwant: {want}…");
+    }
+    // The edges themselves are accepted.
+    for totem in [
+        "totem {\n hold: 713\n}\n",
+        "totem {\n token: 3000\n token_retransmit: 2999\n}\n",
+        "totem {\n max_messages: 4080\n}\n",
+    ] {
+        parse(&format!("{totem}{node}"));
+    }
+}

@@ -438,6 +438,16 @@ impl Totem {
                     self.resume_commit(now);
                 }
             }
+            (1 | 2, MemberState::Commit)
+                if (c.pass == 1) == i_am_rep
+                    && same_ring
+                    && filled
+                    && !recovery_ranges_fit(&c, self.cfg.retransmit_queue) =>
+            {
+                // A commit every member sees alike, so every member drops
+                // it: the ring then forms again from a new gather.
+                self.stats.drop(DropReason::Malformed)
+            }
             (1, MemberState::Commit) if i_am_rep && same_ring && filled => {
                 let mut c = c;
                 c.pass = 2;
@@ -612,4 +622,21 @@ fn unfilled(node: NodeId) -> CommitEntry {
         high: 0,
         safe_line: 0,
     }
+}
+
+/// Whether every old ring named in a filled commit token spans, from its
+/// members' lowest aru to their highest seq, no more than two retransmit
+/// stores. Frames are released only once every member holds them and sent
+/// only within the window, so a correct ring spans at most one store; a
+/// buggy peer's entry could name 2^31 sequence numbers, which recovery and
+/// the transitional delivery would each walk one by one on the protocol
+/// thread, for seconds.
+fn recovery_ranges_fit(c: &wire::Commit, store: u32) -> bool {
+    let limit = store.saturating_mul(2);
+    c.entries.iter().all(|e| {
+        let group = c.entries.iter().filter(|x| x.old_ring == e.old_ring);
+        let low = group.clone().map(|x| x.aru).fold(e.aru, seq::min);
+        let high = group.map(|x| x.high).fold(e.high, seq::max);
+        seq::le(low, high) && seq::dist(low, high) <= limit
+    })
 }

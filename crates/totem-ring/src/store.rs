@@ -82,6 +82,11 @@ impl Store {
         seq::gt(seq, self.base) && seq::dist(self.base, seq) <= self.capacity()
     }
 
+    /// Whether `seq` lies past the window's far end (`base + capacity`).
+    pub fn beyond_window(&self, seq: u32) -> bool {
+        seq::gt(seq, self.base.wrapping_add(self.capacity()))
+    }
+
     fn slot(&self, seq: u32) -> &Slot {
         &self.slots[(seq & self.mask) as usize]
     }

@@ -32,6 +32,9 @@ struct Net {
     /// first copy of each distinct datagram).
     lose_commit_first_tries: Option<NodeId>,
     commits_sent: u64,
+    /// This many filled commit tokens get their last entry's `high` moved
+    /// 2^31 - 16 ahead on the wire (a buggy peer's entry).
+    corrupt_filled_commits: u32,
     commits_seen: Vec<(NodeId, Option<NodeId>, Vec<u8>)>,
     /// Every datagram put on the wire: sender, packet type, length.
     sent: Vec<(NodeId, totem_ring::wire::PacketType, usize)>,
@@ -66,6 +69,7 @@ impl Net {
             deaf: None,
             lose_commit_first_tries: None,
             commits_sent: 0,
+            corrupt_filled_commits: 0,
             commits_seen: Vec::new(),
             sent: Vec::new(),
             visits: Vec::new(),
@@ -158,8 +162,25 @@ impl Net {
                 self.drain(i);
             }
         }
-        if let Some((from, to, bytes)) = self.inflight.pop_front() {
+        if let Some((from, to, mut bytes)) = self.inflight.pop_front() {
             let now = self.now;
+            if self.corrupt_filled_commits > 0 {
+                if let Ok(totem_ring::wire::Packet::Commit(mut c)) =
+                    totem_ring::wire::decode(&bytes)
+                {
+                    let filled = c
+                        .entries
+                        .iter()
+                        .all(|e| e.old_ring.rep != totem_ring::wire::UNFILLED);
+                    if filled {
+                        let last = c.entries.last_mut().expect("non-empty");
+                        last.high = last.high.wrapping_add(0x7fff_fff0);
+                        bytes.clear();
+                        totem_ring::wire::encode_commit(&c, &mut bytes);
+                        self.corrupt_filled_commits -= 1;
+                    }
+                }
+            }
             if totem_ring::wire::peek_header(&bytes)
                 .is_ok_and(|(t, _)| t == totem_ring::wire::PacketType::Commit)
             {
@@ -719,6 +740,49 @@ fn lost_commit_tokens_are_retransmitted() {
         .map(|t| t.stats().token_retransmits)
         .sum();
     assert!(retransmits >= 2, "{retransmits} retransmissions");
+}
+
+/// A commit token whose entry names 2^31 frames of the old ring (a buggy
+/// peer's) is dropped by the node that would start recovery from it: every
+/// member would otherwise walk that range one seq at a time, in recovery and
+/// again in the transitional delivery, for seconds on the protocol thread.
+/// The ring forms on the next try, with what the old ring delivered intact.
+#[test]
+fn a_commit_naming_more_frames_than_a_store_holds_is_dropped() {
+    let mut net = Net::new(3, fast());
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2, 3]), 200_000));
+    for i in 0..20u8 {
+        net.nodes[0]
+            .as_mut()
+            .unwrap()
+            .submit(&[i; 100], Guarantee::Agreed)
+            .unwrap();
+    }
+    assert!(net.run_until(|n| (0..3).all(|i| n.delivered(i).len() == 20), 200_000));
+    let malformed = |n: &Net, i: usize| {
+        n.nodes[i].as_ref().unwrap().stats().drops[DropReason::Malformed as usize]
+    };
+    let before = [malformed(&net, 0), malformed(&net, 1)];
+    net.corrupt_filled_commits = 1;
+    net.nodes[2] = None;
+    assert!(net.run_until(|n| n.all_operational_with(&[1, 2]), 1_000_000));
+    assert_eq!(net.corrupt_filled_commits, 0, "a filled commit went by");
+    let dropped = (malformed(&net, 0) - before[0]) + (malformed(&net, 1) - before[1]);
+    assert_eq!(
+        dropped, 1,
+        "the corrupted commit is dropped where recovery would start"
+    );
+    for i in 0..2 {
+        let want: Vec<(NodeId, Vec<u8>)> = (0..20u8).map(|k| (1, vec![k; 100])).collect();
+        assert_eq!(net.delivered(i), want, "node {}", i + 1);
+    }
+    // The new ring carries messages.
+    net.nodes[1]
+        .as_mut()
+        .unwrap()
+        .submit(b"after", Guarantee::Agreed)
+        .unwrap();
+    assert!(net.run_until(|n| (0..2).all(|i| n.delivered(i).len() == 21), 200_000));
 }
 
 #[test]

@@ -129,7 +129,67 @@ pub(crate) fn build(
         quorum,
         extensions,
     };
+    check_totem(&cx, &raw, &config)?;
     Ok((config, cx.warnings))
+}
+
+/// What Totem itself refuses of the configuration the daemon would give it
+/// (`totem_ring::Config::validate`: the hold below the token retransmit
+/// timeout below the token, the frame a `netmtu` makes, a visit larger than
+/// the window can grow to), at the line of the key to blame, where the
+/// checks above did not already name it; without this those values were
+/// refused only when the daemon started, without a line.
+fn check_totem(cx: &Ctx, raw: &RawTotem, config: &Config) -> Result<(), ConfigError> {
+    let totem = crate::setup::totem_config(config, 0);
+    let Err(e) = totem.validate() else {
+        return Ok(());
+    };
+    let t = &raw.timing;
+    let line = |w: Written| w.map(|(_, l)| l);
+    let blamed = match e.key {
+        "token" => line(t.token),
+        "token_retransmits_before_loss_const" => line(t.retransmits_before_loss),
+        "token_retransmit" => line(t.token_retransmit)
+            .or(line(t.retransmits_before_loss))
+            .or(line(t.token)),
+        "hold" => line(t.hold)
+            .or(line(t.token_retransmit))
+            .or(line(t.retransmits_before_loss))
+            .or(line(t.token)),
+        "join" => line(t.join),
+        "consensus" => line(t.consensus).or(line(t.join)).or(line(t.token)),
+        "merge" => line(t.merge),
+        "window_size" | "retransmit_queue" => line(t.window_size).or(line(t.max_messages)),
+        "max_messages" => line(t.max_messages).or(line(t.window_size)),
+        "fail_recv_const" => line(t.fail_recv_const).or(line(t.miss_count_const)),
+        "netmtu" => (raw.netmtu_line > 0).then_some(raw.netmtu_line),
+        _ => None,
+    };
+    let window = if totem.window_per_member > 0 {
+        format!(
+            "{}, growing with the ring to at most {}",
+            totem.window_size,
+            totem.retransmit_queue.saturating_sub(64) / 4
+        )
+    } else {
+        totem.window_size.to_string()
+    };
+    Err(cx.err(
+        blamed.unwrap_or(raw.line.max(1)),
+        format!(
+            "{e} (in effect: token {} ms, token_retransmit {} ms, hold {} ms, join {} ms, \
+             consensus {} ms, window_size {window}, max_messages {}, netmtu {}: frames of \
+             {} bytes)",
+            totem.token,
+            totem.token_retransmit_ms(),
+            totem.hold_ms(),
+            totem.join,
+            totem.consensus_ms(),
+            totem.max_messages,
+            totem.netmtu,
+            totem.max_frame()
+        ),
+    ))
 }
 
 fn check_top_level(cx: &mut Ctx, root: &Section) {
@@ -166,6 +226,8 @@ struct RawTotem {
     crypto: Crypto,
     keyfile: Option<PathBuf>,
     netmtu: u32,
+    /// Where `netmtu` is written (0: not written).
+    netmtu_line: u32,
     timing: RawTimings,
     interfaces: Vec<RawInterface>,
 }
@@ -260,9 +322,9 @@ fn read_totem(cx: &mut Ctx, sections: &[&Section]) -> Result<RawTotem, ConfigErr
         Some(e) => Some(PathBuf::from(word(cx, e)?)),
         None => None,
     };
-    let netmtu = match k.take(cx, "netmtu") {
-        Some(e) => u32_in(cx, e, 576, 65535)?,
-        None => DEFAULT_NETMTU,
+    let (netmtu, netmtu_line) = match k.take(cx, "netmtu") {
+        Some(e) => (u32_in(cx, e, 576, 65535)?, e.line),
+        None => (DEFAULT_NETMTU, 0),
     };
     if let Some(e) = k.take(cx, "rrp_mode") {
         let mode = choice(cx, e, &["none", "active", "passive"])?;
@@ -308,6 +370,7 @@ fn read_totem(cx: &mut Ctx, sections: &[&Section]) -> Result<RawTotem, ConfigErr
         crypto,
         keyfile,
         netmtu,
+        netmtu_line,
         timing,
         interfaces,
     })

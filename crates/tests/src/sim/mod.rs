@@ -1108,13 +1108,13 @@ fn describe(bytes: &[u8]) -> String {
             j.ring_seq, j.procs, j.fails
         ),
         Ok(Packet::Commit(c)) => format!(
-            "commit ring {}:{} pass {} entries {:?}",
+            "commit ring {}:{} pass {} entries (node, old ring rep, seq, aru, high) {:?}",
             c.ring.rep,
             c.ring.seq,
             c.pass,
             c.entries
                 .iter()
-                .map(|e| (e.node, e.old_ring.rep, e.old_ring.seq))
+                .map(|e| (e.node, e.old_ring.rep, e.old_ring.seq, e.aru, e.high))
                 .collect::<Vec<_>>()
         ),
         Ok(other) => format!("{other:?}"),
