@@ -424,7 +424,7 @@ impl Totem {
                     .installed
                     .as_ref()
                     .is_none_or(|(r, _)| c.ring.seq > r.seq);
-                if nodes != self.gather_members() && newer {
+                if nodes != self.gather_members() && newer && self.pending_commit.is_none() {
                     // A ring we are named in but will not join. Its
                     // representative waits in the commit state and takes
                     // joins only of that ring's seq or later (older ones may
@@ -434,7 +434,8 @@ impl Totem {
                     // nothing and the others' consensus timers fail it. With
                     // timeouts like these (sim seed 21530572479360885: 7
                     // nodes, token 155 ms, consensus 186) that kept one node
-                    // out of every ring for seconds.
+                    // out of every ring for seconds. Not while a commit we
+                    // took waits for the disk: our joins stay back then.
                     self.high_ring_seq = self.high_ring_seq.max(c.ring.seq);
                     self.send_join();
                 }
@@ -646,14 +647,15 @@ fn unfilled(node: NodeId) -> CommitEntry {
 }
 
 /// Whether every old ring named in a filled commit token spans, from its
-/// members' lowest aru to their highest seq, no more than two retransmit
-/// stores. Frames are released only once every member holds them and sent
-/// only within the window, so a correct ring spans at most one store; a
-/// buggy peer's entry could name 2^31 sequence numbers, which recovery and
-/// the transitional delivery would each walk one by one on the protocol
-/// thread, for seconds.
+/// members' lowest aru to their highest seq, no more than one retransmit
+/// store. Frames go out only within half a store of the token's aru, which
+/// no member's aru is below, so a correct ring spans less; a buggy peer's
+/// entry could name 2^31 sequence numbers, which recovery and the
+/// transitional delivery would each walk one by one on the protocol thread,
+/// for seconds (and frames past the store could never be taken in
+/// recovery: see `old_frame_beyond_store`).
 fn recovery_ranges_fit(c: &wire::Commit, store: u32) -> bool {
-    let limit = store.saturating_mul(2);
+    let limit = store;
     c.entries.iter().all(|e| {
         let group = c.entries.iter().filter(|x| x.old_ring == e.old_ring);
         let low = group.clone().map(|x| x.aru).fold(e.aru, seq::min);

@@ -1238,8 +1238,11 @@ impl Totem {
             // handling that was not kept): a node whose delivery waited on a
             // safe message held frames far behind its aru, so its store's
             // window ended short of the others' highest frame. Dropped, it
-            // comes again; the recovery cannot end without it (safe, though
-            // such a node then waits for a later round).
+            // comes again, and the recovery cannot end without it. Since
+            // `enter_recovery` releases the old store to its stable line, a
+            // correct ring's frames fit (senders stay within half a store of
+            // the token's aru); were one never to fit, the ring would wait in
+            // recovery until a join moved it, which is safe.
             return self.stats.drop(DropReason::OutOfWindow);
         }
         self.stats.frames_received += 1;
