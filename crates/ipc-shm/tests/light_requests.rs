@@ -113,7 +113,16 @@ fn a_daemon_going_to_sleep_misses_no_request() {
             drop(c);
             tx.send(used).unwrap();
         });
-        let used = join_within(rx, "parking daemon");
+        // Which path hung, if one does (once in CI, 2026-11-28, unknown).
+        let what = format!(
+            "parking daemon, {} request path",
+            if light && offered {
+                "light (idle barrier)"
+            } else {
+                "fenced"
+            }
+        );
+        let used = join_within(rx, &what);
         client.join().unwrap();
         let (counts, barriers) = srv.join().unwrap();
         assert_eq!(counts[0], n);
