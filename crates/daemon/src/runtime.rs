@@ -994,6 +994,9 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
             state.ipc_ready = false;
             state.poll_ipc_fds();
         }
+        // The safety net under the clients' wake-ups (at most once per
+        // `ipc_shm::PARKED_RECHECK`; the wait below ends in time for it).
+        state.server.recheck_parked(std::time::Instant::now());
         let lazy_for = state.update_ipc_lazy();
         state.handle_ipc();
         let now = state.now();
@@ -1050,6 +1053,9 @@ pub fn run(cfg: RuntimeConfig, ready: impl FnOnce(StopHandle)) -> Result<(), Run
             wait = wait.min(Duration::from_millis(10));
         }
         if let Some(d) = lazy_for {
+            wait = wait.min(d);
+        }
+        if let Some(d) = state.server.recheck_in(std::time::Instant::now()) {
             wait = wait.min(d);
         }
         if state.events_backlogged {

@@ -275,6 +275,8 @@ impl Extras {
         u64k("ipcs.global.refused", ss.refused);
         u64k("ipcs.global.requests", ss.requests);
         u64k("ipcs.global.closed", ss.disconnected);
+        u64k("ipcs.global.barriers", ss.barriers);
+        u64k("ipcs.global.lost_wakeups", ss.lost_wakeups);
         let es = engine.stats();
         u64k("ipcs.global.try_again", es.try_again);
         u64k(

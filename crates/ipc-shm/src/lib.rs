@@ -53,6 +53,6 @@ pub use poll_loop::PollLoop;
 pub use ring::{FrameHeader, RingSizes, RingViolation};
 pub use server::{
     Credentials, Delivery, DisconnectReason, Event, FdChange, SendError, Server, ServerStats,
-    SessionId, SessionInfo, Token, ERROR_KIND, ERROR_UNKNOWN_SERVICE,
+    SessionId, SessionInfo, Token, ERROR_KIND, ERROR_UNKNOWN_SERVICE, PARKED_RECHECK,
 };
 pub use sys::monotonic_ns;

@@ -5,7 +5,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::server::{FdChange, Server, Token};
 use crate::sys;
@@ -60,15 +60,23 @@ impl PollLoop {
         Ok(())
     }
 
-    /// Waits up to `timeout` (not at all if the server has work) and tells
-    /// the server what became ready. Then call `server.next_event()` until
-    /// it returns `None`. Returns the readiness reports handled.
+    /// Waits up to `timeout` (not at all if the server has work, and no
+    /// longer than its re-check of parked sessions allows) and tells the
+    /// server what became ready. Then call `server.next_event()` until it
+    /// returns `None`. Returns the readiness reports handled.
     pub fn turn(&mut self, server: &mut Server, timeout: Option<Duration>) -> io::Result<usize> {
         self.sync(server)?;
+        let timeout = match (timeout, server.recheck_in(Instant::now())) {
+            (Some(t), Some(r)) => Some(t.min(r)),
+            (t, r) => t.or(r),
+        };
         let ms = if server.has_work() {
             0
         } else {
-            timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32)
+            // Rounded up: a wait rounded down to 0 ms would spin.
+            timeout.map_or(-1, |t| {
+                t.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+            })
         };
         // SAFETY: the buffer holds `events.len()` entries.
         let n = unsafe {
@@ -91,6 +99,7 @@ impl PollLoop {
             let token = self.events[i].u64;
             server.handle_ready(Token(token));
         }
+        server.recheck_parked(Instant::now());
         self.sync(server)?;
         Ok(n as usize)
     }

@@ -10,6 +10,7 @@ use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::config::{Authorization, Endpoint, ServerConfig};
 use crate::proto::{self, HelloError, Reply, Status};
@@ -35,6 +36,22 @@ const STEP_BUDGET: usize = 64;
 const ARMED_CHECK_STEPS: u32 = 64;
 /// Connections accepted per listener readiness at most.
 const ACCEPT_BUDGET: usize = 32;
+
+/// How long after a session parks on an empty request ring it is looked at
+/// again without a wake-up (`Server::recheck_parked`): the bound on what a
+/// lost wake-up costs. A wake-up can only be lost to a request published
+/// while the session parked (one published later sees the request for a
+/// wake-up), so one look after the last park is enough, and an idle server
+/// does not wake for it again. The light request path rests on the
+/// kernel's global `membarrier` reaching every CPU that runs a registered
+/// client, and on this kernel it sometimes does not (`examples/
+/// membarrier_litmus.rs`; README, IPC measurements); the fenced path needs
+/// no kernel help, and is looked at the same way all the same.
+pub const PARKED_RECHECK: Duration = Duration::from_millis(10);
+
+/// How long `recheck_parked` lets a client that published a request just
+/// now take the wake-up request before counting the wake-up as lost.
+const RECHECK_GRACE: Duration = Duration::from_micros(5);
 
 /// An established session, unique over the server's life (slot and generation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -458,6 +475,9 @@ pub struct ServerStats {
     /// Of those, refused by the kernel (each followed by another look at
     /// every ring concerned).
     pub barrier_failures: u64,
+    /// Requests found by `recheck_parked` on a parked session whose
+    /// client did not take the request for a wake-up (a wake-up lost).
+    pub lost_wakeups: u64,
 }
 
 pub struct Server {
@@ -485,6 +505,11 @@ pub struct Server {
     armed: Vec<u32>,
     /// Steps taken while `armed` waited for its barrier.
     armed_steps: u32,
+    /// When `recheck_parked` looks at parked sessions next, if a session
+    /// parked since it last did.
+    recheck_at: Option<Instant>,
+    /// When a session last parked.
+    last_park: Instant,
     stats: ServerStats,
     /// See [`Server::set_requests_paused`].
     requests_paused: bool,
@@ -571,6 +596,8 @@ impl Server {
             global_barrier: cfg.light_requests && sys::global_barrier_available(),
             armed: Vec::with_capacity(nslots),
             armed_steps: 0,
+            recheck_at: None,
+            last_park: Instant::now(),
             stats: ServerStats::default(),
             requests_paused: false,
             accepting: true,
@@ -733,6 +760,95 @@ impl Server {
     /// Whether `next_event` has something to do without new readiness.
     pub fn has_work(&self) -> bool {
         !self.pending.is_empty() || !self.ready.is_empty() || !self.armed.is_empty()
+    }
+
+    /// The safety net under both request paths' wake-ups: `PARKED_RECHECK`
+    /// after a session parked (earlier calls return at once), every parked
+    /// session still waiting for its wake-up is looked at again; one whose
+    /// client published meanwhile is queued, and counted in
+    /// `ServerStats::lost_wakeups` if the client did not take the request
+    /// for a wake-up. No fence is needed: a published index is visible by
+    /// then. Returns the sessions queued. Run loops call this on every
+    /// turn and wait no longer than `recheck_in` says.
+    pub fn recheck_parked(&mut self, now: Instant) -> usize {
+        match self.recheck_at {
+            Some(at) if now >= at => {}
+            _ => return 0,
+        }
+        // Sessions parked within the period get a look of their own later.
+        let next = self.last_park + PARKED_RECHECK;
+        self.recheck_at = (next > now).then_some(next);
+        if self.requests_paused {
+            // Resuming steps the sessions that signalled; look again then.
+            self.recheck_at = Some(now + PARKED_RECHECK);
+            return 0;
+        }
+        let mut found = Vec::new();
+        for idx in 0..self.slots.len() {
+            let slot = &self.slots[idx];
+            if slot.queued || slot.armed {
+                continue;
+            }
+            let SlotState::Active(s) = &slot.state else {
+                continue;
+            };
+            if s.req.consumer_armed() && s.req.has_data(s.req_head) {
+                found.push(idx);
+            }
+        }
+        if found.is_empty() {
+            return 0;
+        }
+        // A client between publishing and looking for the wake-up request
+        // takes it within nanoseconds (and rings): give it a few
+        // microseconds, so that only a wake-up nobody took is counted.
+        let start = Instant::now();
+        while start.elapsed() < RECHECK_GRACE
+            && found.iter().any(|&idx| match &self.slots[idx].state {
+                SlotState::Active(s) => s.req.consumer_armed(),
+                _ => false,
+            })
+        {
+            std::hint::spin_loop();
+        }
+        let mut lost = 0;
+        for &idx in &found {
+            if let SlotState::Active(s) = &self.slots[idx].state {
+                if s.req.hdr().consumer_waiting.swap(0, Ordering::AcqRel) != 0 {
+                    lost += 1;
+                }
+            }
+            self.enqueue(idx as u32);
+        }
+        if lost > 0 {
+            let before = self.stats.lost_wakeups;
+            self.stats.lost_wakeups += lost;
+            // Rate-limited: the first, then at each power of two.
+            if before.checked_ilog2() != self.stats.lost_wakeups.checked_ilog2() {
+                tracing::warn!(
+                    lost = self.stats.lost_wakeups,
+                    light = self.global_barrier,
+                    "ipc: a client's request went without its wake-up; found by the re-check of parked sessions ({} ms after parking)",
+                    PARKED_RECHECK.as_millis()
+                );
+            }
+        }
+        found.len()
+    }
+
+    /// How long a run loop may wait before `recheck_parked` is due; `None`
+    /// when no session parked since the last look.
+    pub fn recheck_in(&self, now: Instant) -> Option<Duration> {
+        self.recheck_at.map(|at| at.saturating_duration_since(now))
+    }
+
+    /// A session parked on an empty request ring: look at it again later.
+    fn note_park(&mut self) {
+        let now = Instant::now();
+        self.last_park = now;
+        if self.recheck_at.is_none() {
+            self.recheck_at = Some(now + PARKED_RECHECK);
+        }
     }
 
     /// Whether clients were offered the plain-store request path.
@@ -1231,6 +1347,7 @@ impl Server {
             return;
         }
         self.stats.barriers += 1;
+        let mut parked = false;
         for idx in std::mem::take(&mut self.armed) {
             let slot = &mut self.slots[idx as usize];
             slot.armed = false;
@@ -1238,8 +1355,13 @@ impl Server {
                 if s.req.has_data(s.req_head) {
                     s.req.hdr().consumer_waiting.store(0, Ordering::Relaxed);
                     self.enqueue(idx);
+                } else {
+                    parked = true;
                 }
             }
+        }
+        if parked {
+            self.note_park();
         }
     }
 
@@ -1306,6 +1428,7 @@ impl Server {
                         s.req.hdr().consumer_waiting.store(0, Ordering::Relaxed);
                         Step::Again
                     } else {
+                        self.note_park();
                         Step::Idle
                     }
                 }
@@ -1549,6 +1672,69 @@ mod tests {
         server.fail_barriers = 0;
         while server.next_event().is_some() {}
         assert!(!server.has_work());
+    }
+
+    /// A client that publishes a request without seeing the parked
+    /// server's request for a wake-up (what a global barrier that missed
+    /// its CPU allows) costs one re-check period, not a hang: the re-check
+    /// finds the request, counts it, and a poll loop told to wait forever
+    /// wakes for it.
+    #[test]
+    fn a_lost_wake_up_is_found_by_the_recheck() {
+        let (mut server, mut pl, client, id) = connected("recheck", |_| {});
+        // What the client would have done had it not seen the request for
+        // a wake-up: the request published, no doorbell.
+        let lose_wake_up = |server: &mut Server| {
+            let SlotState::Active(s) = &server.slots[id.idx()].state else {
+                panic!("session gone");
+            };
+            s.req.hdr().consumer_waiting.store(1, Ordering::SeqCst);
+            sys::drain(s.doorbell_rx.as_raw_fd(), 4, false);
+        };
+        let park = |server: &mut Server| {
+            server.poll_busy();
+            while server.next_event().is_some() {}
+            assert!(!server.has_work());
+        };
+        park(&mut server);
+        let now = Instant::now();
+        // Whether it was due or not, the next one is due later than now.
+        assert_eq!(server.recheck_parked(now), 0, "parked, nothing to find");
+        client.send(1, 1, b"first").unwrap();
+        lose_wake_up(&mut server);
+        assert_eq!(server.recheck_parked(now), 0, "before its time");
+        assert!(server.next_event().is_none(), "found without the re-check");
+        let due = now + server.recheck_in(now).unwrap();
+        assert_eq!(server.recheck_parked(due), 1);
+        match server.next_event() {
+            Some(Event::Request { payload, .. }) => assert_eq!(payload, b"first"),
+            _ => panic!("the re-check queued no request"),
+        }
+        assert_eq!(server.stats().lost_wakeups, 1);
+        // Parked again, no request: the look finds nothing and is not
+        // repeated (an idle server does not wake for it).
+        park(&mut server);
+        let later = Instant::now() + PARKED_RECHECK;
+        assert_eq!(server.recheck_parked(later), 0);
+        assert_eq!(server.recheck_in(later), None, "looked more than once");
+        // A wake-up lost as the session parks, and a poll loop with no
+        // timeout of its own.
+        park(&mut server);
+        client.send(1, 1, b"second").unwrap();
+        lose_wake_up(&mut server);
+        let start = Instant::now();
+        let got = loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the poll loop slept on"
+            );
+            pl.turn(&mut server, None).unwrap();
+            if let Some(Event::Request { payload, .. }) = server.next_event() {
+                break payload.to_vec();
+            }
+        };
+        assert_eq!(got, b"second");
+        assert_eq!(server.stats().lost_wakeups, 2);
     }
 
     /// The client frees room and rings the doorbell (answering the

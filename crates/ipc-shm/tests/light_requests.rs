@@ -11,17 +11,19 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use common::*;
-use ipc_shm::{Client, ClientError, Event, PollLoop, Server};
+use ipc_shm::{Client, ClientError, Event, PollLoop, Server, ServerStats};
 
 /// Runs the server on its own thread, waiting in the poll loop with no
-/// timeout (so a lost wake-up hangs it), counting one-way requests, whose
+/// timeout of its own (so only the server's re-check of parked sessions
+/// ends a wait a lost wake-up left it in), counting one-way requests, whose
 /// payloads are (sender u64, sequence u64) and must come in order per
-/// sender. Ends at the first disconnection; returns the counts per sender.
+/// sender. Ends at the first disconnection; returns the counts per sender
+/// and the server's counters.
 fn counting_server(
     mut server: Server,
     seen: Arc<AtomicU64>,
     busy: bool,
-) -> std::thread::JoinHandle<(Vec<u64>, u64)> {
+) -> std::thread::JoinHandle<(Vec<u64>, ServerStats)> {
     std::thread::spawn(move || {
         let mut pl = PollLoop::new().unwrap();
         server.set_busy_poll(busy);
@@ -45,7 +47,7 @@ fn counting_server(
                         seen.fetch_add(1, Ordering::Release);
                     }
                     Event::Disconnected { .. } if connected => {
-                        return (next, server.stats().barriers);
+                        return (next, server.stats());
                     }
                     Event::Disconnected { .. } => {}
                 }
@@ -71,10 +73,16 @@ fn send(c: &Client, who: u64, seq: u64) {
     }
 }
 
-/// Waits for `rx` with a deadline that only a hang reaches.
-fn join_within<T>(rx: mpsc::Receiver<T>, what: &str) -> T {
+/// Waits for `rx` with a deadline that only a hang reaches; says how far
+/// the requests counted in `seen` got (a slow run gets far, a hang not).
+fn join_within<T>(rx: mpsc::Receiver<T>, what: &str, seen: &AtomicU64, total: u64) -> T {
     rx.recv_timeout(Duration::from_secs(120))
-        .unwrap_or_else(|_| panic!("{what}: no progress in 120 s (a lost wake-up?)"))
+        .unwrap_or_else(|_| {
+            panic!(
+                "{what}: not done in 120 s, {} of {total} requests counted",
+                seen.load(Ordering::Relaxed)
+            )
+        })
 }
 
 /// One request at a time, each sent while the daemon is somewhere between
@@ -93,6 +101,7 @@ fn a_daemon_going_to_sleep_misses_no_request() {
         let srv = counting_server(server, seen.clone(), false);
         let (tx, rx) = mpsc::channel();
         let n = 20_000u64;
+        let counted = seen.clone();
         let client = std::thread::spawn(move || {
             let c = Client::connect(&client_config(&ep)).unwrap();
             let used = c.light_requests();
@@ -122,15 +131,21 @@ fn a_daemon_going_to_sleep_misses_no_request() {
                 "fenced"
             }
         );
-        let used = join_within(rx, &what);
+        let used = join_within(rx, &what, &counted, n);
         client.join().unwrap();
-        let (counts, barriers) = srv.join().unwrap();
+        let (counts, stats) = srv.join().unwrap();
         assert_eq!(counts[0], n);
         assert_eq!(used, offered, "the client uses what the daemon offers");
         if light && offered {
-            assert!(barriers > 0, "no barrier issued on the light path");
+            assert!(stats.barriers > 0, "no barrier issued on the light path");
+            // The kernel's barrier does not always reach the client's CPU
+            // (README, IPC measurements): what that lost, the re-check of
+            // parked sessions found.
+            eprintln!("light path: {} wake-ups lost and found", stats.lost_wakeups);
         } else {
-            assert_eq!(barriers, 0);
+            assert_eq!(stats.barriers, 0);
+            // Fenced publish against fenced park: nothing can be lost.
+            assert_eq!(stats.lost_wakeups, 0, "a wake-up lost on the fenced path");
         }
         if light && !offered {
             eprintln!("membarrier not offered by this kernel: checked the fenced path only");
@@ -150,6 +165,7 @@ fn senders_joining_a_busy_sender_lose_and_reorder_nothing() {
         let srv = counting_server(server, seen.clone(), busy);
         let (tx, rx) = mpsc::channel();
         let per = 50_000u64;
+        let counted = seen.clone();
         std::thread::spawn(move || {
             let c = Arc::new(Client::connect(&client_config(&ep)).unwrap());
             let first_done = Arc::new(AtomicBool::new(false));
@@ -185,7 +201,7 @@ fn senders_joining_a_busy_sender_lose_and_reorder_nothing() {
             }
             tx.send(()).unwrap();
         });
-        join_within(rx, "joining senders");
+        join_within(rx, "joining senders", &counted, 7 * per);
         let (counts, _) = srv.join().unwrap();
         assert_eq!(&counts[..4], &[4 * per, per, per, per][..], "busy={busy}");
     }
