@@ -276,6 +276,7 @@ impl Extras {
         u64k("ipcs.global.requests", ss.requests);
         u64k("ipcs.global.closed", ss.disconnected);
         u64k("ipcs.global.barriers", ss.barriers);
+        u64k("ipcs.global.barrier_failures", ss.barrier_failures);
         u64k("ipcs.global.lost_wakeups", ss.lost_wakeups);
         let es = engine.stats();
         u64k("ipcs.global.try_again", es.try_again);

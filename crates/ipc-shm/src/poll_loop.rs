@@ -75,7 +75,7 @@ impl PollLoop {
         } else {
             // Rounded up: a wait rounded down to 0 ms would spin.
             timeout.map_or(-1, |t| {
-                t.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+                t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32
             })
         };
         // SAFETY: the buffer holds `events.len()` entries.

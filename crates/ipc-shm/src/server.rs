@@ -38,8 +38,9 @@ const ARMED_CHECK_STEPS: u32 = 64;
 const ACCEPT_BUDGET: usize = 32;
 
 /// How long after a session parks on an empty request ring it is looked at
-/// again without a wake-up (`Server::recheck_parked`): the bound on what a
-/// lost wake-up costs. A wake-up can only be lost to a request published
+/// again without a wake-up (`Server::recheck_parked`; a run loop that
+/// sleeps meanwhile wakes for it one period later): the bound on what a
+/// lost wake-up costs (twice this at most). A wake-up can only be lost to a request published
 /// while the session parked (one published later sees the request for a
 /// wake-up), so one look after the last park is enough, and an idle server
 /// does not wake for it again. The light request path rests on the
@@ -476,7 +477,9 @@ pub struct ServerStats {
     /// every ring concerned).
     pub barrier_failures: u64,
     /// Requests found by `recheck_parked` on a parked session whose
-    /// client did not take the request for a wake-up (a wake-up lost).
+    /// client did not take the request for a wake-up within a few
+    /// microseconds: wake-ups lost, and (rarely) a client descheduled
+    /// between publishing and looking, which would have rung later.
     pub lost_wakeups: u64,
 }
 
@@ -778,11 +781,8 @@ impl Server {
         // Sessions parked within the period get a look of their own later.
         let next = self.last_park + PARKED_RECHECK;
         self.recheck_at = (next > now).then_some(next);
-        if self.requests_paused {
-            // Resuming steps the sessions that signalled; look again then.
-            self.recheck_at = Some(now + PARKED_RECHECK);
-            return 0;
-        }
+        // (While requests are paused, a session queued here is held by
+        // `step` and stepped again on resume.)
         let mut found = Vec::new();
         for idx in 0..self.slots.len() {
             let slot = &self.slots[idx];
@@ -836,10 +836,15 @@ impl Server {
         found.len()
     }
 
-    /// How long a run loop may wait before `recheck_parked` is due; `None`
-    /// when no session parked since the last look.
+    /// How long a run loop may sleep before it must call `recheck_parked`;
+    /// `None` when no session parked since the last look. The look is due
+    /// `PARKED_RECHECK` after the park, and done on the first turn after
+    /// that: a run loop woken by other work anyway (a client sending every
+    /// millisecond, say) is not woken for it as well, and one left idle
+    /// wakes for it one period later.
     pub fn recheck_in(&self, now: Instant) -> Option<Duration> {
-        self.recheck_at.map(|at| at.saturating_duration_since(now))
+        self.recheck_at
+            .map(|at| (at + PARKED_RECHECK).saturating_duration_since(now))
     }
 
     /// A session parked on an empty request ring: look at it again later.
@@ -1697,9 +1702,7 @@ mod tests {
             assert!(!server.has_work());
         };
         park(&mut server);
-        let now = Instant::now();
-        // Whether it was due or not, the next one is due later than now.
-        assert_eq!(server.recheck_parked(now), 0, "parked, nothing to find");
+        let now = server.last_park;
         client.send(1, 1, b"first").unwrap();
         lose_wake_up(&mut server);
         assert_eq!(server.recheck_parked(now), 0, "before its time");
