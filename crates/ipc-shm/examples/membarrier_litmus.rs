@@ -15,9 +15,10 @@
 //! `none` (no barrier, no registration: the control, showing that the
 //! harness races), `running` (registered while a thread of the process
 //! runs on CPU 1) and `idle` (registered while CPU 1 idles after running
-//! the process, then the thread wakes there). On this VM's kernel (6.18)
-//! `idle` shows forbidden outcomes and `running` none (README, IPC
-//! measurements).
+//! the process, then the thread wakes there); and `private_idle`, the
+//! same with `PRIVATE_EXPEDITED` issued by a thread of the process (the
+//! send lock's revocation). On this VM's kernel (6.18) `idle` shows
+//! forbidden outcomes and `running` none (README, IPC measurements).
 //!
 //! `cargo run --release -p ipc-shm --example membarrier_litmus -- [runs] [rounds]`
 //! (default 20 runs of 300000 rounds per way; needs two CPUs, 0 and 1).
@@ -27,6 +28,8 @@ use std::sync::Arc;
 
 const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
 const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
 
 #[repr(C)]
 struct Shared {
@@ -44,6 +47,9 @@ enum Way {
     None,
     Running,
     Idle,
+    /// `PRIVATE_EXPEDITED` from a thread of the same process (what the
+    /// send lock's revocation uses), registered as in `Idle`.
+    PrivateIdle,
 }
 
 fn membarrier(cmd: libc::c_int) -> libc::c_long {
@@ -77,11 +83,7 @@ fn run(way: Way, rounds: i64) -> i64 {
     assert_ne!(shared, libc::MAP_FAILED, "mmap failed");
     // SAFETY: zero-filled page, properly aligned for these atomics.
     let s: &'static Shared = unsafe { &*(shared as *const Shared) };
-    // SAFETY: the child only spins on shared memory, issues membarrier and
-    // exits with _exit; this process has no other threads yet.
-    let child = unsafe { libc::fork() };
-    assert!(child >= 0, "fork failed");
-    if child == 0 {
+    let barrier_side = move || {
         pin(0);
         while s.ready.load(Ordering::Acquire) == 0 {
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -97,10 +99,14 @@ fn run(way: Way, rounds: i64) -> i64 {
                 std::hint::spin_loop();
             }
             s.y.store(1, Ordering::Relaxed);
-            if way == Way::None {
-                fence(Ordering::SeqCst);
-            } else {
-                membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+            match way {
+                Way::None => fence(Ordering::SeqCst),
+                Way::PrivateIdle => {
+                    membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+                }
+                Way::Running | Way::Idle => {
+                    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+                }
             }
             let r2 = s.x.load(Ordering::Relaxed);
             while s.done.load(Ordering::Acquire) != k {
@@ -111,8 +117,23 @@ fn run(way: Way, rounds: i64) -> i64 {
             }
         }
         s.violations.store(violations, Ordering::Release);
-        // SAFETY: ends the child without running the parent's destructors.
-        unsafe { libc::_exit(0) };
+    };
+    // The barrier side runs in a process of its own, except for the
+    // private barrier, which only reaches this process's threads.
+    let mut child = 0;
+    let mut side_thread = None;
+    if way == Way::PrivateIdle {
+        side_thread = Some(barrier_side);
+    } else {
+        // SAFETY: the child only spins on shared memory, issues membarrier
+        // and exits with _exit; this process has no other threads yet.
+        child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            barrier_side();
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
     }
     pin(0);
     let (wake_tx, wake_rx) = std::sync::mpsc::channel::<()>();
@@ -126,7 +147,7 @@ fn run(way: Way, rounds: i64) -> i64 {
             while t.elapsed() < std::time::Duration::from_millis(20) {
                 std::hint::spin_loop();
             }
-            if way == Way::Idle {
+            if matches!(way, Way::Idle | Way::PrivateIdle) {
                 // Blocked: CPU 1 idles with this address space loaded.
                 let _ = wake_rx.recv();
             } else {
@@ -147,27 +168,33 @@ fn run(way: Way, rounds: i64) -> i64 {
             }
         })
     };
-    if way == Way::Idle {
+    if matches!(way, Way::Idle | Way::PrivateIdle) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     } else {
         while !spinning.load(Ordering::Acquire) {
             std::hint::spin_loop();
         }
     }
-    if way != Way::None {
-        assert_eq!(
-            membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED),
-            0,
-            "membarrier registration refused"
-        );
+    let register = match way {
+        Way::None => None,
+        Way::PrivateIdle => Some(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED),
+        Way::Running | Way::Idle => Some(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED),
+    };
+    if let Some(cmd) = register {
+        assert_eq!(membarrier(cmd), 0, "membarrier registration refused");
     }
+    let side_thread = side_thread.map(std::thread::spawn);
     drop(wake_tx);
     std::thread::sleep(std::time::Duration::from_millis(200));
     s.ready.store(1, Ordering::Release);
     bg.join().unwrap();
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    unsafe { libc::waitpid(child, &mut status, 0) };
+    if let Some(t) = side_thread {
+        t.join().unwrap();
+    } else {
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+    }
     let v = s.violations.load(Ordering::Acquire);
     // SAFETY: the mapping from above; nothing refers to it any more.
     unsafe { libc::munmap(shared, 4096) };
@@ -181,7 +208,7 @@ fn main() {
     // Each run forks; run each way in a child of its own so that the
     // parent stays unregistered (registration is per address space and
     // outlives the run).
-    for way in [Way::None, Way::Running, Way::Idle] {
+    for way in [Way::None, Way::Running, Way::Idle, Way::PrivateIdle] {
         let (mut total, mut hit) = (0i64, 0usize);
         for _ in 0..runs {
             // SAFETY: as above; the child runs one litmus run and exits.
