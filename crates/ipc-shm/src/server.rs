@@ -1701,6 +1701,11 @@ mod tests {
             while server.next_event().is_some() {}
             assert!(!server.has_work());
         };
+        // A look left from connecting (whenever it falls due) goes first,
+        // finding nothing; the next park schedules a look of its own.
+        park(&mut server);
+        assert_eq!(server.recheck_parked(server.last_park + PARKED_RECHECK), 0);
+        assert_eq!(server.recheck_in(Instant::now()), None);
         park(&mut server);
         let now = server.last_park;
         client.send(1, 1, b"first").unwrap();
