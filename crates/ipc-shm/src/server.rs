@@ -40,14 +40,14 @@ const ACCEPT_BUDGET: usize = 32;
 /// How long after a session parks on an empty request ring it is looked at
 /// again without a wake-up (`Server::recheck_parked`; a run loop that
 /// sleeps meanwhile wakes for it one period later): the bound on what a
-/// lost wake-up costs (twice this at most). A wake-up can only be lost to a request published
-/// while the session parked (one published later sees the request for a
-/// wake-up), so one look after the last park is enough, and an idle server
-/// does not wake for it again. The light request path rests on the
+/// lost wake-up costs (twice this at most). A wake-up can only be lost to
+/// a request published while the session parked (one published later sees
+/// the request for a wake-up), so one look after the last park is enough,
+/// and an idle server does not wake for it again. The light request path rests on the
 /// kernel's global `membarrier` reaching every CPU that runs a registered
-/// client, and on this kernel it sometimes does not (`examples/
-/// membarrier_litmus.rs`; README, IPC measurements); the fenced path needs
-/// no kernel help, and is looked at the same way all the same.
+/// client, and on this kernel it sometimes does not (the example
+/// `membarrier_litmus`; README, IPC measurements); the fenced path needs no
+/// kernel help, and is looked at the same way all the same.
 pub const PARKED_RECHECK: Duration = Duration::from_millis(10);
 
 /// How long `recheck_parked` lets a client that published a request just
