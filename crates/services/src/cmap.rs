@@ -716,6 +716,28 @@ mod tests {
             panic!()
         };
         assert_eq!(payload[..4], CsError::InvalidParam.code().to_le_bytes());
+        // A string that is not UTF-8 (Latin-1 `café`): refused, not stored
+        // changed; as BINARY the same bytes are kept as they are.
+        let mut p = Vec::new();
+        Writer(&mut p)
+            .bytes(b"a.latin1")
+            .u32(value_type::STRING)
+            .bytes(b"caf\xe9");
+        e.request(ConnId(1), service::CMAP, kind::SET, 1, &p, &mut out);
+        let Some(Sent::Respond { payload, .. }) = out.sent.pop() else {
+            panic!()
+        };
+        assert_eq!(payload[..4], CsError::InvalidParam.code().to_le_bytes());
+        assert_eq!(get(&mut e, &mut out, "a.latin1"), Err(CsError::NotExist));
+        let binary = Request::Set {
+            key: b"a.latin1",
+            value: Value::Binary(b"caf\xe9".to_vec()),
+        };
+        assert_eq!(call(&mut e, &mut out, 1, &binary).0, CsError::Ok);
+        assert_eq!(
+            get(&mut e, &mut out, "a.latin1"),
+            Ok(Value::Binary(b"caf\xe9".to_vec()))
+        );
         assert_eq!(
             call(&mut e, &mut out, 1, &Request::IterNext { iter: 99 }).0,
             CsError::BadHandle

@@ -162,7 +162,9 @@ impl Value {
 
     /// A value from its type code and bytes: `CS_ERR_INVALID_PARAM` for
     /// an unknown type or a length that does not match it (a string may
-    /// carry one trailing NUL, which is dropped).
+    /// carry one trailing NUL, which is dropped), and for a string that is
+    /// not UTF-8 (stored as text, it would read back changed; BINARY keeps
+    /// any bytes).
     pub fn from_raw(code: u32, b: &[u8]) -> Result<Value, CsError> {
         fn arr<const N: usize>(b: &[u8]) -> Result<[u8; N], CsError> {
             b.try_into().map_err(|_| CsError::InvalidParam)
@@ -184,7 +186,8 @@ impl Value {
                 if b.contains(&0) {
                     return Err(CsError::InvalidParam);
                 }
-                Value::Str(String::from_utf8_lossy(b).into_owned())
+                let text = std::str::from_utf8(b).map_err(|_| CsError::InvalidParam)?;
+                Value::Str(text.to_owned())
             }
             BINARY => Value::Binary(b.to_vec()),
             _ => return Err(CsError::InvalidParam),
@@ -505,6 +508,12 @@ mod tests {
         assert_eq!(Value::from_raw(13, &[]), Err(CsError::InvalidParam));
         assert_eq!(Value::from_raw(11, b"ab\0"), Ok(Value::Str("ab".into())));
         assert_eq!(Value::from_raw(11, b"a\0b"), Err(CsError::InvalidParam));
+        // Latin-1, not UTF-8: refused, not stored changed.
+        assert_eq!(Value::from_raw(11, b"caf\xe9"), Err(CsError::InvalidParam));
+        assert_eq!(
+            Value::from_raw(11, "café".as_bytes()),
+            Ok(Value::Str("café".into()))
+        );
         assert_eq!(Value::Str("ab".into()).c_len(), 3);
         assert_eq!(Value::U8(255).adjust(1), Ok(Value::U8(0)));
         assert_eq!(Value::I8(-128).adjust(-1), Ok(Value::I8(127)));
