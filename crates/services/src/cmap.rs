@@ -23,7 +23,8 @@
 //! to the stats map other than `stats.clear.{ipc,totem,knet,all}` (which
 //! restarts those counters from zero): NOT_SUPPORTED; an unknown iterator or track handle:
 //! BAD_HANDLE; iterating past the end: NO_SECTIONS; more than
-//! [`MAX_HANDLES`] iterators or tracks on one connection: NO_RESOURCES.
+//! [`MAX_HANDLES`] iterators or tracks on one connection, or more than
+//! [`MAX_TRACKS`] tracks on all of them: NO_RESOURCES.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +37,11 @@ use crate::{ConfigKind, ConnId, Control, Guarantee, NodeId, ReplyTo};
 
 /// Iterators, and tracks, one connection may hold at once.
 pub const MAX_HANDLES: usize = 1024;
+/// Tracks all connections together may hold: every changed key is matched
+/// against each of them on the one thread that also runs Totem (a stats
+/// snapshot changes hundreds of keys), so their number is what bounds that
+/// work. Corosync's own users hold a few each.
+pub const MAX_TRACKS: usize = 4096;
 /// What `stats.clear.<what>` may name.
 const CLEARABLE: [&str; 4] = ["ipc", "totem", "knet", "all"];
 /// Keys under these prefixes are read-only to clients (the configuration's
@@ -379,6 +385,10 @@ impl Cmap {
                 let key = std::str::from_utf8(key).map_err(|_| CsError::InvalidParam)?;
                 if key.len() > KEYNAME_MAXLEN {
                     return Err(CsError::NameTooLong);
+                }
+                let total: usize = self.conns.values().map(|c| c.tracks.len()).sum();
+                if total >= MAX_TRACKS {
+                    return Err(CsError::NoResources);
                 }
                 let h = self.new_handle();
                 let c = self.conns.entry(conn).or_default();
@@ -801,6 +811,40 @@ mod tests {
             call(&mut e, &mut out, 1, &Request::IterNext { iter: other }).0,
             CsError::BadHandle
         );
+    }
+
+    #[test]
+    fn tracks_are_limited_per_connection_and_in_all() {
+        let (mut e, mut out) = engine();
+        let add = Request::TrackAdd {
+            key: b"app.",
+            track_type: track::ADD | track::PREFIX,
+        };
+        let per = MAX_HANDLES as u64;
+        let conns = (MAX_TRACKS / MAX_HANDLES) as u64 + 1;
+        for conn in 3..=conns + 2 {
+            e.connect(ConnId(conn), 100 + conn as u32, 0, 0);
+            call(&mut e, &mut out, conn, &Request::Init { map: map::ICMAP });
+        }
+        for conn in 3..=conns + 1 {
+            for _ in 0..per {
+                assert_eq!(call(&mut e, &mut out, conn, &add).0, CsError::Ok);
+            }
+            assert_eq!(
+                call(&mut e, &mut out, conn, &add).0,
+                CsError::NoResources,
+                "one connection's limit"
+            );
+        }
+        let last = conns + 2;
+        assert_eq!(
+            call(&mut e, &mut out, last, &add).0,
+            CsError::NoResources,
+            "the limit of all connections together"
+        );
+        // A connection that goes gives its tracks back.
+        e.disconnect(ConnId(3), &mut out);
+        assert_eq!(call(&mut e, &mut out, last, &add).0, CsError::Ok);
     }
 
     #[test]
