@@ -38,6 +38,10 @@ pub mod exec_kind {
 pub struct Evs {
     max_groups: usize,
     conns: BTreeMap<ConnId, BTreeSet<Group>>,
+    /// The connections that joined each group (the inverse of `conns`): a
+    /// delivery looks up the groups its message names, not every
+    /// connection's groups (up to 1024 groups a connection, a message).
+    members_of: BTreeMap<Group, BTreeSet<ConnId>>,
     /// The last regular configuration.
     members: Vec<NodeId>,
     left: Vec<NodeId>,
@@ -50,6 +54,7 @@ impl Evs {
         Evs {
             max_groups,
             conns: BTreeMap::new(),
+            members_of: BTreeMap::new(),
             members: Vec::new(),
             left: Vec::new(),
             joined: Vec::new(),
@@ -83,6 +88,9 @@ impl Evs {
                 if mine.len() + new.len() > self.max_groups {
                     return Err(CsError::TooManyGroups);
                 }
+                for g in &new {
+                    self.members_of.entry(*g).or_default().insert(conn);
+                }
                 mine.extend(new);
             }
             Request::Leave { groups } => {
@@ -92,6 +100,9 @@ impl Evs {
                 }
                 for g in &groups {
                     mine.remove(g);
+                }
+                for g in &groups {
+                    self.forget_member(g, conn);
                 }
             }
             Request::McastJoined { guarantee, msg } => {
@@ -114,6 +125,16 @@ impl Evs {
             }
         }
         Ok(body)
+    }
+
+    /// Takes `conn` out of `g`'s member index.
+    fn forget_member(&mut self, g: &Group, conn: ConnId) {
+        if let Some(conns) = self.members_of.get_mut(g) {
+            conns.remove(&conn);
+            if conns.is_empty() {
+                self.members_of.remove(g);
+            }
+        }
     }
 
     fn mcast(
@@ -188,7 +209,9 @@ impl Service for Evs {
     }
 
     fn lib_disconnect(&mut self, _ctx: &mut Ctx<'_>, conn: ConnId) {
-        self.conns.remove(&conn);
+        for g in self.conns.remove(&conn).unwrap_or_default() {
+            self.forget_member(&g, conn);
+        }
     }
 
     fn exec_deliver(
@@ -217,10 +240,16 @@ impl Service for Evs {
         }
         let msg = r.rest();
         let hdr = sender.to_le_bytes();
-        for (&conn, mine) in &self.conns {
-            if groups.iter().any(|g| mine.contains(g)) {
-                ctx.event(conn, service::EVS, kind::DELIVER, &[&hdr, msg]);
-            }
+        // Each connection once, in connection order, however many of the
+        // named groups it joined.
+        let to: BTreeSet<ConnId> = groups
+            .iter()
+            .filter_map(|g| self.members_of.get(g))
+            .flatten()
+            .copied()
+            .collect();
+        for conn in to {
+            ctx.event(conn, service::EVS, kind::DELIVER, &[&hdr, msg]);
         }
         Ok(())
     }

@@ -1163,6 +1163,71 @@ fn evs_delivers_by_group_and_reports_confchg() {
     );
 }
 
+/// A connection in several of the groups a message names gets it once;
+/// leaving a group and going away take it out of later deliveries.
+#[test]
+fn evs_delivers_once_per_connection_and_forgets_who_left() {
+    let mut c = synced_cluster(&[1]);
+    for conn in 1..=3 {
+        c.connect(1, conn, 9);
+    }
+    let j = |c: &mut Cluster, conn, gs: &[&str]| {
+        let groups = gs.iter().map(|s| grp(s)).collect();
+        c.evs(1, conn, pe::Request::Join { groups }).0
+    };
+    assert_eq!(j(&mut c, 1, &["a", "b", "c"]), CsError::Ok);
+    assert_eq!(j(&mut c, 2, &["b"]), CsError::Ok);
+    assert_eq!(j(&mut c, 3, &["z"]), CsError::Ok);
+    let send = |c: &mut Cluster, msg: &'static [u8]| {
+        let r = c.evs(
+            1,
+            3,
+            pe::Request::McastGroups {
+                guarantee: 2,
+                groups: vec![grp("a"), grp("b"), grp("c"), grp("b")],
+                msg,
+            },
+        );
+        assert_eq!(r.0, CsError::Ok);
+        c.run();
+    };
+    let msgs = |c: &mut Cluster, conn| -> Vec<Vec<u8>> {
+        c.evs_events(1, conn)
+            .into_iter()
+            .filter(|(k, _)| *k == pe::kind::DELIVER)
+            .map(|(k, p)| match pe::EventMsg::decode(k, &p).unwrap() {
+                pe::EventMsg::Deliver { msg, .. } => msg.to_vec(),
+                _ => unreachable!(),
+            })
+            .collect()
+    };
+    send(&mut c, b"one");
+    assert_eq!(
+        msgs(&mut c, 1),
+        vec![b"one".to_vec()],
+        "once, not three times"
+    );
+    assert_eq!(msgs(&mut c, 2), vec![b"one".to_vec()]);
+    assert_eq!(msgs(&mut c, 3), Vec::<Vec<u8>>::new());
+    // Connection 2 leaves "b", connection 1 keeps "c" only.
+    let leave = |c: &mut Cluster, conn, gs: &[&str]| {
+        let groups = gs.iter().map(|s| grp(s)).collect();
+        c.evs(1, conn, pe::Request::Leave { groups }).0
+    };
+    assert_eq!(leave(&mut c, 2, &["b"]), CsError::Ok);
+    assert_eq!(leave(&mut c, 1, &["a", "b"]), CsError::Ok);
+    send(&mut c, b"two");
+    assert_eq!(msgs(&mut c, 1), vec![b"two".to_vec()]);
+    assert_eq!(msgs(&mut c, 2), Vec::<Vec<u8>>::new());
+    // Gone: nothing more, and a new connection in "c" gets the next one.
+    c.disconnect(1, 1);
+    c.connect(1, 4, 9);
+    assert_eq!(j(&mut c, 4, &["c"]), CsError::Ok);
+    send(&mut c, b"three");
+    assert_eq!(msgs(&mut c, 4), vec![b"three".to_vec()]);
+    assert_eq!(msgs(&mut c, 1), Vec::<Vec<u8>>::new());
+}
+
 // ---------------------------------------------------------------- bad input
 
 #[test]
