@@ -667,7 +667,17 @@ impl State {
                     let a = self.server.authorization_mut();
                     let (u, g) = (uids.into_iter().collect(), gids.into_iter().collect());
                     if a.runtime_uids != u || a.runtime_gids != g || !a.configured.is_empty() {
-                        tracing::info!("IPC access now: uids {u:?}, gids {g:?} (and root)");
+                        // The lists come from client-writable keys: long
+                        // ones are logged as counts.
+                        if u.len() + g.len() <= 32 {
+                            tracing::info!("IPC access now: uids {u:?}, gids {g:?} (and root)");
+                        } else {
+                            tracing::info!(
+                                "IPC access now: {} uids, {} gids (and root)",
+                                u.len(),
+                                g.len()
+                            );
+                        }
                     }
                     a.configured.clear();
                     a.runtime_uids = u;
