@@ -78,15 +78,18 @@ struct Conn {
 /// (a value may be 1 MiB, and keys have no count limit in Corosync).
 pub const MAX_ICMAP_BYTES: usize = 256 << 20;
 
-/// What one icmap entry counts for: its key, its value's bytes, and a
-/// little for the map's own node.
+/// What one icmap entry counts for: its key, its value's bytes, and what
+/// the map spends on an entry besides (the key's and value's headers in a
+/// B-tree node, the key's allocation: 120 bytes measured for a million
+/// 12-byte keys with integer values, 2026-11-28), so that many small keys
+/// are held to the budget as one large value is.
 fn entry_bytes(key: &str, v: &Value) -> usize {
     let value = match v {
         Value::Str(s) => s.len(),
         Value::Binary(b) => b.len(),
         _ => 8,
     };
-    key.len() + value + 32
+    key.len() + value + 128
 }
 
 /// The CMAP service.
