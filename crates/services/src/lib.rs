@@ -1,5 +1,7 @@
-//! The service engine and every service: evs, cpg, clm, ckpt, evt, lck, msg,
-//! tmr, amf, cfg, cmap and quorum/votequorum.
+//! The service engine and the services built so far: evs, cpg, cfg, cmap
+//! and quorum/votequorum. The SA Forum AIS services (clm, ckpt, evt, lck,
+//! msg, tmr, amf) have their service ids reserved in [`proto::service`] and
+//! are not built: the engine answers their requests with NOT_SUPPORTED.
 //!
 //! Role (see `ARCHITECTURE.md`): dispatch of delivered messages and client
 //! requests, and the post-membership sync protocol. Sans-IO like
