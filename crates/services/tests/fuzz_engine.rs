@@ -236,7 +236,13 @@ fn request(g: &mut ChaCha8Rng) -> (u16, u16, Vec<u8>) {
         4 => {
             let keys: [&[u8]; 3] = [b"fuzz.a", b"totem.token", b"runtime.x"];
             let key = keys[g.gen_range(0..3)];
-            let r = match g.gen_range(0..10) {
+            let bytes: Vec<u8> = (0..g.gen_range(0..40)).map(|_| g.gen()).collect();
+            let r = match g.gen_range(0..12) {
+                10 => pm::Request::Set {
+                    key,
+                    value: pm::Value::Binary(bytes.clone()),
+                },
+                11 => pm::Request::Dec { key },
                 0 => pm::Request::Init {
                     map: g.gen_range(0..2),
                 },
