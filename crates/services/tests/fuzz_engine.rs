@@ -272,7 +272,21 @@ fn request(g: &mut ChaCha8Rng) -> (u16, u16, Vec<u8>) {
             (service::CMAP, r.encode(&mut v))
         }
         _ => {
-            let r = match g.gen_range(0..6) {
+            let reason: Vec<u8> = (0..g.gen_range(0..600)).map(|_| g.gen()).collect();
+            let r = match g.gen_range(0..12) {
+                6 => pf::Request::KillNode {
+                    nodeid: g.gen_range(0..3),
+                    reason: &reason,
+                },
+                7 => pf::Request::TryShutdown {
+                    flags: g.gen_range(0..3),
+                },
+                8 => pf::Request::ReplytoShutdown {
+                    reply: g.gen_range(0..3),
+                },
+                9 => pf::Request::ReloadConfig,
+                10 => pf::Request::ReopenLogFiles,
+                11 => pf::Request::RingReenable,
                 0 => pf::Request::RingStatusGet,
                 1 => pf::Request::LocalGet,
                 2 => pf::Request::NodeStatusGet {
