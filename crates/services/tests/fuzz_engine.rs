@@ -1,6 +1,7 @@
 //! Differential fuzz of the service engine: two engines of a one-node ring
 //! get the same stream of client requests (valid requests of every service,
-//! mutated ones and random bytes, from connections that come and go) and
+//! mutated ones and random bytes, from connections that come and go; odd
+//! seeds with votequorum as the quorum provider) and
 //! the same deliveries (their own multicasts, mutated copies of them and
 //! random ones from a node that is not a member); one engine gets every
 //! delivery as one buffer (`Engine::deliver`), the other in random pieces
@@ -17,7 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use services::proto::{cfg as pf, cmap as pm, cpg as pc, evs as pe, service};
+use services::proto::{
+    cfg as pf, cmap as pm, cpg as pc, evs as pe, quorum as pq, service, votequorum as pv,
+};
 use services::{
     ConfigKind, ConnId, Control, Engine, EngineConfig, Guarantee, NodeId, Output, ReplyTo, RingId,
     SendRoom,
@@ -84,9 +87,15 @@ struct Pair {
 impl Pair {
     fn new(seed: u64) -> Pair {
         let ring = RingId { rep: ME, seq: 4 };
+        // Odd seeds run votequorum as the quorum provider.
+        let cfg = || {
+            let mut c = EngineConfig::new(ME);
+            c.quorum.votequorum = seed % 2 == 1;
+            c
+        };
         let mut p = Pair {
-            whole: (Engine::new(EngineConfig::new(ME)), Rec::default()),
-            pieces: (Engine::new(EngineConfig::new(ME)), Rec::default()),
+            whole: (Engine::new(cfg()), Rec::default()),
+            pieces: (Engine::new(cfg()), Rec::default()),
             g: ChaCha8Rng::seed_from_u64(seed),
             seen: Vec::new(),
         };
@@ -178,7 +187,42 @@ fn request(g: &mut ChaCha8Rng) -> (u16, u16, Vec<u8>) {
     let names: [&[u8]; 3] = [b"g", b"other", b""];
     let name = names[g.gen_range(0..3)];
     let msg = bytes(g, 20_000);
-    let (svc, kind) = match g.gen_range(0..6) {
+    let (svc, kind) = match g.gen_range(0..7) {
+        6 => {
+            if g.gen_bool(0.5) {
+                let r = match g.gen_range(0..6) {
+                    0 => pv::Request::Init,
+                    1 => pv::Request::GetInfo {
+                        nodeid: g.gen_range(0..3),
+                    },
+                    2 => pv::Request::SetExpected {
+                        expected: [0, 1, 2, u32::MAX][g.gen_range(0..4)],
+                    },
+                    3 => pv::Request::SetVotes {
+                        nodeid: g.gen_range(0..3),
+                        votes: [0, 1, 2, u32::MAX][g.gen_range(0..4)],
+                    },
+                    4 => pv::Request::TrackStart {
+                        context: g.gen(),
+                        flags: g.gen_range(0..4),
+                    },
+                    _ => pv::Request::TrackStop,
+                };
+                (service::VOTEQUORUM, r.encode(&mut v))
+            } else {
+                let r = match g.gen_range(0..4) {
+                    0 => pq::Request::Init {
+                        model: g.gen_range(0..2),
+                    },
+                    1 => pq::Request::GetQuorate,
+                    2 => pq::Request::TrackStart {
+                        flags: g.gen_range(0..4),
+                    },
+                    _ => pq::Request::TrackStop,
+                };
+                (service::QUORUM, r.encode(&mut v))
+            }
+        }
         0..=2 => {
             let r = match g.gen_range(0..13) {
                 12 => {
