@@ -1,7 +1,8 @@
 //! Differential fuzz of the service engine: two engines of a one-node ring
 //! get the same stream of client requests (valid requests of every service,
 //! mutated ones and random bytes, from connections that come and go; odd
-//! seeds with votequorum as the quorum provider) and
+//! seeds with votequorum as the quorum provider, every third seed with a
+//! connection that refuses its events and is then disconnected) and
 //! the same deliveries (their own multicasts, mutated copies of them and
 //! random ones from a node that is not a member); one engine gets every
 //! delivery as one buffer (`Engine::deliver`), the other in random pieces
@@ -41,6 +42,11 @@ struct Rec {
     /// Multicasts not yet delivered back (the one-node ring's bus).
     queue: VecDeque<(Guarantee, Vec<u8>)>,
     said: Vec<Said>,
+    /// Events to this connection are refused (as the runtime refuses them
+    /// to a client too slow to take them), which the run loop answers with
+    /// a disconnection, as the runtime does.
+    refuse_to: Option<ConnId>,
+    refused: Vec<ConnId>,
 }
 
 impl Output for Rec {
@@ -55,6 +61,10 @@ impl Output for Rec {
     fn event(&mut self, conn: ConnId, service: u16, kind: u16, parts: &[&[u8]]) -> bool {
         self.said
             .push(Said::Event(conn, service, kind, parts.concat()));
+        if self.refuse_to == Some(conn) {
+            self.refused.push(conn);
+            return false;
+        }
         true
     }
     fn disconnect(&mut self, conn: ConnId, why: &'static str) {
@@ -93,9 +103,14 @@ impl Pair {
             c.quorum.votequorum = seed % 2 == 1;
             c
         };
+        // Seeds 2, 5, 8, … refuse every event to connection 7.
+        let rec = || Rec {
+            refuse_to: (seed % 3 == 2).then_some(ConnId(7)),
+            ..Rec::default()
+        };
         let mut p = Pair {
-            whole: (Engine::new(cfg()), Rec::default()),
-            pieces: (Engine::new(cfg()), Rec::default()),
+            whole: (Engine::new(cfg()), rec()),
+            pieces: (Engine::new(cfg()), rec()),
             g: ChaCha8Rng::seed_from_u64(seed),
             seen: Vec::new(),
         };
@@ -364,6 +379,9 @@ fn mutate(g: &mut ChaCha8Rng, v: &mut Vec<u8>) {
     }
 }
 
+/// Disconnections for refused events, over all runs (long mode prints it).
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
 /// `ops` random operations on a fresh pair.
 fn run(ops: u64, seed: u64) {
     let mut p = Pair::new(seed);
@@ -434,6 +452,16 @@ fn run(ops: u64, seed: u64) {
             }
         }
         p.settle();
+        // A connection that refused an event is disconnected.
+        let mut refused = std::mem::take(&mut p.whole.1.refused);
+        assert_eq!(refused, std::mem::take(&mut p.pieces.1.refused));
+        refused.dedup();
+        REFUSED.fetch_add(refused.len() as u64, Ordering::Relaxed);
+        for conn in refused {
+            open.retain(|&c| c != conn.0);
+            p.both(|e, o| e.disconnect(conn, o));
+            p.settle();
+        }
     }
 }
 
@@ -472,5 +500,9 @@ fn fuzz_long() {
             });
         }
     });
-    println!("fuzz_ops={}", done.load(Ordering::Relaxed));
+    println!(
+        "fuzz_ops={} refused_disconnects={}",
+        done.load(Ordering::Relaxed),
+        REFUSED.load(Ordering::Relaxed)
+    );
 }
