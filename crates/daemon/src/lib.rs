@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod cmap_keys;
 pub mod config;
 pub mod logging;

@@ -364,7 +364,7 @@ fn quorum_config(
 pub fn detach() -> std::io::Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()?;
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     args.push("-f".into());
     std::process::Command::new(exe)
         .args(args)

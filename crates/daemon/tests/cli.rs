@@ -376,3 +376,46 @@ fn ipc_socket_key_names_the_endpoint_and_the_environment_overrides_it() {
     run(25411, &key, Some(&var), &[&var], &[&key]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An argument that is not UTF-8 (Latin-1 `café`) is an error that says
+/// which argument in every tool, and no panic in the daemon either.
+#[test]
+fn arguments_that_are_not_utf8_are_errors_not_panics() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let latin1 = OsStr::from_bytes(b"caf\xe9");
+    let tools: [(&str, Vec<&OsStr>, usize); 5] = [
+        (
+            env!("CARGO_BIN_EXE_corosync-cmapctl"),
+            vec![OsStr::new("-g"), latin1],
+            2,
+        ),
+        (env!("CARGO_BIN_EXE_corosync-cfgtool"), vec![latin1], 1),
+        (env!("CARGO_BIN_EXE_corosync-cpgtool"), vec![latin1], 1),
+        (env!("CARGO_BIN_EXE_corosync-quorumtool"), vec![latin1], 1),
+        (
+            env!("CARGO_BIN_EXE_corosync-keygen"),
+            vec![OsStr::new("-k"), latin1],
+            2,
+        ),
+    ];
+    for (bin, args, which) in tools {
+        let o = Command::new(bin).args(&args).output().unwrap();
+        let t = text(&o);
+        assert!(!o.status.success(), "{bin}: {t}");
+        assert!(!t.contains("panicked"), "{bin} panicked: {t}");
+        let why = format!("argument {which} is not valid UTF-8");
+        assert!(t.contains(&why), "{bin} does not say why: {t}");
+    }
+    // The daemon takes a file name as it is (no such file here) and
+    // refuses a stray argument, both without a panic.
+    for args in [
+        vec![OsStr::new("-t"), OsStr::new("-c"), latin1],
+        vec![latin1],
+    ] {
+        let o = corosync().args(&args).output().unwrap();
+        let t = text(&o);
+        assert!(!o.status.success(), "{t}");
+        assert!(!t.contains("panicked"), "corosync panicked: {t}");
+    }
+}

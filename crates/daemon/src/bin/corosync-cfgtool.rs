@@ -312,7 +312,13 @@ fn run(a: Action) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv = match daemon::args::utf8_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("corosync-cfgtool: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let action = match parse(&argv) {
         Ok(Some(a)) => a,
         Ok(None) => return ExitCode::SUCCESS,

@@ -350,7 +350,13 @@ fn run(a: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv = match daemon::args::utf8_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("corosync-cmapctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let args = match parse(&argv) {
         Ok(Some(a)) => a,
         Ok(None) => return ExitCode::SUCCESS,

@@ -99,7 +99,13 @@ fn run(argv: &[String]) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv = match daemon::args::utf8_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("corosync-cpgtool: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run(&argv) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

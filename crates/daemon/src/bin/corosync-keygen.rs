@@ -93,7 +93,13 @@ fn run(argv: &[String]) -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv = match daemon::args::utf8_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("corosync-keygen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run(&argv) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

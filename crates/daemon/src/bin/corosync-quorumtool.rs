@@ -487,7 +487,13 @@ fn run(o: &Opts) -> Result<u8, (u8, String)> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv = match daemon::args::utf8_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("corosync-quorumtool: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let o = match parse(&argv) {
         Ok(o) => o,
         Err((code, msg)) => {
