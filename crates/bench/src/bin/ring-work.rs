@@ -30,7 +30,14 @@ fn parse() -> Result<Args, String> {
         size: 64,
         guarantee: Guarantee::Agreed,
     };
-    let mut it = std::env::args().skip(1);
+    let argv = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("argument {} is not valid UTF-8", a.to_string_lossy()))
+        })
+        .collect::<Result<Vec<String>, String>>()?;
+    let mut it = argv.into_iter();
     while let Some(flag) = it.next() {
         if flag == "--safe" {
             a.guarantee = Guarantee::Safe;

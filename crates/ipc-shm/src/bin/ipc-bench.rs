@@ -683,10 +683,25 @@ fn socket_child(args: &[String]) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string().unwrap_or_else(|a| {
+                eprintln!(
+                    "ipc-bench: argument {} is not valid UTF-8",
+                    a.to_string_lossy()
+                );
+                std::process::exit(2)
+            })
+        })
+        .collect();
     if args.first().map(String::as_str) == Some("--child") {
+        let Some(kind) = args.get(1) else {
+            eprintln!("ipc-bench: --child needs a kind (ipc, idle, sock)");
+            std::process::exit(2)
+        };
         let rest = &args[2..];
-        match args[1].as_str() {
+        match kind.as_str() {
             "ipc" => ipc_child(rest),
             "idle" => idle_child(rest),
             "sock" => socket_child(rest),

@@ -137,7 +137,19 @@ fn parse_args() -> Options {
         quick: false,
         out: PathBuf::from("cluster-bench-results"),
     };
-    let mut args = std::env::args().skip(1);
+    let argv: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string().unwrap_or_else(|a| {
+                eprintln!(
+                    "cluster-bench: argument {} is not valid UTF-8",
+                    a.to_string_lossy()
+                );
+                std::process::exit(2)
+            })
+        })
+        .collect();
+    let mut args = argv.into_iter();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--engines" => {
