@@ -268,6 +268,18 @@ impl Cluster {
         got
     }
 
+    /// The messages EVS delivered to a connection (its other events go).
+    fn evs_delivered(&mut self, n: NodeId, conn: u64) -> Vec<Vec<u8>> {
+        self.evs_events(n, conn)
+            .into_iter()
+            .filter(|(k, _)| *k == pe::kind::DELIVER)
+            .map(|(k, p)| match pe::EventMsg::decode(k, &p).unwrap() {
+                pe::EventMsg::Deliver { msg, .. } => msg.to_vec(),
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
     fn membership(&mut self, n: NodeId, conn: u64, group: &[u8]) -> Vec<(u32, u32)> {
         let (e, body) = self.cpg(n, conn, pc::Request::MembershipGet { group });
         assert_eq!(e, CsError::Ok);
@@ -1109,16 +1121,7 @@ fn evs_delivers_by_group_and_reports_confchg() {
     assert_eq!(r.0, CsError::Ok);
     assert_eq!(c.out(2).sent.last().unwrap().0, Guarantee::Safe);
     c.run();
-    let msgs = |c: &mut Cluster, n, conn| -> Vec<Vec<u8>> {
-        c.evs_events(n, conn)
-            .into_iter()
-            .filter(|(k, _)| *k == pe::kind::DELIVER)
-            .map(|(k, p)| match pe::EventMsg::decode(k, &p).unwrap() {
-                pe::EventMsg::Deliver { msg, .. } => msg.to_vec(),
-                _ => unreachable!(),
-            })
-            .collect()
-    };
+    let msgs = |c: &mut Cluster, n, conn| c.evs_delivered(n, conn);
     assert_eq!(msgs(&mut c, 1, 1), Vec::<Vec<u8>>::new());
     assert_eq!(
         msgs(&mut c, 1, 2),
@@ -1191,16 +1194,7 @@ fn evs_delivers_once_per_connection_and_forgets_who_left() {
         assert_eq!(r.0, CsError::Ok);
         c.run();
     };
-    let msgs = |c: &mut Cluster, conn| -> Vec<Vec<u8>> {
-        c.evs_events(1, conn)
-            .into_iter()
-            .filter(|(k, _)| *k == pe::kind::DELIVER)
-            .map(|(k, p)| match pe::EventMsg::decode(k, &p).unwrap() {
-                pe::EventMsg::Deliver { msg, .. } => msg.to_vec(),
-                _ => unreachable!(),
-            })
-            .collect()
-    };
+    let msgs = |c: &mut Cluster, conn| c.evs_delivered(1, conn);
     send(&mut c, b"one");
     assert_eq!(
         msgs(&mut c, 1),
